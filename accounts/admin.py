@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from accounts.models import BackupCodeDevice, User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    fieldsets = (
+        *DjangoUserAdmin.fieldsets[:1],
+        ("Personal info", {"fields": ("first_name", "last_name", "email", "mobile")}),
+        *DjangoUserAdmin.fieldsets[2:],
+    )
+    list_display = ("username", "email", "mobile", "is_staff", "is_active", "last_login")
+    search_fields = ("username", "email", "first_name", "last_name", "mobile")
+
+
+@admin.register(BackupCodeDevice)
+class BackupCodeDeviceAdmin(admin.ModelAdmin):
+    """Codes are never shown (only their keyed hashes exist); deleting the set resets it."""
+
+    list_display = ("user", "name", "confirmed", "unused")
+    search_fields = ("user__username",)
+    fields = ("user", "name", "confirmed")
+    readonly_fields = ("user",)
+
+    @admin.display(description="Unused codes")
+    def unused(self, device: BackupCodeDevice) -> int:
+        return device.unused_count()
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,49 @@
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+
+
+class SignInForm(AuthenticationForm):
+    """Username and password; django-axes counts the failures (username + client IP)."""
+
+    password = forms.CharField(
+        label="Password",
+        strip=False,
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].widget.attrs.update(
+            {"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"}
+        )
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        label="Code",
+        max_length=32,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "one-time-code",
+                "autocapitalize": "none",
+                "spellcheck": "false",
+                "autofocus": True,
+            }
+        ),
+    )
+
+
+class AuthenticatorCodeForm(CodeForm):
+    """A 6-digit code from the authenticator app being enrolled."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["code"].label = "6-digit code from your app"
+        self.fields["code"].widget.attrs.update({"inputmode": "numeric", "pattern": "[0-9 ]*"})
+
+    def clean_code(self) -> str:
+        code = "".join(self.cleaned_data["code"].split())
+        if not (code.isdigit() and len(code) == 6):
+            raise forms.ValidationError("Enter the 6 digits your authenticator app shows.")
+        return code

@@ -1,0 +1,15 @@
+from django.contrib.auth.views import LogoutView
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("", views.security, name="security"),
+    path("login/", views.SignInView.as_view(), name="login"),
+    path("logout/", LogoutView.as_view(), name="logout"),
+    path("two-factor/", views.two_factor, name="two-factor"),
+    path("two-factor/verify/", views.verify, name="verify"),
+    path("two-factor/backup-codes/", views.backup_codes, name="backup-codes"),
+]

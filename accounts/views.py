@@ -1,0 +1,153 @@
+import segno
+from django.contrib import messages
+from django.contrib.auth.views import LoginView
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+from django_otp import login as otp_login
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts import services
+from accounts.forms import AuthenticatorCodeForm, CodeForm, SignInForm
+from accounts.models import BackupCodeDevice
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("accounts:security")
+
+
+class SignInView(LoginView):
+    template_name = "accounts/login.html"
+    form_class = SignInForm
+    redirect_authenticated_user = True
+
+
+def _next_url(request: HttpRequest) -> str:
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return reverse("home")
+
+
+def _complete_verification(request: HttpRequest, device) -> None:
+    otp_login(request, device)
+    # A new session key at each step up in privilege defeats session fixation.
+    request.session.cycle_key()
+
+
+def _render_backup_codes(request: HttpRequest, codes: list[str], next_url: str) -> HttpResponse:
+    response = render(
+        request, "accounts/backup_codes.html", {"codes": codes, "next_url": next_url}
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def two_factor(request: HttpRequest) -> HttpResponse:
+    """Enrol (or replace) the authenticator app. Only a user who has never enrolled may do this
+    with a password alone; everyone else must first verify with a current second factor."""
+    user = request.user
+    if services.has_confirmed_device(user) and not user.is_verified():
+        return redirect(f"{reverse('accounts:verify')}?next={reverse('accounts:two-factor')}")
+    device = services.start_totp_enrolment(user)
+    form = AuthenticatorCodeForm(request.POST or None)
+    status = 400 if form.is_bound else 200
+    if form.is_bound and form.is_valid():
+        if services.confirm_totp_device(device, form.cleaned_data["code"], actor=user):
+            needs_backup_codes = not BackupCodeDevice.objects.filter(
+                user=user, codes__used_at=None
+            ).exists()
+            _complete_verification(request, device)
+            messages.success(request, "Your authenticator app is set up.")
+            if needs_backup_codes:
+                codes = services.regenerate_backup_codes(user, actor=user)
+                return _render_backup_codes(request, codes, _next_url(request))
+            return redirect(_next_url(request))
+        form.add_error(
+            "code",
+            "That code did not match. Check that your phone's clock is right and enter the "
+            "newest code.",
+        )
+    qr = segno.make(device.config_url, error="m")
+    secret = device.config_url.split("secret=")[1].split("&")[0]
+    context = {
+        "form": form,
+        "qr_data_uri": qr.svg_data_uri(scale=5, border=2, dark="#111", light="#fff"),
+        "secret_groups": [secret[i : i + 4] for i in range(0, len(secret), 4)],
+        "next_url": _next_url(request),
+        "replacing": user.is_verified(),
+    }
+    return render(request, "accounts/two_factor.html", context, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def verify(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    if user.is_verified():
+        return redirect(_next_url(request))
+    if not services.has_confirmed_device(user):
+        return redirect(f"{reverse('accounts:two-factor')}?next={_next_url(request)}")
+    form = CodeForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            device = services.verify_second_factor(user, form.cleaned_data["code"])
+        except services.SecondFactorThrottled as throttled:
+            form.add_error("code", _throttled_message(throttled))
+            status = 429
+        else:
+            if device is not None:
+                _complete_verification(request, device)
+                return redirect(_next_url(request))
+            form.add_error(
+                "code", "That code is not right, or the backup code was already used."
+            )
+            status = 400
+    has_totp = TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    backup = BackupCodeDevice.objects.filter(user=user, confirmed=True).first()
+    context = {
+        "form": form,
+        "next_url": _next_url(request),
+        "has_totp": has_totp,
+        "backup_codes_left": backup.unused_count() if backup else 0,
+    }
+    return render(request, "accounts/verify.html", context, status=status)
+
+
+def _throttled_message(throttled: services.SecondFactorThrottled) -> str:
+    if throttled.locked_until is None:
+        return "Too many wrong codes. Wait a moment, then try again."
+    return (
+        "Too many wrong codes in a row. Try again after "
+        f"{throttled.locked_until:%H:%M:%S} UTC."
+    )
+
+
+@never_cache
+def security(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    backup = BackupCodeDevice.objects.filter(user=user, confirmed=True).first()
+    context = {
+        "totp_devices": TOTPDevice.objects.filter(user=user, confirmed=True),
+        "backup_codes_left": backup.unused_count() if backup else 0,
+    }
+    return render(request, "accounts/security.html", context)
+
+
+@require_POST
+def backup_codes(request: HttpRequest) -> HttpResponse:
+    codes = services.regenerate_backup_codes(request.user, actor=request.user)
+    messages.success(request, "New backup codes were generated; the old ones no longer work.")
+    return _render_backup_codes(request, codes, reverse("accounts:security"))
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return render(request, "403_csrf.html", status=403)

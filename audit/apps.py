@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class AuditConfig(AppConfig):
+    name = "audit"
+    verbose_name = "Audit, alerts and health"
+
+    def ready(self) -> None:
+        from audit.schedules import sync_periodic_tasks
+
+        # Keeping django-q2's schedule table in step with settings.PERIODIC_TASKS after every
+        # migrate means a deployment never runs with a stale or missing periodic job.
+        post_migrate.connect(sync_periodic_tasks, sender=self, dispatch_uid="audit.sync_schedules")

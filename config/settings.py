@@ -1,0 +1,283 @@
+"""Breakglass settings, read from the environment (see .env.example for every variable).
+
+ENVIRONMENT=production (the default) is the safe mode: it refuses to start with DEBUG on or
+without a strong SECRET_KEY, and turns on every transport-security setting. `make run` sets
+ENVIRONMENT=development for plain-HTTP use on 127.0.0.1.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+DEVELOPMENT_SECRET_KEY = "insecure-development-key-never-use-in-production"  # noqa: S105
+
+ENVIRONMENT = env.str("ENVIRONMENT", default="production")
+if ENVIRONMENT not in {"production", "development", "test"}:
+    raise ImproperlyConfigured("ENVIRONMENT must be production, development or test.")
+PRODUCTION = ENVIRONMENT == "production"
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG must be off when ENVIRONMENT=production.")
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is missing, the development default or too weak: set 50+ random "
+            "characters (python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+        )
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "config.apps.BreakglassAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
+    "simple_history",
+    "django_q",
+    "accounts",
+    "audit",
+    "breakglass",
+    "backups",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.SessionLimitMiddleware",
+    "accounts.middleware.AccessPolicyMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'breakglass.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if DATABASES["default"]["NAME"] != ":memory:":
+        VAR_DIR.mkdir(exist_ok=True)
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN so
+    # two writers queue on the busy timeout instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Accounts and sign-in -------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+# Deny by default (accounts.middleware.AccessPolicyMiddleware): the only URLs open to anonymous
+# visitors, and the sign-in steps open to a user who has given a password but no second factor.
+# Every other URL needs a user verified by a second factor, then the view's own role check.
+PUBLIC_URLS = frozenset({"accounts:login", "admin:login", "healthz"})
+SIGN_IN_STAGE_URLS = frozenset({"accounts:logout", "accounts:two-factor", "accounts:verify"})
+
+# Number of reverse proxies in front of the app that append to X-Forwarded-For. 0 means the
+# header is ignored and REMOTE_ADDR is the client (the only safe choice without a proxy).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "accounts.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "code"]
+AXES_VERBOSE = False
+
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Breakglass")
+OTP_TOTP_THROTTLE_FACTOR = 1
+BACKUP_CODE_COUNT = 10
+
+# Sessions: users with break-glass rights get an idle and an absolute limit (SessionLimitMiddleware).
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_IDLE_TIMEOUT = timedelta(minutes=env.int("SESSION_IDLE_MINUTES", default=15))
+SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=env.int("SESSION_ABSOLUTE_HOURS", default=12))
+CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "accounts.views.csrf_failure"
+
+# --- Transport and browser security ---------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+}
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+if TRUSTED_PROXY_COUNT > 0:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The health check is polled by load balancers over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+
+# --- Mail (Django 6.1 MAILERS, from EMAIL_URL) ----------------------------------------------
+def mailer_from_url(url: str) -> dict:
+    """Translate an EMAIL_URL (smtp://, smtp+tls://, consolemail://, ...) into a MAILERS entry."""
+    parsed = environ.Env.email_url_config(url)
+    backend = parsed["EMAIL_BACKEND"]
+    if backend.endswith("smtp.EmailBackend"):
+        options = {
+            "host": parsed["EMAIL_HOST"],
+            "port": parsed["EMAIL_PORT"] or 25,
+            "username": parsed["EMAIL_HOST_USER"] or None,
+            "password": parsed["EMAIL_HOST_PASSWORD"] or None,
+            "use_tls": parsed.get("EMAIL_USE_TLS", False),
+            "use_ssl": parsed.get("EMAIL_USE_SSL", False),
+            "timeout": 10,
+        }
+    elif backend.endswith("filebased.EmailBackend"):
+        options = {"file_path": "/" + parsed["EMAIL_FILE_PATH"]}
+    else:
+        options = {}
+    return {"BACKEND": backend, "OPTIONS": options}
+
+
+MAILERS = {"default": mailer_from_url(env.str("EMAIL_URL", default="consolemail://"))}
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Breakglass <breakglass@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- SMS ------------------------------------------------------------------------------------
+SMS_BACKEND = env.str("SMS_BACKEND", default="console")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+
+# --- Product settings -----------------------------------------------------------------------
+BREAKGLASS_DURATION_HOURS = env.int("BREAKGLASS_DURATION_HOURS", default=12)
+FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
+BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
+BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=7)
+DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="demo-breakglass")
+SCHEDULER_HEARTBEAT_MAX_AGE = timedelta(minutes=10)
+
+# --- Background work (django-q2) ------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_CLUSTER = {
+    "name": "breakglass",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": 300,
+    "retry": 360,
+    "max_attempts": 3,
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Background tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# Periodic work, declared here and written to django-q2's schedule table after every migrate
+# (audit.schedules.sync_periodic_tasks): name -> (task path, minutes between runs).
+PERIODIC_TASKS = {
+    "scheduler-heartbeat": ("audit.tasks.record_heartbeat", 1),
+}
+
+# --- Static files, i18n, logging ------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = not PRODUCTION
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

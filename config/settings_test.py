@@ -1,0 +1,17 @@
+"""Settings for the test suite: the real settings with a test environment and inline tasks."""
+
+import os
+
+os.environ.setdefault("ENVIRONMENT", "test")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-the-checks-0123456789")
+os.environ.setdefault("SMS_BACKEND", "locmem")
+
+from config.settings import *  # noqa: E402, F403
+from config.settings import Q_CLUSTER  # noqa: E402
+
+# django-q2 reads Q_CLUSTER once at import, so the test switch lives here, not in
+# override_settings: tasks run inline in the calling thread.
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+
+# Hashing demo passwords with the production hasher would dominate the suite's run time.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

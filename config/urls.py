@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from accounts.views import home
+from audit.views import healthz
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("accounts/", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]
+

@@ -1,0 +1,115 @@
+"""The cast and the sign-in helpers shared by every test.
+
+Like healthchecks' Alice, Bob and Charlie: a group owner, a member, an outsider, a security
+reviewer and an administrator. Factories build only initial states (a user, a confirmed
+authenticator); everything later is reached through the real pages and services.
+"""
+
+import os
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import SECURITY_REVIEWERS_GROUP, User
+
+# Playwright's sync API runs an event loop in the test thread; Django must be told that the
+# ORM calls made beside it are safe (the live server runs in its own thread).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_user(username: str, **fields) -> User:
+    user = User.objects.create_user(
+        username=username, email=f"{username}@example.com", password=PASSWORD, **fields
+    )
+    return user
+
+
+def add_authenticator(user: User) -> TOTPDevice:
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+def current_totp(device: TOTPDevice) -> str:
+    token = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)
+    return f"{token:0{device.digits}d}"
+
+
+def sign_in(client: Client, user: User) -> Client:
+    """Sign `user` in through the real pages: password, then a code from their authenticator."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or add_authenticator(user)
+    response = client.post(
+        reverse("accounts:login"),
+        {"username": user.username, "password": PASSWORD},
+        REMOTE_ADDR="192.0.2.10",
+    )
+    assert response.status_code == 302, response.content[:500]
+    response = client.post(reverse("accounts:verify"), {"code": current_totp(device)})
+    assert response.status_code == 302, response.content[:500]
+    return client
+
+
+@pytest.fixture
+def owner(db) -> User:
+    return make_user("olivia")
+
+
+@pytest.fixture
+def member(db) -> User:
+    return make_user("mark")
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    return make_user("oscar")
+
+
+@pytest.fixture
+def reviewer(db) -> User:
+    user = make_user("rita")
+    user.groups.add(Group.objects.get_or_create(name=SECURITY_REVIEWERS_GROUP)[0])
+    return user
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    user = make_user("ada", is_staff=True, is_superuser=True)
+    add_authenticator(user)
+    return user
+
+
+@pytest.fixture
+def verified_client(client):
+    """Returns a function that signs a user in fully (password + OTP) on a fresh client."""
+
+    def _sign_in(user: User) -> Client:
+        return sign_in(Client(), user)
+
+    return _sign_in
+
+
+@pytest.fixture(autouse=True)
+def _required_resources(request):
+    """Tests marked `postgres` or `browser` skip with a printed reason on a developer machine,
+    and fail in CI (BREAKGLASS_REQUIRE_POSTGRES / BREAKGLASS_REQUIRE_BROWSER) instead."""
+    if request.node.get_closest_marker("postgres"):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            reason = "needs PostgreSQL: set DATABASE_URL=postgres://... (always run in CI)"
+            if os.environ.get("BREAKGLASS_REQUIRE_POSTGRES"):
+                pytest.fail(f"BREAKGLASS_REQUIRE_POSTGRES is set but {reason}")
+            pytest.skip(reason)
+    if request.node.get_closest_marker("browser"):
+        if not os.path.exists(CHROMIUM):
+            reason = f"needs Chromium at {CHROMIUM} (apt-get install chromium; always run in CI)"
+            if os.environ.get("BREAKGLASS_REQUIRE_BROWSER"):
+                pytest.fail(f"BREAKGLASS_REQUIRE_BROWSER is set but {reason}")
+            pytest.skip(reason)
+
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

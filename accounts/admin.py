@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from accounts.forms import UserChangeForm
 from accounts.models import BackupCodeDevice, User
 
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = UserChangeForm
     fieldsets = (
         *DjangoUserAdmin.fieldsets[:1],
         ("Personal info", {"fields": ("first_name", "last_name", "email", "mobile")}),

@@ -1,5 +1,8 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
+
+from accounts.phone import normalize_phone
 
 
 class SignInForm(AuthenticationForm):
@@ -47,3 +50,11 @@ class AuthenticatorCodeForm(CodeForm):
         if not (code.isdigit() and len(code) == 6):
             raise forms.ValidationError("Enter the 6 digits your authenticator app shows.")
         return code
+
+
+class UserChangeForm(DjangoUserChangeForm):
+    """Admin form: mobile numbers may be typed in any common format and are stored in E.164."""
+
+    def clean_mobile(self) -> str:
+        mobile = self.cleaned_data.get("mobile", "")
+        return normalize_phone(mobile) if mobile else ""

@@ -14,8 +14,11 @@ def normalize_phone(value: str) -> str:
             "country code (for example +44 7700 900123).",
             code="invalid_phone",
         ) from exc
-    if not phonenumbers.is_valid_number(number):
-        raise ValidationError("This is not a valid phone number.", code="invalid_phone")
+    # "Possible" (right country code and length) rather than "valid" (a currently allocated
+    # range): allocation tables age, and refusing a real on-call engineer's new number at
+    # 2 a.m. is worse than accepting a fictional one.
+    if not phonenumbers.is_possible_number(number):
+        raise ValidationError("This is not a possible phone number.", code="invalid_phone")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

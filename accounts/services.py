@@ -30,7 +30,9 @@ def start_totp_enrolment(user: User) -> TOTPDevice:
     """The user's pending (unconfirmed) authenticator, created on first call. Reusing it means a
     reload of the enrolment page does not invalidate a QR code already scanned."""
     pending = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
-    return pending or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+    if pending:
+        return pending
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
 
 
 @transaction.atomic
@@ -71,10 +73,8 @@ def verify_second_factor(user: User, code: str) -> Device | None:
     while the device's back-off after repeated failures is running.
     """
     compact = "".join(code.split())
-    if compact.isdigit() and len(compact) == 6:
-        model, devices = TOTPDevice, TOTPDevice.objects.filter(user=user, confirmed=True)
-    else:
-        model, devices = BackupCodeDevice, BackupCodeDevice.objects.filter(user=user, confirmed=True)
+    model = TOTPDevice if compact.isdigit() and len(compact) == 6 else BackupCodeDevice
+    devices = model.objects.filter(user=user, confirmed=True)
     for device_pk in devices.values_list("pk", flat=True):
         with transaction.atomic():
             device = model.objects.select_for_update().get(pk=device_pk)

@@ -66,10 +66,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.SessionLimitMiddleware",
     "accounts.middleware.AccessPolicyMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -95,7 +95,9 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'breakglass.sqlite3'}")}
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'breakglass.sqlite3'}")
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASES["default"]["NAME"] != ":memory:":
         VAR_DIR.mkdir(exist_ok=True)
@@ -151,7 +153,7 @@ OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Breakglass")
 OTP_TOTP_THROTTLE_FACTOR = 1
 BACKUP_CODE_COUNT = 10
 
-# Sessions: users with break-glass rights get an idle and an absolute limit (SessionLimitMiddleware).
+# Sessions: users with break-glass rights get idle and absolute limits (SessionLimitMiddleware).
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())
 SESSION_COOKIE_HTTPONLY = True

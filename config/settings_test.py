@@ -6,8 +6,8 @@ os.environ.setdefault("ENVIRONMENT", "test")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-the-checks-0123456789")
 os.environ.setdefault("SMS_BACKEND", "locmem")
 
-from config.settings import *  # noqa: E402, F403
-from config.settings import Q_CLUSTER  # noqa: E402
+from config.settings import *  # noqa: F403
+from config.settings import Q_CLUSTER
 
 # django-q2 reads Q_CLUSTER once at import, so the test switch lives here, not in
 # override_settings: tasks run inline in the calling thread.

@@ -105,11 +105,15 @@ def _required_resources(request):
                 pytest.fail(f"BREAKGLASS_REQUIRE_POSTGRES is set but {reason}")
             pytest.skip(reason)
     if request.node.get_closest_marker("browser"):
-        if not os.path.exists(CHROMIUM):
-            reason = f"needs Chromium at {CHROMIUM} (apt-get install chromium; always run in CI)"
-            if os.environ.get("BREAKGLASS_REQUIRE_BROWSER"):
-                pytest.fail(f"BREAKGLASS_REQUIRE_BROWSER is set but {reason}")
-            pytest.skip(reason)
+        require_chromium()
+
+
+def require_chromium() -> None:
+    if not os.path.exists(CHROMIUM):
+        reason = f"needs Chromium at {CHROMIUM} (apt-get install chromium; always run in CI)"
+        if os.environ.get("BREAKGLASS_REQUIRE_BROWSER"):
+            pytest.fail(f"BREAKGLASS_REQUIRE_BROWSER is set but {reason}")
+        pytest.skip(reason)
 
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

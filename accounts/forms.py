@@ -21,6 +21,14 @@ class SignInForm(AuthenticationForm):
             {"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"}
         )
 
+    def clean_username(self) -> str:
+        # AuthenticationForm sets max_length without its validator; an over-long name would
+        # reach authenticate() and overflow django-axes' 255-character attempt record.
+        username = self.cleaned_data["username"]
+        if len(username) > 150:
+            raise forms.ValidationError("Usernames are at most 150 characters.")
+        return username
+
 
 class CodeForm(forms.Form):
     code = forms.CharField(

@@ -51,9 +51,10 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "axes",
     "simple_history",
+    # Before django_q: audit's `qcluster` command replaces django-q2's own.
+    "audit",
     "django_q",
     "accounts",
-    "audit",
     "breakglass",
     "backups",
 ]
@@ -244,6 +245,9 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 1000,
     "label": "Background tasks",
+    # The scheduler runs every second in `manage.py qcluster` (audit's command), not in the
+    # cluster's sentinel, which checks schedules only every 30 seconds.
+    "scheduler": False,
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

@@ -2,14 +2,13 @@ import time
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from accounts.services import has_confirmed_device
+from accounts.services import expire_session, has_confirmed_device
 
 
 class AccessPolicyMiddleware:
@@ -54,8 +53,9 @@ class SessionLimitMiddleware:
             session = request.session
             signed_in_at = session.setdefault(self.SIGNED_IN_AT, now)
             seen_at = session.get(self.SEEN_AT, now)
-            if user.has_break_glass_rights() and self._expired(now, signed_in_at, seen_at):
-                logout(request)
+            limit = self._passed_limit(now, signed_in_at, seen_at)
+            if limit and user.has_break_glass_rights():
+                expire_session(request, limit=limit)
                 messages.info(request, "Your session ended. Sign in again to continue.")
                 return redirect_to_login(request.get_full_path())
             # Writing the session on every request would cost a query each time; a minute's
@@ -65,7 +65,9 @@ class SessionLimitMiddleware:
         return self.get_response(request)
 
     @staticmethod
-    def _expired(now: float, signed_in_at: float, seen_at: float) -> bool:
-        idle = settings.SESSION_IDLE_TIMEOUT.total_seconds()
-        absolute = settings.SESSION_ABSOLUTE_TIMEOUT.total_seconds()
-        return now - seen_at > idle or now - signed_in_at > absolute
+    def _passed_limit(now: float, signed_in_at: float, seen_at: float) -> str:
+        if now - signed_in_at > settings.SESSION_ABSOLUTE_TIMEOUT.total_seconds():
+            return "absolute"
+        if now - seen_at > settings.SESSION_IDLE_TIMEOUT.total_seconds():
+            return "idle"
+        return ""

@@ -2,15 +2,21 @@ import hmac
 import secrets
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django_otp.models import Device, ThrottlingMixin
 
 from accounts.phone import validate_e164
+from audit.history import ConfigurationHistory
 
 SECURITY_REVIEWERS_GROUP = "Security reviewers"
+
+
+class BreakglassUserManager(UserManager):
+    def security_reviewers(self):
+        return self.filter(is_active=True, groups__name=SECURITY_REVIEWERS_GROUP).distinct()
 
 
 class User(AbstractUser):
@@ -22,6 +28,11 @@ class User(AbstractUser):
         validators=[validate_e164],
         help_text="International format (E.164), for example +15555550100. Used for SMS alerts.",
     )
+    # Contact details, names, status and roles are configuration; the password hash and the
+    # last-login stamp are not kept in history.
+    history = ConfigurationHistory(excluded_fields=["password", "last_login"])
+
+    objects = BreakglassUserManager()
 
     def has_break_glass_rights(self) -> bool:
         """Whether this user can open emergency access, and so gets the strict session limits.
@@ -74,6 +85,8 @@ class BackupCodeDevice(ThrottlingMixin, Device):
     def verify_token(self, token: str) -> bool:
         """Accept an unused code once. A conditional UPDATE makes the use single even when the
         same code arrives in parallel: only one UPDATE finds the row still unused."""
+        if not self.verify_is_allowed()[0]:
+            return False
         digest = hash_backup_code(str(token))
         matched = [
             code.pk

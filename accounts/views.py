@@ -60,14 +60,15 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     form = AuthenticatorCodeForm(request.POST or None)
     status = 400 if form.is_bound else 200
     if form.is_bound and form.is_valid():
-        if services.confirm_totp_device(device, form.cleaned_data["code"], actor=user):
+        code = form.cleaned_data["code"]
+        if services.confirm_totp_device(device, code, actor=user, request=request):
             needs_backup_codes = not BackupCodeDevice.objects.filter(
                 user=user, codes__used_at=None
             ).exists()
             _complete_verification(request, device)
             messages.success(request, "Your authenticator app is set up.")
             if needs_backup_codes:
-                codes = services.regenerate_backup_codes(user, actor=user)
+                codes = services.regenerate_backup_codes(user, actor=user, request=request)
                 return _render_backup_codes(request, codes, _next_url(request))
             return redirect(_next_url(request))
         form.add_error(
@@ -99,7 +100,9 @@ def verify(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            device = services.verify_second_factor(user, form.cleaned_data["code"])
+            device = services.verify_second_factor(
+                user, form.cleaned_data["code"], request=request
+            )
         except services.SecondFactorThrottled as throttled:
             form.add_error("code", _throttled_message(throttled))
             status = 429
@@ -144,7 +147,7 @@ def security(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def backup_codes(request: HttpRequest) -> HttpResponse:
-    codes = services.regenerate_backup_codes(request.user, actor=request.user)
+    codes = services.regenerate_backup_codes(request.user, actor=request.user, request=request)
     messages.success(request, "New backup codes were generated; the old ones no longer work.")
     return _render_backup_codes(request, codes, reverse("accounts:security"))
 

@@ -7,8 +7,12 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit, alerts and health"
 
     def ready(self) -> None:
+        from audit import checks, sign_in_events  # noqa: F401 (checks register themselves)
         from audit.schedules import sync_periodic_tasks
+        from audit.triggers import prepare_trail
 
+        sign_in_events.connect()
         # Keeping django-q2's schedule table in step with settings.PERIODIC_TASKS after every
         # migrate means a deployment never runs with a stale or missing periodic job.
         post_migrate.connect(sync_periodic_tasks, sender=self, dispatch_uid="audit.sync_schedules")
+        post_migrate.connect(prepare_trail, sender=self, dispatch_uid="audit.prepare_trail")

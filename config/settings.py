@@ -36,6 +36,14 @@ if PRODUCTION:
             "characters (python -c 'import secrets; print(secrets.token_urlsafe(50))')."
         )
 
+DEVELOPMENT_AUDIT_KEY = "development-audit-key-never-use-in-production"
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="" if PRODUCTION else DEVELOPMENT_AUDIT_KEY)
+if PRODUCTION and len(AUDIT_HMAC_KEY) < 32:
+    raise ImproperlyConfigured(
+        "AUDIT_HMAC_KEY is missing or shorter than 32 characters: it seals the audit trail "
+        "and must come from the environment, never the database."
+    )
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
@@ -60,6 +68,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "audit.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -73,6 +82,7 @@ MIDDLEWARE = [
     "accounts.middleware.AccessPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "audit.middleware.AuditFailureMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -225,6 +235,11 @@ TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
+# Hourly copies of the audit chain head, outside the database (see verify_audit --checkpoint).
+CHECKPOINT_DIR = Path(env.str("CHECKPOINT_DIR", default=str(VAR_DIR / "checkpoints")))
+OUTBOX_MAX_AGE = timedelta(minutes=5)
+CHECKPOINT_MAX_AGE = timedelta(minutes=65)
 
 # --- Product settings -----------------------------------------------------------------------
 BREAKGLASS_DURATION_HOURS = env.int("BREAKGLASS_DURATION_HOURS", default=12)
@@ -258,6 +273,8 @@ else:
 # (audit.schedules.sync_periodic_tasks): name -> (task path, minutes between runs).
 PERIODIC_TASKS = {
     "scheduler-heartbeat": ("audit.tasks.record_heartbeat", 1),
+    "alert-relay-sweep": ("audit.tasks.send_due_deliveries", 1),
+    "audit-checkpoint": ("audit.tasks.write_checkpoint", 60),
 }
 
 # --- Static files, i18n, logging ------------------------------------------------------------

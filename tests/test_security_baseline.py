@@ -26,6 +26,7 @@ def production_env(**overrides) -> dict:
         DJANGO_SETTINGS_MODULE="config.settings",
         ENVIRONMENT="production",
         SECRET_KEY=secrets.token_urlsafe(50),
+        AUDIT_HMAC_KEY=secrets.token_urlsafe(32),
         EMAIL_URL="smtp+tls://breakglass:secret@smtp.example.com:587",
         ALLOWED_HOSTS="breakglass.example.com",
         TRUSTED_PROXY_COUNT="1",
@@ -54,6 +55,8 @@ def test_deploy_check_passes_under_production_settings():
         ({"SECRET_KEY": ""}, "SECRET_KEY is missing"),
         ({"SECRET_KEY": "insecure-development-key-never-use-in-production"}, "SECRET_KEY is"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY is"),
+        ({"AUDIT_HMAC_KEY": ""}, "AUDIT_HMAC_KEY is missing"),
+        ({"AUDIT_HMAC_KEY": "too-short"}, "AUDIT_HMAC_KEY is missing"),
     ],
 )
 def test_production_refuses_to_start_with_unsafe_settings(overrides, message):

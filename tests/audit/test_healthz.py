@@ -7,8 +7,14 @@ from django_q.models import Schedule
 
 from audit import tasks
 from audit.models import Heartbeat
+from audit.services import CHECKPOINT_HEARTBEAT, record_heartbeat
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def recent_checkpoint():
+    record_heartbeat(CHECKPOINT_HEARTBEAT)
 
 
 def test_healthy_when_the_scheduler_beat_recently(client):
@@ -56,3 +62,8 @@ def test_the_heartbeat_schedule_is_declared_in_code_and_synced_by_migrate(settin
     settings.PERIODIC_TASKS = {"other": ("audit.tasks.record_heartbeat", 5)}
     call_command("migrate", verbosity=0)
     assert list(Schedule.objects.values_list("name", "minutes")) == [("periodic:other", 5)]
+
+
+def test_every_declared_periodic_task_is_scheduled(settings):
+    names = set(Schedule.objects.values_list("name", flat=True))
+    assert names == {f"periodic:{name}" for name in settings.PERIODIC_TASKS}

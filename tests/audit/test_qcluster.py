@@ -1,6 +1,6 @@
 """A real `manage.py qcluster` against the test database: the scheduler loop picks up the
-heartbeat schedule within seconds, a worker runs it, /healthz turns healthy, and Ctrl-C
-(SIGINT) stops the whole cluster."""
+periodic schedules within seconds, a worker runs them (heartbeat, checkpoint), /healthz turns
+healthy, and Ctrl-C (SIGINT) stops the whole cluster."""
 
 import os
 import signal
@@ -38,14 +38,14 @@ def wait_for(condition, seconds: float) -> bool:
     return False
 
 
-def test_a_real_cluster_beats_the_heartbeat_and_stops_on_sigint(client):
+def test_a_real_cluster_beats_the_heartbeat_and_stops_on_sigint(client, tmp_path):
     sync_periodic_tasks()
-    Schedule.objects.filter(name="periodic:scheduler-heartbeat").update(next_run=timezone.now())
+    Schedule.objects.update(next_run=timezone.now())
     assert client.get("/healthz").status_code == 503
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings", ENVIRONMENT="test",
-        DATABASE_URL=database_url(), Q_WORKERS="1",
+        DATABASE_URL=database_url(), Q_WORKERS="1", CHECKPOINT_DIR=str(tmp_path),
     )
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
@@ -53,8 +53,9 @@ def test_a_real_cluster_beats_the_heartbeat_and_stops_on_sigint(client):
     )
     try:
         # django-q2's own scheduler would need up to 30 s; the one-second loop far less.
-        assert wait_for(lambda: Heartbeat.objects.filter(name="scheduler").exists(), 20)
+        assert wait_for(lambda: Heartbeat.objects.count() == 2, 20)
         assert client.get("/healthz").status_code == 200
+        assert (tmp_path / "audit-checkpoints.jsonl").exists()
     finally:
         worker.send_signal(signal.SIGINT)
         output, _ = worker.communicate(timeout=60)

@@ -1,0 +1,109 @@
+"""Alerts are written as Delivery rows in the same transaction as their audit event (the
+transactional outbox); the relay in audit/outbox.py sends them after commit."""
+
+import json
+import logging
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.models import AuditEvent, Delivery
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_RECIPIENT = "alert-webhook"  # the URL is read at send time: it may embed a secret
+ALL_CHANNELS = (Delivery.Channel.EMAIL, Delivery.Channel.SMS, Delivery.Channel.WEBHOOK)
+
+
+def event_link(event: AuditEvent) -> str:
+    return settings.SITE_URL.rstrip("/") + reverse("admin:audit_auditevent_change", args=[event.pk])
+
+
+def alert(
+    event: AuditEvent,
+    *,
+    users: Iterable = (),
+    channels: Iterable[str] = ALL_CHANNELS,
+    template: str = "event",
+    context: dict | None = None,
+    sensitive: bool = False,
+) -> list[Delivery]:
+    """Queue `event`'s alert to each user on each channel they can receive (email address,
+    mobile number) and to the alert webhook. Idempotent per (event, channel, recipient).
+
+    `sensitive` marks bodies that carry a secret (a one-time code): they are redacted once
+    sent. Must run inside the transaction that recorded `event`.
+    """
+    channels = set(channels)
+    context = {"event": event, "link": event_link(event), **(context or {})}
+    targets = []
+    for user in users:
+        if Delivery.Channel.EMAIL in channels and user.email:
+            targets.append((Delivery.Channel.EMAIL, user.email))
+        if Delivery.Channel.SMS in channels and getattr(user, "mobile", ""):
+            targets.append((Delivery.Channel.SMS, user.mobile))
+    if Delivery.Channel.WEBHOOK in channels and settings.ALERT_WEBHOOK_URL:
+        targets.append((Delivery.Channel.WEBHOOK, WEBHOOK_RECIPIENT))
+    deliveries = [
+        _queue(event, channel, recipient, template, context, sensitive)
+        for channel, recipient in dict.fromkeys(targets)
+    ]
+    transaction.on_commit(nudge_relay)
+    return deliveries
+
+
+def alert_security_reviewers(event: AuditEvent, **options) -> list[Delivery]:
+    from accounts.models import User
+
+    return alert(event, users=User.objects.security_reviewers(), **options)
+
+
+def webhook_payload(event: AuditEvent, text: str, link: str) -> str:
+    """Slack-compatible JSON: `text` for chat tools, `event` for machines."""
+    return json.dumps(
+        {
+            "text": text,
+            "event": {
+                "sequence": event.sequence, "kind": event.kind, "outcome": event.outcome,
+                "recorded_at": event.recorded_at.isoformat(), "actor": event.actor_label,
+                "actor_type": event.actor_type, "target": event.target_label,
+                "reason": event.reason, "link": link,
+            },
+        },
+        ensure_ascii=False,
+    )
+
+
+def _queue(event, channel, recipient, template, context, sensitive) -> Delivery:
+    folder = {"email": "emails", "sms": "sms", "webhook": "sms"}[channel]
+    body = render_to_string(f"{folder}/{template}.txt", context).strip()
+    subject = html_body = ""
+    if channel == Delivery.Channel.WEBHOOK:
+        body = webhook_payload(event, body, context["link"])
+    if channel == Delivery.Channel.EMAIL:
+        subject = " ".join(render_to_string(f"emails/{template}_subject.txt", context).split())
+        html_body = render_to_string(f"emails/{template}.html", context)
+    now = timezone.now()
+    delivery, _ = Delivery.objects.get_or_create(
+        event=event, channel=channel, recipient=recipient,
+        defaults={
+            "subject": subject, "body": body, "html_body": html_body, "sensitive": sensitive,
+            "created_at": now, "next_attempt_at": now,
+        },
+    )
+    return delivery
+
+
+def nudge_relay() -> None:
+    """After commit, ask a worker to send at once; the minute sweep is the safety net, so a
+    broker hiccup here delays an alert but never loses it and never fails the request."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task("audit.tasks.send_due_deliveries")
+    except Exception:
+        logger.warning("could not nudge the alert relay; the sweep will send", exc_info=True)

@@ -1,0 +1,40 @@
+"""The closed catalogue of audit event kinds. `record()` refuses any kind not listed here.
+
+Each kind is `area.verb_noun`; its description says when it is written. Later features add
+their kinds here, in one place, so the whole trail can be read from this file.
+"""
+
+from django.db import models
+
+
+class EventKind(models.TextChoices):
+    # Sign-in (accounts): forwarded from contrib.auth and django-axes, or written by services.
+    SIGN_IN = "auth.sign_in", "Signed in with a password"
+    SIGN_IN_FAILED = "auth.sign_in_failed", "A password sign-in failed"
+    SIGN_OUT = "auth.sign_out", "Signed out"
+    LOCKOUT = "auth.lockout", "A username was locked out from an address after repeated failures"
+    SESSION_EXPIRED = "auth.session_expired", "A session ended at its idle or absolute limit"
+    OTP_VERIFIED = "auth.otp_verified", "A second factor was verified"
+    OTP_FAILED = "auth.otp_failed", "A second-factor code was wrong"
+    OTP_THROTTLED = "auth.otp_throttled", "A second-factor attempt was refused while throttled"
+    DEVICE_ENROLLED = "auth.device_enrolled", "An authenticator app was enrolled or replaced"
+    BACKUP_CODES_ISSUED = "auth.backup_codes_issued", "A new set of backup codes was issued"
+    # The trail itself.
+    CHAIN_BROKEN = "audit.chain_broken", "The hourly verification found the audit chain broken"
+    # Alerts (audit): the outbox's own trail.
+    DELIVERY_FAILED = "alert.delivery_failed", "An alert could not be delivered for 24 hours"
+    DELIVERY_RETRIED = "alert.delivery_retried", "An administrator asked to retry an alert now"
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+    DENIED = "denied", "Denied"
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    APPLICATION = "application", "Application"
+    WEBSITE_OWNER = "website_owner", "Website owner (emergency session)"
+    ANONYMOUS = "anonymous", "Anonymous"
+    SYSTEM = "system", "System"

@@ -1,0 +1,29 @@
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+
+@register(Tags.security, deploy=True)
+def audit_key_check(app_configs, **kwargs):
+    if len(settings.AUDIT_HMAC_KEY) < 32:
+        return [Error("AUDIT_HMAC_KEY must be at least 32 characters.", id="audit.E001")]
+    return []
+
+
+@register()
+def sms_backend_check(app_configs, **kwargs):
+    from audit.sms import BACKENDS
+
+    errors = []
+    if settings.SMS_BACKEND not in BACKENDS and "." not in settings.SMS_BACKEND:
+        errors.append(Error(f"Unknown SMS_BACKEND {settings.SMS_BACKEND!r}.", id="audit.E002",
+                            hint="Use console, locmem, twilio or a dotted path."))
+    if settings.SMS_BACKEND == "twilio":
+        missing = [name for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                                     "TWILIO_FROM_NUMBER") if not getattr(settings, name)]
+        if missing:
+            errors.append(Error(f"SMS_BACKEND=twilio needs {', '.join(missing)}.",
+                                id="audit.E003"))
+    if settings.ALERT_WEBHOOK_URL and len(settings.ALERT_WEBHOOK_SECRET) < 16:
+        errors.append(Error("ALERT_WEBHOOK_URL is set: ALERT_WEBHOOK_SECRET (16+ characters) "
+                            "signs each request.", id="audit.E004"))
+    return errors

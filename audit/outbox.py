@@ -1,0 +1,216 @@
+"""The alert relay: claims due deliveries, sends them outside any transaction, and records the
+outcome. At-least-once with an idempotency key per (event, channel, recipient)."""
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from email.utils import make_msgid
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.catalogue import EventKind, Outcome
+from audit.models import Delivery
+from audit.sms import SmsError, get_sms_backend
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)  # a claimed row whose worker died is claimed again after this
+DEAD_LETTER_AFTER = timedelta(hours=24)
+MAX_BACKOFF_SECONDS = 30 * 60
+WEBHOOK_TIMEOUT_SECONDS = 10
+REDACTED = "[redacted after delivery]"
+_jitter = secrets.SystemRandom()
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, *, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff with full jitter: about 5 s, 10 s, 20 s ... capped at 30 minutes."""
+    ceiling = min(5 * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
+    return timedelta(seconds=_jitter.uniform(ceiling / 2, ceiling))
+
+
+@transaction.atomic
+def claim_due_deliveries(limit: int = 50) -> list[int]:
+    """Lease up to `limit` due deliveries to this worker. SKIP LOCKED lets several relays run
+    at once on PostgreSQL without waiting on or double-claiming each other's rows."""
+    now = timezone.now()
+    due = (
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(
+            Q(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
+            | Q(status=Delivery.Status.SENDING, claimed_until__lt=now)
+        )
+        .order_by("next_attempt_at")[:limit]
+    )
+    claimed = []
+    for delivery in due:
+        delivery.status = Delivery.Status.SENDING
+        delivery.claimed_until = now + LEASE
+        delivery.attempts += 1
+        delivery.save(update_fields=["status", "claimed_until", "attempts"])
+        claimed.append(delivery.pk)
+    return claimed
+
+
+def send_due_deliveries(limit: int = 50) -> int:
+    """Send every due delivery, batch by batch, until none is left. Returns how many were
+    handled."""
+    handled = 0
+    while batch := claim_due_deliveries(limit):
+        for delivery_id in batch:
+            send_delivery(delivery_id)
+        handled += len(batch)
+    return handled
+
+
+def send_delivery(delivery_id: int) -> None:
+    delivery = Delivery.objects.select_related("event").get(pk=delivery_id)
+    if delivery.status != Delivery.Status.SENDING:
+        return
+    try:
+        message_id = CHANNELS[delivery.channel](delivery)
+    except (DeliveryError, SmsError) as exc:
+        fail_attempt(delivery.pk, str(exc), retryable=exc.retryable)
+    except Exception as exc:  # a bug or an unexpected provider answer must not stop the relay
+        logger.exception("alert delivery %s failed unexpectedly", delivery.pk)
+        fail_attempt(delivery.pk, f"{type(exc).__name__}", retryable=True)
+    else:
+        mark_sent(delivery.pk, message_id)
+
+
+@transaction.atomic
+def mark_sent(delivery_id: int, message_id: str) -> None:
+    delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
+    delivery.status = Delivery.Status.SENT
+    delivery.sent_at = timezone.now()
+    delivery.provider_message_id = message_id[:128]
+    delivery.claimed_until = None
+    delivery.last_error = ""
+    fields = ["status", "sent_at", "provider_message_id", "claimed_until", "last_error"]
+    if delivery.sensitive:
+        delivery.body = delivery.html_body = REDACTED
+        fields += ["body", "html_body"]
+    delivery.save(update_fields=fields)
+
+
+@transaction.atomic
+def fail_attempt(delivery_id: int, error: str, *, retryable: bool) -> None:
+    """Schedule the next try, or dead-letter the delivery when it cannot succeed or has been
+    failing for 24 hours, and report that on the other channels."""
+    delivery = Delivery.objects.select_for_update().select_related("event").get(pk=delivery_id)
+    now = timezone.now()
+    delivery.last_error = error[:1000]
+    delivery.claimed_until = None
+    if retryable and now - delivery.created_at < DEAD_LETTER_AFTER:
+        delivery.status = Delivery.Status.PENDING
+        delivery.next_attempt_at = now + backoff(delivery.attempts)
+        delivery.save(update_fields=["status", "next_attempt_at", "last_error", "claimed_until"])
+        return
+    delivery.status = Delivery.Status.FAILED
+    if delivery.sensitive:
+        delivery.body = delivery.html_body = REDACTED
+    delivery.save()
+    report_dead_letter(delivery)
+
+
+def report_dead_letter(delivery: Delivery) -> None:
+    from audit.alerts import alert_security_reviewers
+    from audit.services import record
+
+    event = record(
+        EventKind.DELIVERY_FAILED, actor=None, target=delivery, outcome=Outcome.FAILURE,
+        reason=delivery.last_error,
+        data={"event": delivery.event.sequence, "channel": delivery.channel},
+    )
+    if delivery.event.kind == EventKind.DELIVERY_FAILED:
+        return  # a report that itself failed is visible in the admin; no report of a report
+    other_channels = [c for c in Delivery.Channel.values if c != delivery.channel]
+    alert_security_reviewers(
+        event, channels=other_channels, template="delivery_failed", context={"failed": delivery}
+    )
+
+
+@transaction.atomic
+def retry_delivery(delivery: Delivery, *, actor) -> Delivery:
+    """Make a pending or failed delivery due now (the admin's "Retry now")."""
+    from audit.services import record
+
+    delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
+    if delivery.status in {Delivery.Status.SENT, Delivery.Status.SENDING}:
+        return delivery
+    delivery.status = Delivery.Status.PENDING
+    delivery.next_attempt_at = timezone.now()
+    delivery.save(update_fields=["status", "next_attempt_at"])
+    record(EventKind.DELIVERY_RETRIED, actor=actor, target=delivery)
+    from audit.alerts import nudge_relay
+
+    transaction.on_commit(nudge_relay)
+    return delivery
+
+
+def send_email(delivery: Delivery) -> str:
+    message_id = make_msgid(domain="breakglass")
+    message = EmailMultiAlternatives(
+        subject=delivery.subject, body=delivery.body, to=[delivery.recipient],
+        headers={"Message-ID": message_id, "X-Breakglass-Delivery": delivery.idempotency_key},
+    )
+    if delivery.html_body:
+        message.attach_alternative(delivery.html_body, "text/html")
+    try:
+        message.send()
+    except OSError as exc:  # smtplib errors, refused connections and timeouts
+        raise DeliveryError(f"email: {type(exc).__name__}") from exc
+    return message_id
+
+
+def send_sms(delivery: Delivery) -> str:
+    return get_sms_backend().send(delivery.recipient, delivery.body)
+
+
+def webhook_signature(body: bytes) -> str:
+    digest = hmac.new(settings.ALERT_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def send_webhook(delivery: Delivery) -> str:
+    if not settings.ALERT_WEBHOOK_URL:
+        raise DeliveryError("ALERT_WEBHOOK_URL is not set", retryable=False)
+    payload = json.loads(delivery.body)
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    request = urllib.request.Request(  # noqa: S310 (the URL is the operator's own setting)
+        settings.ALERT_WEBHOOK_URL, data=body, method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-Breakglass-Signature": webhook_signature(body),
+            "X-Breakglass-Delivery": delivery.idempotency_key,
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
+            return f"http-{response.status}"
+    except urllib.error.HTTPError as exc:
+        retryable = exc.code >= 500 or exc.code == 429
+        raise DeliveryError(f"webhook answered {exc.code}", retryable=retryable) from exc
+    except OSError as exc:
+        raise DeliveryError(f"webhook unreachable: {type(exc).__name__}") from exc
+
+
+CHANNELS = {
+    Delivery.Channel.EMAIL: send_email,
+    Delivery.Channel.SMS: send_sms,
+    Delivery.Channel.WEBHOOK: send_webhook,
+}

@@ -135,13 +135,20 @@ def stored_rows(after_sequence: int = 0):
 
 def verify_trail(checkpoints: dict[int, str] | None = None) -> chain.ChainReport:
     """Verify the whole trail against the key, the chain head and any outside checkpoints."""
-    report = chain.verify(audit_key(), stored_rows(), checkpoints=checkpoints)
+    head = ChainHead.objects.get(pk=1)
+    return check_rows(stored_rows(), head.sequence, head.mac, checkpoints)
+
+
+def check_rows(
+    rows, head_sequence: int, head_mac: str, checkpoints: dict[int, str] | None = None
+) -> chain.ChainReport:
+    """The verdict on stored rows: each MAC, the sequence, the head and the checkpoints."""
+    report = chain.verify(audit_key(), rows, checkpoints=checkpoints)
     if not report.intact:
         return report
-    head = ChainHead.objects.get(pk=1)
-    if head.sequence != report.last_sequence or head.mac != report.last_mac:
+    if head_sequence != report.last_sequence or head_mac != report.last_mac:
         report.problem = (
-            f"the chain head is at event {head.sequence} but the trail ends at event "
+            f"the chain head is at event {head_sequence} but the trail ends at event "
             f"{report.last_sequence}: events were deleted or the head was altered"
         )
     elif checkpoints and max(checkpoints) > report.last_sequence:

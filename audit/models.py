@@ -21,13 +21,13 @@ def unescape_nul(text: str) -> str:
     return _ESCAPED.sub(lambda m: "\\" if m.group(1) == "\\" else "\x00", text)
 
 
-def _walk(value, convert):
+def walk_strings(value, convert):
     if isinstance(value, str):
         return convert(value)
     if isinstance(value, list):
-        return [_walk(item, convert) for item in value]
+        return [walk_strings(item, convert) for item in value]
     if isinstance(value, dict):
-        return {convert(key): _walk(item, convert) for key, item in value.items()}
+        return {convert(key): walk_strings(item, convert) for key, item in value.items()}
     return value
 
 
@@ -42,10 +42,10 @@ class NulSafeTextField(models.TextField):
 
 class NulSafeJSONField(models.JSONField):
     def get_prep_value(self, value):
-        return super().get_prep_value(_walk(value, escape_nul))
+        return super().get_prep_value(walk_strings(value, escape_nul))
 
     def from_db_value(self, value, expression, connection):
-        return _walk(super().from_db_value(value, expression, connection), unescape_nul)
+        return walk_strings(super().from_db_value(value, expression, connection), unescape_nul)
 
 
 class AuditEvent(models.Model):

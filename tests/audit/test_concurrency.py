@@ -65,3 +65,29 @@ def test_concurrent_relays_send_each_alert_exactly_once(member, reviewer):
     assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 40
     keys = [m.extra_headers["X-Breakglass-Delivery"] for m in mail.outbox]
     assert len(keys) == 40 and len(set(keys)) == 40
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        (None, None),
+        ("UPDATE audit_auditevent SET reason = 'x' WHERE sequence = 10", "event 10 was edited"),
+        ("DELETE FROM audit_auditevent WHERE sequence = 11", "event 11 is missing"),
+        ("DELETE FROM audit_auditevent WHERE sequence = 10", "event 10 is missing"),
+        ("DELETE FROM audit_auditevent WHERE sequence = 30", "the chain head is at event 30"),
+    ],
+)
+def test_verification_in_several_processes_reaches_the_same_verdict(member, tamper, problem):
+    from tests.audit.helpers import raw, triggers_lifted
+
+    for _ in range(30):
+        record(EventKind.SIGN_IN, actor=member)
+    if tamper:
+        with triggers_lifted():
+            raw(tamper)
+    serial, parallel = verify_trail(workers=1), verify_trail(workers=3)
+    assert (parallel.intact, parallel.problem) == (serial.intact, serial.problem)
+    if problem is None:
+        assert parallel.intact and parallel.count == 30
+    else:
+        assert problem in parallel.problem

@@ -43,9 +43,9 @@ class DeliveryInline(admin.TabularInline):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("sequence", "recorded_at", "kind", "outcome_badge", "actor_label",
+    list_display = ("sequence", "recorded_at", "kind_code", "outcome_badge", "actor_label",
                     "target_label", "ip")
-    list_display_links = ("sequence", "kind")
+    list_display_links = ("sequence", "kind_code")
     list_filter = ("kind", "outcome", "actor_type", "target_type", "recorded_at")
     search_fields = ("actor_label", "target_label", "reason", "ip", "request_id", "=actor_id",
                      "=target_id")
@@ -56,6 +56,10 @@ class AuditEventAdmin(ReadOnlyAdmin):
     fields = ("sequence", "recorded_at", "kind", "outcome", "actor_type", "actor_id",
               "actor_label", "target_type", "target_id", "target_label", "reason", "data", "ip",
               "user_agent", "request_id", "mac")
+
+    @admin.display(description="Kind", ordering="kind")
+    def kind_code(self, event: AuditEvent) -> str:
+        return format_html('<code title="{}">{}</code>', event.get_kind_display(), event.kind)
 
     @admin.display(description="Outcome", ordering="outcome")
     def outcome_badge(self, event: AuditEvent) -> str:

@@ -116,18 +116,20 @@ def test_random_single_mutations_of_a_10000_event_chain_are_all_detected(member)
     assert seen == {"edit", "edit_mac", "delete", "swap", "forge_insert", "forge_replace"}
 
 
-@pytest.mark.parametrize("deleted", [1, 2, 7, 25, 50])
-def test_a_deleted_tail_with_a_rewound_head_is_caught_by_the_checkpoint(member, deleted):
+def test_a_deleted_tail_of_1_to_50_events_with_a_rewound_head_is_caught_by_the_checkpoint(
+    member,
+):
     build_chain(member, 60)
     rows = list(stored_rows())
     head = ChainHead.objects.get()
     checkpoints = {head.sequence: head.mac}
-    remaining = rows[:-deleted]
-    # The attacker also rewinds the head, so only the outside checkpoint can tell.
-    report = check_rows(remaining, remaining[-1][0], remaining[-1][-1], checkpoints)
-    assert not report.intact
-    assert "deleted" in report.problem
     assert check_rows(rows, head.sequence, head.mac, checkpoints).intact
+    for deleted in range(1, 51):
+        remaining = rows[:-deleted]
+        # The attacker also rewinds the head, so only the outside checkpoint can tell.
+        assert check_rows(remaining, remaining[-1][0], remaining[-1][-1]).intact
+        report = check_rows(remaining, remaining[-1][0], remaining[-1][-1], checkpoints)
+        assert "events after it were deleted" in report.problem, deleted
 
 
 def test_verify_audit_reports_an_intact_chain(member):

@@ -37,12 +37,15 @@ class User(AbstractUser):
     def has_break_glass_rights(self) -> bool:
         """Whether this user can open emergency access, and so gets the strict session limits.
 
-        Administrators and security reviewers can act on every grant today; break-glass users of
-        groups and authorized users of recovery policies join them as those features land.
+        Administrators, security reviewers and break-glass users of any group (authorized users
+        of recovery policies join them with that feature).
         """
         if self.is_superuser or self.is_staff:
             return True
-        return self.groups.filter(name=SECURITY_REVIEWERS_GROUP).exists()
+        return (
+            self.groups.filter(name=SECURITY_REVIEWERS_GROUP).exists()
+            or self.break_glass_groups.exists()
+        )
 
 
 # Backup codes: 10 characters from an alphabet without look-alikes (0/o, 1/l/i), about

@@ -16,7 +16,7 @@ from accounts.models import BackupCodeDevice
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("accounts:security")
+    return redirect("breakglass:catalog")
 
 
 class SignInView(LoginView):

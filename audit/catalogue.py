@@ -19,6 +19,17 @@ class EventKind(models.TextChoices):
     OTP_THROTTLED = "auth.otp_throttled", "A second-factor attempt was refused while throttled"
     DEVICE_ENROLLED = "auth.device_enrolled", "An authenticator app was enrolled or replaced"
     BACKUP_CODES_ISSUED = "auth.backup_codes_issued", "A new set of backup codes was issued"
+    # Grants (breakglass).
+    GRANT_ACTIVATED = "grant.activated", "Break glass: access was given at once"
+    GRANT_EXTENDED = "grant.extended", "Break glass again: active access was extended"
+    GRANT_REFUSED = "grant.refused", "A break-glass attempt was refused"
+    GRANT_EXPIRED = "grant.expired", "Access ended at its expiry time"
+    GRANT_REVOKED = "grant.revoked", "Access was ended early"
+    GRANTS_REVOKED_ALL = "grant.revoked_all", "Every active grant of a group (or all) was ended"
+    GRANT_EXPIRY_REMINDER = "grant.expiry_reminder", "The holder was reminded: 1 hour left"
+    BREAK_GLASS_USERS_CHANGED = (
+        "group.break_glass_users_changed", "A group owner changed who may break glass"
+    )
     # The trail itself.
     CHAIN_BROKEN = "audit.chain_broken", "The hourly verification found the audit chain broken"
     # Alerts (audit): the outbox's own trail.

@@ -275,6 +275,8 @@ PERIODIC_TASKS = {
     "scheduler-heartbeat": ("audit.tasks.record_heartbeat", 1),
     "alert-relay-sweep": ("audit.tasks.send_due_deliveries", 1),
     "audit-checkpoint": ("audit.tasks.write_checkpoint", 60),
+    "grant-expiry-sweep": ("breakglass.tasks.expire_due_grants", 1),
+    "grant-expiry-reminders": ("breakglass.tasks.send_expiry_reminders", 1),
 }
 
 # --- Static files, i18n, logging ------------------------------------------------------------

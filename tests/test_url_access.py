@@ -28,9 +28,17 @@ ACCESS = {
     "accounts:security": VERIFIED,
     "accounts:backup-codes": VERIFIED,
     "admin:login": PUBLIC,  # only redirects to accounts:login
+    # Views check their own roles (tests/breakglass/test_pages.py holds the role matrix).
+    "breakglass:catalog": VERIFIED,
+    "breakglass:group-detail": VERIFIED,
+    "breakglass:break-glass": VERIFIED,
+    "breakglass:break-glass-users": VERIFIED,
+    "breakglass:my-access": VERIFIED,
+    "breakglass:end-grant": VERIFIED,
 }
 NAMESPACE_ACCESS = {"admin": STAFF}
-SAMPLE_KWARGS = {"app_label": "accounts", "content_type_id": 1, "object_id": "1"}
+SAMPLE_KWARGS = {"app_label": "accounts", "content_type_id": 1, "object_id": "1",
+                 "slug": "some-group", "grant_id": 1}
 
 
 def walk(patterns, namespace=""):

@@ -95,7 +95,7 @@ def test_logout_is_post_only_and_kills_the_server_side_session(verified_client, 
     assert client.get(reverse("accounts:security")).status_code == 302
 
 
-def test_home_sends_a_verified_user_to_their_account(verified_client, member):
+def test_home_sends_a_verified_user_to_the_catalog(verified_client, member):
     response = verified_client(member).get("/")
     assert response.status_code == 302
-    assert response["Location"] == reverse("accounts:security")
+    assert response["Location"] == reverse("breakglass:catalog")

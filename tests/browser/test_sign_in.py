@@ -47,4 +47,4 @@ def test_first_sign_in_enrols_an_authenticator_from_the_page(live_server, page):
     assert page.get_by_role("heading", name="Save your backup codes").is_visible()
     assert page.locator("ol.backup-codes li").count() == 10
     page.get_by_role("link", name="I have saved these codes").click()
-    assert page.get_by_role("heading", name="Your account").is_visible()
+    assert page.get_by_role("heading", name="Catalog").is_visible()

@@ -1,0 +1,102 @@
+"""The one place access is decided. Everything that asks "may this user use this group now?"
+(pages, the API, connectors) calls `decide()`.
+
+One SQL query at any nesting depth: a recursive CTE walks up the groups that contain the target
+(UNION stops at cycles), then permanent memberships and grants are looked up in all of them.
+A grant counts only while `expires_at` is in the future, compared with the clock at the moment
+of the decision, so access ends at the exact instant even when no worker has run."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from breakglass.models import Grant, Group
+
+_DECISION_SQL = """
+WITH RECURSIVE ancestors(id) AS (
+    SELECT %s
+    UNION
+    SELECT c.from_group_id FROM breakglass_group_contains c
+    JOIN ancestors a ON c.to_group_id = a.id
+)
+SELECT 'member', m.group_id, NULL, NULL
+  FROM breakglass_group_members m JOIN ancestors a ON m.group_id = a.id
+ WHERE m.user_id = %s
+UNION ALL
+SELECT 'grant', g.group_id, g.id, g.expires_at
+  FROM breakglass_grant g JOIN ancestors a ON g.group_id = a.id
+ WHERE g.user_id = %s AND g.status = %s AND g.expires_at > %s
+"""
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    allowed: bool
+    via: str | None = None  # member, grant, nested (on_call arrives with schedules)
+    grant_id: int | None = None
+    expires_at: datetime | None = None
+
+
+def decide(user, group: Group | int, at: datetime | None = None) -> AccessDecision:
+    if user is None or not getattr(user, "is_active", False):
+        return AccessDecision(False)
+    group_id = group if isinstance(group, int) else group.pk
+    moment = connection.ops.adapt_datetimefield_value(at or timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_DECISION_SQL, [group_id, user.pk, user.pk, Grant.Status.ACTIVE, moment])
+        rows = cursor.fetchall()
+    if not rows:
+        return AccessDecision(False)
+    # Prefer what lasts: a permanent membership, then the grant that ends last; direct before
+    # nested.
+    def rank(row):
+        kind, via_group, _, expires = row
+        return (kind == "member", via_group == group_id, str(expires or ""))
+
+    kind, via_group, grant_id, expires = max(rows, key=rank)
+    via = kind if via_group == group_id else "nested"
+    if isinstance(expires, str):
+        expires = datetime.fromisoformat(expires)
+    if expires is not None and timezone.is_naive(expires):
+        expires = timezone.make_aware(expires, UTC)
+    return AccessDecision(True, via, grant_id, expires)
+
+
+def has_access(user, group: Group | int, at: datetime | None = None) -> bool:
+    return decide(user, group, at).allowed
+
+
+_REACH_SQL = """
+WITH RECURSIVE reach(id) AS (
+    SELECT id FROM breakglass_group WHERE id IN ({roots})
+    UNION
+    SELECT c.to_group_id FROM breakglass_group_contains c JOIN reach r ON c.from_group_id = r.id
+)
+SELECT id FROM reach
+"""
+
+
+def access_by_group(user, at: datetime | None = None) -> dict[int, AccessDecision]:
+    """The user's access to every group at once, in three queries whatever the catalog's
+    size: memberships, live grants, then every group reachable from them through nesting."""
+    at = at or timezone.now()
+    decisions: dict[int, AccessDecision] = {}
+    for group_id in user.member_groups.values_list("pk", flat=True):
+        decisions[group_id] = AccessDecision(True, "member")
+    for grant_id, group_id, expires in Grant.objects.active(at).filter(user=user).values_list(
+            "pk", "group_id", "expires_at"):
+        decisions.setdefault(group_id, AccessDecision(True, "grant", grant_id, expires))
+    for group_id in reachable_from(list(decisions)):
+        decisions.setdefault(group_id, AccessDecision(True, "nested"))
+    return decisions
+
+
+def reachable_from(group_ids: list[int]) -> set[int]:
+    """The groups themselves and every group they contain, transitively."""
+    if not group_ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(_REACH_SQL.format(roots=", ".join(["%s"] * len(group_ids))), group_ids)
+        return {row[0] for row in cursor.fetchall()}

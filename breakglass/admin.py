@@ -1,0 +1,120 @@
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from breakglass import services
+from breakglass.access import reachable_from
+from breakglass.models import Grant, Group
+
+STATUS_BADGES = {"active": "badge--green", "requested": "badge--amber", "revoked": "badge--red"}
+
+
+class GroupAdminForm(forms.ModelForm):
+    class Meta:
+        model = Group
+        fields = ("name", "slug", "description", "sensitivity", "owners", "members",
+                  "break_glass_users", "contains", "break_glass_minutes")
+
+    def clean_contains(self):
+        contained = list(self.cleaned_data.get("contains") or [])
+        if self.instance.pk is None:
+            return contained
+        for inner in contained:
+            if inner.pk == self.instance.pk or self.instance.pk in reachable_from([inner.pk]):
+                raise forms.ValidationError(
+                    f"“{inner.name}” already contains “{self.instance.name}” (directly or "
+                    "through other groups): nesting it here would make a cycle."
+                )
+        return contained
+
+
+@admin.register(Group)
+class GroupAdmin(SimpleHistoryAdmin):
+    form = GroupAdminForm
+    list_display = ("name", "slug", "sensitivity_badge", "break_glass_minutes", "active_grants")
+    list_filter = ("sensitivity",)
+    search_fields = ("name", "slug", "description")
+    prepopulated_fields = {"slug": ("name",)}
+    filter_horizontal = ("owners", "members", "break_glass_users", "contains")
+    actions = ["revoke_all_of_selected"]
+
+    def get_queryset(self, request):
+        from django.db.models import Count, Q
+
+        return super().get_queryset(request).annotate(
+            active_count=Count("grants", filter=Q(grants__status=Grant.Status.ACTIVE)))
+
+    @admin.display(description="Sensitivity", ordering="sensitivity")
+    def sensitivity_badge(self, group: Group) -> str:
+        css = {"critical": "badge--red", "high": "badge--amber"}.get(group.sensitivity,
+                                                                     "badge--grey")
+        return format_html('<span class="badge {}">{}</span>', css,
+                           group.get_sensitivity_display().upper())
+
+    @admin.display(description="Active grants", ordering="active_count")
+    def active_grants(self, group: Group) -> int:
+        return group.active_count
+
+    @admin.action(description="Revoke all active access to the selected groups")
+    def revoke_all_of_selected(self, request, queryset):
+        total = sum(
+            services.revoke_all(group, actor=request.user, request=request,
+                                reason=f"Revoke all from the admin by {request.user}")
+            for group in queryset
+        )
+        messages.success(request, f"{total} grants ended.")
+
+
+@admin.register(Grant)
+class GrantAdmin(admin.ModelAdmin):
+    list_display = ("pk", "user", "group", "status_badge", "source", "activated_at",
+                    "expires_at", "ended_at", "ended_by")
+    list_filter = ("status", "source", "group__sensitivity", "requested_at")
+    search_fields = ("user__username", "group__name", "group__slug", "reason", "incident")
+    date_hierarchy = "requested_at"
+    list_select_related = ("user", "group", "ended_by")
+    actions = ["end_selected", "revoke_everything"]
+    readonly_fields = [field.name for field in Grant._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, grant: Grant) -> str:
+        return format_html('<span class="badge {}">{}</span>',
+                           STATUS_BADGES.get(grant.status, "badge--grey"),
+                           grant.get_status_display())
+
+    @admin.action(description="End access now for the selected grants")
+    def end_selected(self, request, queryset):
+        ended = 0
+        for grant in queryset.filter(status=Grant.Status.ACTIVE):
+            try:
+                services.revoke_grant(grant, actor=request.user, request=request,
+                                      reason=f"Ended from the admin by {request.user}")
+                ended += 1
+            except services.GrantError:
+                continue
+        messages.success(request, f"{ended} grants ended.")
+
+    @admin.action(description="Revoke ALL active access everywhere (emergency)")
+    def revoke_everything(self, request, queryset):
+        total = services.revoke_all(None, actor=request.user, request=request,
+                                    reason=f"Global revoke all from the admin by {request.user}")
+        messages.warning(request, f"{total} grants ended everywhere.")
+
+    def changelist_view(self, request, extra_context=None):
+        # "Revoke all everywhere" acts on no selection in particular.
+        if request.POST.get("action") == "revoke_everything" and not request.POST.getlist(
+                "_selected_action"):
+            post = request.POST.copy()
+            post.setlist("_selected_action", ["0"])
+            request.POST = post
+        return super().changelist_view(request, extra_context)

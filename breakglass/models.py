@@ -1,0 +1,150 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.history import ConfigurationHistory
+
+MIN_BREAK_GLASS_MINUTES = 15
+MAX_BREAK_GLASS_MINUTES = 24 * 60
+
+
+class Sensitivity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Severity(models.TextChoices):
+    SEV1 = "sev1", "SEV1"
+    SEV2 = "sev2", "SEV2"
+    SEV3 = "sev3", "SEV3"
+    SEV4 = "sev4", "SEV4"
+
+
+class Group(models.Model):
+    """Something access is given to: an on-call rota, a database role, a Django permission
+    group. Everyone with access to a group also has access to the groups it contains."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    sensitivity = models.CharField(
+        max_length=16, choices=Sensitivity.choices, default=Sensitivity.MEDIUM
+    )
+    owners = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="owned_groups",
+                                    blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="member_groups",
+                                     blank=True, help_text="Permanent members.")
+    break_glass_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="break_glass_groups", blank=True,
+        help_text="Who may give themselves access at once, with a reason.",
+    )
+    contains = models.ManyToManyField(
+        "self", symmetrical=False, related_name="contained_in", blank=True,
+        help_text="Access to this group also gives access to these groups (transitively).",
+    )
+    break_glass_minutes = models.PositiveIntegerField(
+        null=True, blank=True,
+        validators=[MinValueValidator(MIN_BREAK_GLASS_MINUTES),
+                    MaxValueValidator(MAX_BREAK_GLASS_MINUTES)],
+        help_text="Length of a break-glass grant, 15 to 1440 minutes. Empty: the deployment "
+                  "default (BREAKGLASS_DURATION_HOURS).",
+    )
+    history = ConfigurationHistory(m2m_fields=[owners, members, break_glass_users, contains])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def break_glass_duration(self) -> timedelta:
+        if self.break_glass_minutes:
+            return timedelta(minutes=self.break_glass_minutes)
+        return timedelta(hours=settings.BREAKGLASS_DURATION_HOURS)
+
+
+class GrantQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(status__in=Grant.OPEN_STATUSES)
+
+    def active(self, at=None):
+        """Grants giving access at `at` (now): active and not past their expiry instant,
+        whether or not the expiry transition has run yet."""
+        return self.filter(status=Grant.Status.ACTIVE, expires_at__gt=at or timezone.now())
+
+    def due_to_expire(self, at=None):
+        return self.filter(status=Grant.Status.ACTIVE, expires_at__lte=at or timezone.now())
+
+
+class Grant(models.Model):
+    """Time-bound access of one user to one group. Every transition is one service in
+    breakglass/services.py."""
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+        DENIED = "denied", "Denied"
+        LAPSED = "lapsed", "Lapsed"
+
+    class Source(models.TextChoices):
+        BREAK_GLASS = "break_glass", "Break glass"
+        REQUEST = "request", "Access request"
+        API = "api", "API"
+
+    TRANSITIONS = {
+        Status.REQUESTED: {Status.ACTIVE, Status.DENIED, Status.LAPSED},
+        Status.ACTIVE: {Status.EXPIRED, Status.REVOKED},
+        Status.EXPIRED: set(),
+        Status.REVOKED: set(),
+        Status.DENIED: set(),
+        Status.LAPSED: set(),
+    }
+    OPEN_STATUSES = (Status.REQUESTED, Status.ACTIVE)
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                             related_name="grants")
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="grants")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    reason = models.TextField()
+    incident = models.CharField(max_length=200, blank=True)
+    severity = models.CharField(max_length=8, choices=Severity.choices, blank=True)
+    requested_at = models.DateTimeField()
+    activated_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                 null=True, blank=True, related_name="ended_grants")
+    end_reason = models.TextField(blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = GrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "group"], condition=Q(status__in=["requested", "active"]),
+                name="one_open_grant_per_user_and_group",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.group} ({self.status})"
+
+    def gives_access(self, at=None) -> bool:
+        at = at or timezone.now()
+        return self.status == self.Status.ACTIVE and self.expires_at > at
+
+    def can_become(self, status: str) -> bool:
+        return status in self.TRANSITIONS[self.status]

@@ -1,0 +1,254 @@
+"""Every change to grants: break glass (and its extension), expiry, revocation, reminders.
+Each locks, checks, writes, records its audit event and queues alerts in one transaction."""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+from django_q.models import Schedule
+
+from accounts.models import User
+from audit.alerts import alert
+from audit.catalogue import EventKind, Outcome
+from audit.services import record
+from breakglass.models import Grant, Group
+
+MAX_REASON_LENGTH = 2000
+REMINDER_BEFORE = timedelta(hours=1)
+
+
+class GrantError(Exception):
+    """A transition that is not allowed; `status` is the HTTP answer it maps to."""
+
+    status = 409
+
+
+class BreakGlassRefused(GrantError):
+    status = 403
+
+
+class InvalidInput(GrantError):
+    status = 400
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _grant_data(grant: Grant) -> dict:
+    return {
+        "group": grant.group.slug, "holder": grant.user.get_username(),
+        "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+        "incident": grant.incident, "severity": grant.severity, "source": grant.source,
+    }
+
+
+def _concerned(grant: Grant) -> list[User]:
+    """Everyone a grant's alerts go to: security reviewers and the group's owners."""
+    people = {user.pk: user for user in User.objects.security_reviewers()}
+    people.update({user.pk: user for user in grant.group.owners.filter(is_active=True)})
+    return list(people.values())
+
+
+def _schedule_expiry(grant: Grant) -> None:
+    """A one-off django-q2 job at the expiry instant (the minute sweep is the safety net)."""
+    Schedule.objects.update_or_create(
+        name=f"expire-grant-{grant.pk}",
+        defaults={"func": "breakglass.tasks.expire_grant", "args": repr(grant.pk),
+                  "schedule_type": Schedule.ONCE, "repeats": 1, "next_run": grant.expires_at},
+    )
+
+
+def check_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("reason", "Give a reason: it is shown to everyone who is alerted.")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput("reason", f"Keep the reason under {MAX_REASON_LENGTH} characters.")
+    return reason
+
+
+def refuse_break_glass(group: Group, *, actor: User, why: str, request=None) -> None:
+    """Record a refused attempt in its own transaction, then raise."""
+    with transaction.atomic():
+        record(EventKind.GRANT_REFUSED, actor=actor, target=group, request=request,
+               outcome=Outcome.DENIED, reason=why)
+    raise BreakGlassRefused(why)
+
+
+def break_glass(
+    group: Group, *, actor: User, reason: str, incident: str = "", severity: str = "",
+    source: str = Grant.Source.BREAK_GLASS, request: HttpRequest | None = None,
+) -> Grant:
+    """Give `actor` access to `group` at once for the group's break-glass duration.
+
+    Only the group's break-glass users may. Pressing again while active extends to now +
+    duration (audited as an extension). Alerts security reviewers and the owners.
+    """
+    reason = check_reason(reason)
+    if not group.break_glass_users.filter(pk=actor.pk, is_active=True).exists():
+        refuse_break_glass(group, actor=actor, request=request,
+                           why="not a break-glass user of this group")
+    return _open_or_extend(group, actor=actor, reason=reason, incident=incident,
+                           severity=severity, source=source, request=request)
+
+
+@transaction.atomic
+def _open_or_extend(group, *, actor, reason, incident, severity, source, request) -> Grant:
+    now = timezone.now()
+    # Locking the group row serialises activations for it, so 50 simultaneous presses give
+    # one activation and extensions, never a race on the open-grant constraint.
+    group = Group.objects.select_for_update().get(pk=group.pk)
+    grant = Grant.objects.open().select_for_update().filter(user=actor, group=group).first()
+    if grant is not None and grant.status == Grant.Status.ACTIVE and grant.expires_at <= now:
+        _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None)
+        grant = None
+    if grant is not None and grant.status == Grant.Status.ACTIVE:
+        return _extend(grant, actor=actor, reason=reason, request=request, now=now)
+    grant = Grant.objects.create(
+        user=actor, group=group, status=Grant.Status.ACTIVE, source=source, reason=reason,
+        incident=incident[:200], severity=severity, requested_at=now, activated_at=now,
+        expires_at=now + group.break_glass_duration,
+    )
+    event = record(EventKind.GRANT_ACTIVATED, actor=actor, target=grant, reason=reason,
+                   data=_grant_data(grant), request=request)
+    alert(event, users=_concerned(grant), template="break_glass", context={"grant": grant})
+    _schedule_expiry(grant)
+    return grant
+
+
+def _extend(grant: Grant, *, actor, reason, request, now) -> Grant:
+    previous = grant.expires_at
+    grant.expires_at = now + grant.group.break_glass_duration
+    grant.reminded_at = None
+    grant.save(update_fields=["expires_at", "reminded_at"])
+    data = {**_grant_data(grant), "previous_expires_at": previous.isoformat()}
+    event = record(EventKind.GRANT_EXTENDED, actor=actor, target=grant, reason=reason,
+                   data=data, request=request)
+    alert(event, users=_concerned(grant), template="break_glass", context={"grant": grant})
+    _schedule_expiry(grant)
+    return grant
+
+
+def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", request=None):
+    kind = EventKind.GRANT_EXPIRED if status == Grant.Status.EXPIRED else EventKind.GRANT_REVOKED
+    grant.status = status
+    grant.ended_at = ended_at
+    grant.ended_by = actor
+    grant.end_reason = reason
+    grant.save(update_fields=["status", "ended_at", "ended_by", "end_reason"])
+    Schedule.objects.filter(name=f"expire-grant-{grant.pk}").delete()
+    return record(kind, actor=actor, target=grant, reason=reason, data=_grant_data(grant),
+                  request=request)
+
+
+@transaction.atomic
+def expire_grant(grant_id: int) -> bool:
+    """End a grant whose expiry instant has passed. Idempotent: a second call (or a second
+    sweep at the same time) finds it already ended and does nothing."""
+    grant = Grant.objects.select_for_update().select_related("group", "user").filter(
+        pk=grant_id).first()
+    if grant is None or not grant.can_become(Grant.Status.EXPIRED):
+        return False
+    if grant.expires_at > timezone.now():
+        return False  # extended since the job was scheduled
+    event = _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None)
+    alert(event, users=[grant.user], channels=["email"], template="grant_ended",
+          context={"grant": grant})
+    return True
+
+
+def expire_due_grants() -> int:
+    """The minute sweep: expire every grant past its instant, each in its own transaction."""
+    due = list(Grant.objects.due_to_expire().values_list("pk", flat=True))
+    return sum(expire_grant(pk) for pk in due)
+
+
+def can_end(actor: User, grant: Grant) -> bool:
+    """The holder, the group's owners, security reviewers and administrators."""
+    if actor.pk == grant.user_id or actor.is_superuser:
+        return True
+    if User.objects.security_reviewers().filter(pk=actor.pk).exists():
+        return True
+    return grant.group.owners.filter(pk=actor.pk).exists()
+
+
+@transaction.atomic
+def revoke_grant(grant: Grant, *, actor: User | None, reason: str = "",
+                 request: HttpRequest | None = None) -> Grant:
+    """End an active grant now ("End access now", an owner, a reviewer, an admin, the API).
+    Raises GrantError (409) if it has already ended."""
+    grant = Grant.objects.select_for_update().select_related("group", "user").get(pk=grant.pk)
+    if not grant.gives_access():
+        raise GrantError(f"this grant is {grant.get_status_display().lower()}, not active")
+    event = _end(grant, Grant.Status.REVOKED, ended_at=timezone.now(), actor=actor,
+                 reason=(reason or "").strip()[:MAX_REASON_LENGTH], request=request)
+    alert(event, users=[*_concerned(grant), grant.user], template="grant_ended",
+          context={"grant": grant})
+    return grant
+
+
+@transaction.atomic
+def revoke_all(group: Group | None, *, actor: User, reason: str,
+               request: HttpRequest | None = None) -> int:
+    """End every active grant of `group` (or everywhere) in one audited step."""
+    reason = check_reason(reason)
+    grants = Grant.objects.select_for_update().filter(status=Grant.Status.ACTIVE)
+    if group is not None:
+        grants = grants.filter(group=group)
+    ids = list(grants.order_by("pk").values_list("pk", flat=True))
+    summary = record(EventKind.GRANTS_REVOKED_ALL, actor=actor, target=group, reason=reason,
+                     data={"grants": len(ids), "group": group.slug if group else None},
+                     request=request)
+    alert(summary, users=User.objects.security_reviewers(), template="event")
+    for grant in Grant.objects.filter(pk__in=ids).select_related("group", "user"):
+        if grant.expires_at <= timezone.now():
+            _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None)
+        else:
+            _end(grant, Grant.Status.REVOKED, ended_at=timezone.now(), actor=actor,
+                 reason=reason, request=request)
+    return len(ids)
+
+
+def send_expiry_reminders() -> int:
+    """Tell each holder once, an hour before their access ends."""
+    now = timezone.now()
+    due = Grant.objects.filter(status=Grant.Status.ACTIVE, reminded_at__isnull=True,
+                               expires_at__gt=now, expires_at__lte=now + REMINDER_BEFORE)
+    sent = 0
+    for pk in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            grant = Grant.objects.select_for_update().select_related("group", "user").get(pk=pk)
+            if grant.reminded_at or not grant.gives_access():
+                continue
+            grant.reminded_at = now
+            grant.save(update_fields=["reminded_at"])
+            event = record(EventKind.GRANT_EXPIRY_REMINDER, actor=None, target=grant,
+                           data=_grant_data(grant))
+            alert(event, users=[grant.user], channels=["email", "sms"],
+                  template="expiry_reminder", context={"grant": grant})
+            sent += 1
+    return sent
+
+
+@transaction.atomic
+def set_break_glass_users(group: Group, users: list[User], *, actor: User,
+                          request: HttpRequest | None = None) -> None:
+    """An owner (or admin) replaces the group's break-glass users."""
+    group = Group.objects.select_for_update().get(pk=group.pk)
+    before = set(group.break_glass_users.values_list("username", flat=True))
+    after = {user.username for user in users}
+    if before == after:
+        return
+    group.break_glass_users.set(users)
+    record(EventKind.BREAK_GLASS_USERS_CHANGED, actor=actor, target=group, request=request,
+           data={"added": sorted(after - before), "removed": sorted(before - after)})
+
+
+def visible_grants(actor: User):
+    """Grants an actor may look at: their own, their groups' (as owner), all for reviewers."""
+    if actor.is_superuser or User.objects.security_reviewers().filter(pk=actor.pk).exists():
+        return Grant.objects.all()
+    return Grant.objects.filter(Q(user=actor) | Q(group__owners=actor)).distinct()

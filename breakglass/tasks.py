@@ -1,0 +1,15 @@
+"""django-q2 entry points: load by id, call a service, stay idempotent."""
+
+from breakglass import services
+
+
+def expire_grant(grant_id: int) -> bool:
+    return services.expire_grant(grant_id)
+
+
+def expire_due_grants() -> int:
+    return services.expire_due_grants()
+
+
+def send_expiry_reminders() -> int:
+    return services.send_expiry_reminders()

@@ -1,0 +1,39 @@
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+
+
+@register.filter
+def time_left(moment: datetime | None) -> str:
+    """"11 h 42 min", "3 min 20 s" or "ended" — the words beside every countdown."""
+    if moment is None:
+        return ""
+    seconds = int((moment - timezone.now()).total_seconds())
+    if seconds <= 0:
+        return "ended"
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+@register.filter
+def percent_used(grant) -> int:
+    if not grant.activated_at or not grant.expires_at:
+        return 0
+    total = (grant.expires_at - grant.activated_at).total_seconds()
+    used = (timezone.now() - grant.activated_at).total_seconds()
+    return max(0, min(100, int(100 * used / total))) if total > 0 else 100
+
+
+@register.filter
+def duration_words(duration) -> str:
+    minutes = int(duration.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{hours} hour{'s' if hours != 1 else ''}" if hours else "",
+             f"{minutes} minutes" if minutes else ""]
+    return " ".join(part for part in parts if part)

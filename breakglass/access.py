@@ -16,7 +16,7 @@ from breakglass.models import Grant, Group
 
 _DECISION_SQL = """
 WITH RECURSIVE ancestors(id) AS (
-    SELECT %s
+    SELECT CAST(%s AS BIGINT)
     UNION
     SELECT c.from_group_id FROM breakglass_group_contains c
     JOIN ancestors a ON c.to_group_id = a.id

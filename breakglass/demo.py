@@ -7,6 +7,8 @@ from django.db import transaction
 
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
 from accounts.services import regenerate_backup_codes
+from breakglass.models import Group as CatalogGroup
+from breakglass.models import Sensitivity
 
 DEMO_USERS = [
     # username, role shown on sign-in, mobile
@@ -16,6 +18,19 @@ DEMO_USERS = [
     ("carol", "on call", "+15555550103"),
     ("dave", "member", ""),
     ("erin", "security reviewer", "+15555550105"),
+]
+
+
+DEMO_GROUPS = [
+    # slug, name, sensitivity, description
+    ("prod-database", "Production database (admin role)", Sensitivity.CRITICAL,
+     "The administrator role on the production PostgreSQL cluster."),
+    ("breakglass-prod-database", "Break-glass: production database", Sensitivity.CRITICAL,
+     "Contains the production database group; for whoever is on call."),
+    ("primary-oncall", "Primary on-call", Sensitivity.MEDIUM,
+     "Whoever is on call now for the primary rota."),
+    ("staging", "Staging environment", Sensitivity.LOW,
+     "Administrator access to the staging environment."),
 ]
 
 
@@ -43,4 +58,21 @@ def seed_demo(password: str) -> list[DemoSignIn]:
             user.groups.add(reviewers)
         codes = regenerate_backup_codes(user, actor=None)
         sign_ins.append(DemoSignIn(username, role, codes))
+    seed_groups()
     return sign_ins
+
+
+def seed_groups() -> None:
+    users = {user.username: user for user in User.objects.filter(
+        username__in=[name for name, _, _ in DEMO_USERS])}
+    groups = {}
+    for slug, name, sensitivity, description in DEMO_GROUPS:
+        groups[slug], _ = CatalogGroup.objects.update_or_create(
+            slug=slug,
+            defaults={"name": name, "sensitivity": sensitivity, "description": description},
+        )
+        groups[slug].owners.add(users["bob"])
+    groups["prod-database"].break_glass_users.add(users["alice"])
+    groups["breakglass-prod-database"].contains.add(groups["prod-database"])
+    # Until on-call schedules arrive, carol is a standing member of the on-call group.
+    groups["primary-oncall"].members.add(users["carol"])

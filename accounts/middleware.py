@@ -26,6 +26,8 @@ class AccessPolicyMiddleware:
         name = request.resolver_match.view_name
         if name in settings.PUBLIC_URLS:
             return None
+        if request.resolver_match.namespace in settings.TOKEN_AUTH_NAMESPACES:
+            return None
         user = request.user
         if not user.is_authenticated:
             if request.path.startswith("/api/"):

@@ -30,6 +30,11 @@ class EventKind(models.TextChoices):
     BREAK_GLASS_USERS_CHANGED = (
         "group.break_glass_users_changed", "A group owner changed who may break glass"
     )
+    # Applications and the API.
+    APPLICATION_CREATED = "api.application_created", "An API application was created"
+    TOKEN_ROTATED = "api.token_rotated", "An application's token was replaced"
+    API_AUTH_FAILED = "api.auth_failed", "An API call came with a missing, wrong or disabled token"
+    API_THROTTLED = "api.throttled", "API calls from an address were refused after failures"
     # The trail itself.
     CHAIN_BROKEN = "audit.chain_broken", "The hourly verification found the audit chain broken"
     # Alerts (audit): the outbox's own trail.

@@ -5,7 +5,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from breakglass import services
 from breakglass.access import reachable_from
-from breakglass.models import Grant, Group
+from breakglass.models import Application, Grant, Group
 
 STATUS_BADGES = {"active": "badge--green", "requested": "badge--amber", "revoked": "badge--red"}
 
@@ -118,3 +118,31 @@ class GrantAdmin(admin.ModelAdmin):
             post.setlist("_selected_action", ["0"])
             request.POST = post
         return super().changelist_view(request, extra_context)
+
+
+@admin.register(Application)
+class ApplicationAdmin(SimpleHistoryAdmin):
+    list_display = ("name", "token_prefix", "scope_list", "enabled", "last_used_at")
+    list_filter = ("enabled",)
+    search_fields = ("name", "token_prefix")
+    readonly_fields = ("token_prefix", "created_at", "last_used_at")
+    actions = ["generate_token"]
+
+    @admin.display(description="Scopes")
+    def scope_list(self, application: Application) -> str:
+        return ", ".join(application.scopes)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # `manage.py create_application` prints the first token once
+
+    @admin.action(description="Generate token (replaces the current one)")
+    def generate_token(self, request, queryset):
+        from django.template.response import TemplateResponse
+
+        issued = [(app, services.rotate_token(app, actor=request.user, request=request))
+                  for app in queryset]
+        response = TemplateResponse(request, "admin/breakglass/new_tokens.html",
+                                    {**self.admin_site.each_context(request), "issued": issued,
+                                     "title": "New tokens"})
+        response["Cache-Control"] = "no-store"
+        return response

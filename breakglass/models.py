@@ -148,3 +148,37 @@ class Grant(models.Model):
 
     def can_become(self, status: str) -> bool:
         return status in self.TRANSITIONS[self.status]
+
+
+class Scope(models.TextChoices):
+    ACCESS_READ = "access:read", "Check access"
+    GRANTS_READ = "grants:read", "List grants"
+    GRANTS_WRITE = "grants:write", "Revoke grants"
+    BREAK_GLASS_WRITE = "break-glass:write", "Break glass for a user"
+    AUDIT_READ = "audit:read", "Read the audit trail (SIEM export)"
+
+
+class Application(models.Model):
+    """A system calling the JSON API with a bearer token. Only a SHA-256 of the token is kept,
+    with a short public prefix to find it; the token itself is shown once."""
+
+    name = models.CharField(max_length=100, unique=True)
+    scopes = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    token_prefix = models.CharField(max_length=16, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    history = ConfigurationHistory(excluded_fields=["last_used_at"])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def audit_actor(self) -> tuple[str, str, str]:
+        return "application", str(self.pk), f"{self.name} (token {self.token_prefix}…)"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

@@ -70,7 +70,7 @@ def check_reason(reason: str) -> str:
     return reason
 
 
-def refuse_break_glass(group: Group, *, actor: User, why: str, request=None) -> None:
+def refuse_break_glass(group: Group, *, actor, why: str, request=None) -> None:
     """Record a refused attempt in its own transaction, then raise."""
     with transaction.atomic():
         record(EventKind.GRANT_REFUSED, actor=actor, target=group, request=request,
@@ -79,36 +79,40 @@ def refuse_break_glass(group: Group, *, actor: User, why: str, request=None) -> 
 
 
 def break_glass(
-    group: Group, *, actor: User, reason: str, incident: str = "", severity: str = "",
-    source: str = Grant.Source.BREAK_GLASS, request: HttpRequest | None = None,
+    group: Group, *, actor, reason: str, incident: str = "", severity: str = "",
+    holder: User | None = None, source: str = Grant.Source.BREAK_GLASS,
+    request: HttpRequest | None = None,
 ) -> Grant:
-    """Give `actor` access to `group` at once for the group's break-glass duration.
+    """Give `holder` (by default the actor themself) access to `group` at once, for the
+    group's break-glass duration. `actor` may also be an application acting for the holder.
 
-    Only the group's break-glass users may. Pressing again while active extends to now +
-    duration (audited as an extension). Alerts security reviewers and the owners.
+    Only the group's break-glass users may hold it. Pressing again while active extends to
+    now + duration (audited as an extension). Alerts security reviewers and the owners.
     """
+    holder = holder or actor
     reason = check_reason(reason)
-    if not group.break_glass_users.filter(pk=actor.pk, is_active=True).exists():
+    if not group.break_glass_users.filter(pk=holder.pk, is_active=True).exists():
         refuse_break_glass(group, actor=actor, request=request,
-                           why="not a break-glass user of this group")
-    return _open_or_extend(group, actor=actor, reason=reason, incident=incident,
+                           why=f"{holder.get_username()} is not a break-glass user of this group")
+    return _open_or_extend(group, actor=actor, holder=holder, reason=reason, incident=incident,
                            severity=severity, source=source, request=request)
 
 
 @transaction.atomic
-def _open_or_extend(group, *, actor, reason, incident, severity, source, request) -> Grant:
+def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
+                    request) -> Grant:
     now = timezone.now()
     # Locking the group row serialises activations for it, so 50 simultaneous presses give
     # one activation and extensions, never a race on the open-grant constraint.
     group = Group.objects.select_for_update().get(pk=group.pk)
-    grant = Grant.objects.open().select_for_update().filter(user=actor, group=group).first()
+    grant = Grant.objects.open().select_for_update().filter(user=holder, group=group).first()
     if grant is not None and grant.status == Grant.Status.ACTIVE and grant.expires_at <= now:
         _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None)
         grant = None
     if grant is not None and grant.status == Grant.Status.ACTIVE:
         return _extend(grant, actor=actor, reason=reason, request=request, now=now)
     grant = Grant.objects.create(
-        user=actor, group=group, status=Grant.Status.ACTIVE, source=source, reason=reason,
+        user=holder, group=group, status=Grant.Status.ACTIVE, source=source, reason=reason,
         incident=incident[:200], severity=severity, requested_at=now, activated_at=now,
         expires_at=now + group.break_glass_duration,
     )
@@ -136,7 +140,7 @@ def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", reques
     kind = EventKind.GRANT_EXPIRED if status == Grant.Status.EXPIRED else EventKind.GRANT_REVOKED
     grant.status = status
     grant.ended_at = ended_at
-    grant.ended_by = actor
+    grant.ended_by = actor if isinstance(actor, User) else None
     grant.end_reason = reason
     grant.save(update_fields=["status", "ended_at", "ended_by", "end_reason"])
     Schedule.objects.filter(name=f"expire-grant-{grant.pk}").delete()
@@ -176,7 +180,7 @@ def can_end(actor: User, grant: Grant) -> bool:
 
 
 @transaction.atomic
-def revoke_grant(grant: Grant, *, actor: User | None, reason: str = "",
+def revoke_grant(grant: Grant, *, actor, reason: str = "",
                  request: HttpRequest | None = None) -> Grant:
     """End an active grant now ("End access now", an owner, a reviewer, an admin, the API).
     Raises GrantError (409) if it has already ended."""
@@ -252,3 +256,37 @@ def visible_grants(actor: User):
     if actor.is_superuser or User.objects.security_reviewers().filter(pk=actor.pk).exists():
         return Grant.objects.all()
     return Grant.objects.filter(Q(user=actor) | Q(group__owners=actor)).distinct()
+
+
+@transaction.atomic
+def create_application(name: str, scopes: list[str], *, actor) -> tuple:
+    """A new API application; returns it with its token, which is never stored or shown
+    again."""
+    from breakglass.models import Application, Scope
+    from breakglass.tokens import new_token
+
+    unknown = sorted(set(scopes) - set(Scope.values))
+    if unknown:
+        known = ", ".join(Scope.values)
+        raise InvalidInput("scope", f"unknown scope {unknown[0]!r}; known: {known}")
+    token, prefix, digest = new_token()
+    application = Application.objects.create(name=name, scopes=sorted(set(scopes)),
+                                             token_prefix=prefix, token_hash=digest)
+    record(EventKind.APPLICATION_CREATED, actor=actor, target=application,
+           data={"scopes": application.scopes, "token_prefix": prefix})
+    return application, token
+
+
+@transaction.atomic
+def rotate_token(application, *, actor, request: HttpRequest | None = None) -> str:
+    """Replace an application's token ("Generate token"): the old one stops working at once."""
+    from breakglass.models import Application
+    from breakglass.tokens import new_token
+
+    application = Application.objects.select_for_update().get(pk=application.pk)
+    old_prefix = application.token_prefix
+    token, application.token_prefix, application.token_hash = new_token()
+    application.save(update_fields=["token_prefix", "token_hash"])
+    record(EventKind.TOKEN_ROTATED, actor=actor, target=application, request=request,
+           data={"old_prefix": old_prefix, "new_prefix": application.token_prefix})
+    return token

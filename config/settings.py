@@ -144,7 +144,13 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # Deny by default (accounts.middleware.AccessPolicyMiddleware): the only URLs open to anonymous
 # visitors, and the sign-in steps open to a user who has given a password but no second factor.
 # Every other URL needs a user verified by a second factor, then the view's own role check.
-PUBLIC_URLS = frozenset({"accounts:login", "admin:login", "healthz"})
+PUBLIC_URLS = frozenset({
+    "accounts:login", "admin:login", "healthz", "api:openapi-json", "api:openapi-view",
+})
+# The JSON API authenticates applications by bearer token on every operation (breakglass.api),
+# not by session: the session checks step aside for this namespace.
+TOKEN_AUTH_NAMESPACES = frozenset({"api"})
+API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=10)
 SIGN_IN_STAGE_URLS = frozenset({"accounts:logout", "accounts:two-factor", "accounts:verify"})
 
 # Number of reverse proxies in front of the app that append to X-Forwarded-For. 0 means the

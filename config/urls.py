@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from accounts.views import home
 from audit.views import healthz
+from breakglass.api import api
 
 urlpatterns = [
     path("", home, name="home"),
@@ -10,5 +11,6 @@ urlpatterns = [
     path("", include("breakglass.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/v1/", api.urls),
 ]
 

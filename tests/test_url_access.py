@@ -6,7 +6,6 @@ import types
 
 import pytest
 from django.conf import settings
-from django.test import override_settings
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, path, reverse
 
 from tests.conftest import PASSWORD, add_authenticator
@@ -17,6 +16,7 @@ PUBLIC = "public"  # anyone
 SIGN_IN = "sign-in stage"  # a password-authenticated user, second factor not yet given
 VERIFIED = "verified user"  # any user verified by a second factor
 STAFF = "verified staff"  # the admin (django-otp's OTPAdminSite)
+TOKEN = "application token"  # the JSON API: a bearer token with the operation's scope
 
 ACCESS = {
     "home": VERIFIED,
@@ -35,6 +35,14 @@ ACCESS = {
     "breakglass:break-glass-users": VERIFIED,
     "breakglass:my-access": VERIFIED,
     "breakglass:end-grant": VERIFIED,
+    "api:openapi-json": PUBLIC,
+    "api:openapi-view": PUBLIC,
+    "api:api-root": TOKEN,
+    "api:check_access": TOKEN,
+    "api:list_grants": TOKEN,
+    "api:revoke": TOKEN,
+    "api:break_glass": TOKEN,
+    "api:audit_events": TOKEN,
 }
 NAMESPACE_ACCESS = {"admin": STAFF}
 SAMPLE_KWARGS = {"app_label": "accounts", "content_type_id": 1, "object_id": "1",
@@ -110,6 +118,12 @@ def test_anonymous_visitors_reach_only_public_urls(client, name, url):
     redirected_to_login = response.status_code == 302 and response["Location"].startswith(login)
     if classify(name) == PUBLIC:
         assert not redirected_to_login or name == "admin:login"
+    elif classify(name) == TOKEN:
+        response = client.generic("POST" if name in {"api:revoke", "api:break_glass"} else "GET",
+                                   url, "{}", content_type="application/json")
+        assert response.status_code in {401, 404}, (name, response.status_code)
+        if response.status_code == 401:
+            assert response.json() == {"detail": "A valid bearer token is required."}
     else:
         assert redirected_to_login, f"{name} ({url}) answered {response.status_code} to anonymous"
 
@@ -131,8 +145,7 @@ def test_verified_non_staff_users_are_refused_by_the_admin(verified_client, memb
     assert response.status_code in {403, 404}
 
 
-def test_api_urls_answer_401_json_to_anonymous_callers(client):
-    with override_settings(ROOT_URLCONF="tests.api_urls"):
-        response = client.get("/api/v1/ping")
-    assert response.status_code == 401
-    assert response.json() == {"detail": "Authentication required."}
+def test_settings_exempt_only_the_token_authenticated_api_from_sessions():
+    names = [name for name, _ in walk(get_resolver().url_patterns)]
+    token_names = {n for n in names if classify(n) == TOKEN}
+    assert {n.split(":")[0] for n in token_names} == set(settings.TOKEN_AUTH_NAMESPACES)

@@ -1,0 +1,260 @@
+"""The JSON API for applications (SPEC §2.9), a thin adapter over the services.
+
+Every operation needs a bearer token with the right scope; errors are `{"detail": ...}`."""
+
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from ninja import Field, NinjaAPI, Query, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.responses import Status
+from ninja.security import HttpBearer
+
+from accounts.client_ip import client_ip
+from accounts.models import User
+from audit.catalogue import EventKind, Outcome
+from audit.models import AuditEvent
+from audit.services import Anonymous, record
+from breakglass import services, tokens
+from breakglass.access import decide
+from breakglass.models import Application, Grant, Group, Scope, Severity
+
+FAILURE_WINDOW_SECONDS = 60
+
+
+class TokenAuth(HttpBearer):
+    """Bearer tokens from the Authorization header only. Repeated failures from one address
+    are refused with 429 before the token is even looked at (QUALITY Q15)."""
+
+    def __call__(self, request: HttpRequest):
+        if _failures(request) >= settings.API_TOKEN_FAILURE_LIMIT:
+            raise HttpError(429, "Too many failed authentications from this address; "
+                                 "wait a minute.")
+        application = super().__call__(request)
+        if application is None:
+            _count_failure(request)
+        return application
+
+    def authenticate(self, request: HttpRequest, token: str):
+        prefix = tokens.split_prefix(token)
+        application = Application.objects.filter(token_prefix=prefix).first() if prefix else None
+        if application is None or not tokens.matches(token, application.token_hash):
+            return None
+        if not application.enabled:
+            return None
+        Application.objects.filter(pk=application.pk).update(last_used_at=timezone.now())
+        return application
+
+
+def _failure_key(request) -> str:
+    return f"api-auth-failures:{client_ip(request)}"
+
+
+def _failures(request) -> int:
+    return cache.get(_failure_key(request), 0)
+
+
+def _count_failure(request) -> None:
+    key = _failure_key(request)
+    cache.add(key, 0, FAILURE_WINDOW_SECONDS)
+    count = cache.incr(key)
+    header = request.headers.get("Authorization", "")
+    prefix = tokens.split_prefix(header.removeprefix("Bearer ").strip()) or ""
+    throttled = count == settings.API_TOKEN_FAILURE_LIMIT
+    kind = EventKind.API_THROTTLED if throttled else EventKind.API_AUTH_FAILED
+    with transaction.atomic():
+        record(kind, actor=Anonymous(f"token {prefix}…" if prefix else "no token"),
+               outcome=Outcome.DENIED, request=request, data={"path": request.path[:200]})
+
+
+api = NinjaAPI(
+    title="Breakglass API", version="1", urls_namespace="api", auth=TokenAuth(),
+    docs_url="/docs", openapi_url="/openapi.json",
+    description="Check access, break glass, revoke grants and export the audit trail.",
+)
+
+
+@api.exception_handler(ValidationError)
+def invalid_input(request, exc: ValidationError):
+    first = exc.errors[0] if exc.errors else {}
+    location = first.get("loc") or ["body"]
+    field = str(location[-1])
+    message = f"{field}: {first.get('msg', 'invalid')}"
+    return api.create_response(request, {"detail": message, "errors": exc.errors}, status=400)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request, exc):
+    return api.create_response(request, {"detail": "A valid bearer token is required."},
+                               status=401)
+
+
+@api.exception_handler(services.GrantError)
+def grant_error(request, exc: services.GrantError):
+    return api.create_response(request, {"detail": str(exc)}, status=exc.status)
+
+
+def require(request, scope: str) -> Application:
+    application = request.auth
+    if not application.has_scope(scope):
+        raise HttpError(403, f"This token lacks the {scope} scope.")
+    return application
+
+
+class GrantOut(Schema):
+    id: int
+    user: str
+    group: str
+    status: str
+    reason: str
+    incident: str
+    severity: str
+    source: str
+    requested_at: datetime
+    activated_at: datetime | None
+    expires_at: datetime | None
+    ended_at: datetime | None
+    ended_by: str | None
+
+    @staticmethod
+    def from_grant(grant: Grant) -> dict:
+        return {
+            "id": grant.pk, "user": grant.user.get_username(), "group": grant.group.slug,
+            "status": grant.status, "reason": grant.reason, "incident": grant.incident,
+            "severity": grant.severity, "source": grant.source,
+            "requested_at": grant.requested_at, "activated_at": grant.activated_at,
+            "expires_at": grant.expires_at, "ended_at": grant.ended_at,
+            "ended_by": grant.ended_by.get_username() if grant.ended_by else None,
+        }
+
+
+class AccessOut(Schema):
+    user: str
+    group: str
+    allowed: bool
+    via: str | None
+    grant_id: int | None
+    expires_at: datetime | None
+
+
+class AccessQuery(Schema):
+    user: str = Field(max_length=150)
+    group: str = Field(max_length=80)
+
+
+@api.get("/access", response=AccessOut, summary="May this user use this group now?")
+def check_access(request, query: Query[AccessQuery]):
+    require(request, Scope.ACCESS_READ)
+    user = get_object_or_404(User, username=query.user)
+    group = get_object_or_404(Group, slug=query.group)
+    decision = decide(user, group)
+    return {"user": user.username, "group": group.slug, "allowed": decision.allowed,
+            "via": decision.via, "grant_id": decision.grant_id,
+            "expires_at": decision.expires_at}
+
+
+class GrantsQuery(Schema):
+    status: Grant.Status | None = None
+    user: str | None = Field(None, max_length=150)
+    group: str | None = Field(None, max_length=80)
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class GrantList(Schema):
+    items: list[GrantOut]
+    count: int
+
+
+@api.get("/grants", response=GrantList, summary="List grants")
+def list_grants(request, query: Query[GrantsQuery]):
+    require(request, Scope.GRANTS_READ)
+    grants = Grant.objects.select_related("user", "group", "ended_by").order_by("-pk")
+    if query.status:
+        grants = grants.filter(status=query.status)
+    if query.user:
+        grants = grants.filter(user__username=query.user)
+    if query.group:
+        grants = grants.filter(group__slug=query.group)
+    page = grants[query.offset: query.offset + query.limit]
+    return {"items": [GrantOut.from_grant(grant) for grant in page], "count": grants.count()}
+
+
+class RevokeIn(Schema):
+    reason: str = Field("", max_length=services.MAX_REASON_LENGTH)
+
+
+@api.post("/grants/{grant_id}/revoke", response=GrantOut, summary="End a grant now")
+def revoke(request, grant_id: int, body: RevokeIn):
+    application = require(request, Scope.GRANTS_WRITE)
+    grant = get_object_or_404(Grant, pk=grant_id)
+    grant = services.revoke_grant(grant, actor=application, reason=body.reason, request=request)
+    return GrantOut.from_grant(grant)
+
+
+class BreakGlassIn(Schema):
+    user: str = Field(max_length=150)
+    group: str = Field(max_length=80)
+    reason: str = Field(min_length=1, max_length=services.MAX_REASON_LENGTH)
+    incident: str = Field("", max_length=200)
+    severity: Severity | None = None
+
+
+@api.post("/break-glass", response={201: GrantOut}, summary="Break glass for a user")
+def break_glass(request, body: BreakGlassIn):
+    application = require(request, Scope.BREAK_GLASS_WRITE)
+    user = get_object_or_404(User, username=body.user, is_active=True)
+    group = get_object_or_404(Group, slug=body.group)
+    try:
+        grant = services.break_glass(
+            group, actor=application, holder=user, reason=body.reason, incident=body.incident,
+            severity=body.severity or "", source=Grant.Source.API, request=request,
+        )
+    except services.InvalidInput as invalid:
+        raise HttpError(400, f"{invalid.field}: {invalid}") from invalid
+    return Status(201, GrantOut.from_grant(grant))
+
+
+class AuditQuery(Schema):
+    after: int = Field(0, ge=0)
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class EventOut(Schema):
+    sequence: int
+    recorded_at: datetime
+    kind: str
+    outcome: str
+    actor_type: str
+    actor: str
+    target_type: str
+    target_id: str
+    target: str
+    reason: str
+    data: dict
+    ip: str
+    request_id: str
+    mac: str
+
+
+class AuditPage(Schema):
+    items: list[EventOut]
+    next: int | None
+
+
+@api.get("/audit", response=AuditPage, summary="Audit events after a sequence number")
+def audit_events(request, query: Query[AuditQuery]):
+    require(request, Scope.AUDIT_READ)
+    events = list(AuditEvent.objects.filter(sequence__gt=query.after).order_by("sequence")[
+        : query.limit])
+    items = [{**{field: getattr(event, field) for field in (
+        "sequence", "recorded_at", "kind", "outcome", "actor_type", "target_type", "target_id",
+        "reason", "data", "ip", "request_id", "mac")},
+        "actor": event.actor_label, "target": event.target_label} for event in events]
+    next_after = events[-1].sequence if len(events) == query.limit else None
+    return {"items": items, "next": next_after}

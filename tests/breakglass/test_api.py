@@ -1,0 +1,233 @@
+"""The JSON API (SPEC §2.9, QUALITY Q7, Q15, Q37)."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from audit.catalogue import EventKind
+from audit.models import AuditEvent
+from breakglass import services
+from breakglass.models import Application, Grant, Group, Scope
+
+pytestmark = pytest.mark.django_db
+
+ALL_SCOPES = list(Scope.values)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    cache.clear()
+
+
+@pytest.fixture
+def database(owner, member):
+    group = Group.objects.create(name="Production DB", slug="prod-db")
+    group.owners.add(owner)
+    group.break_glass_users.add(member)
+    return group
+
+
+@pytest.fixture
+def app_token():
+    return services.create_application("pager", ALL_SCOPES, actor=None)[1]
+
+
+def call(client, method, path, token=None, body=None, **params):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    if method == "GET":
+        return client.get(f"/api/v1{path}", params, **headers)
+    return client.generic(method, f"/api/v1{path}", json.dumps(body or {}),
+                          content_type="application/json", **headers)
+
+
+def test_the_token_is_shown_once_and_stored_only_as_a_hash(app_token):
+    application = Application.objects.get()
+    assert app_token.startswith(f"bg_{application.token_prefix}_")
+    assert len(app_token.split("_", 2)[2]) >= 43  # 32 random bytes, URL-safe base64
+    assert app_token not in repr(list(Application.objects.values()))
+    created = AuditEvent.objects.get(kind=EventKind.APPLICATION_CREATED)
+    assert app_token not in json.dumps(created.data) and created.data["token_prefix"]
+
+
+def test_access_check_answers_for_members_grants_and_strangers(client, app_token, database,
+                                                              member, outsider):
+    denied = call(client, "GET", "/access", app_token, user=member.username, group="prod-db")
+    assert denied.status_code == 200
+    assert denied.json() == {"user": member.username, "group": "prod-db", "allowed": False,
+                             "via": None, "grant_id": None, "expires_at": None}
+    grant = services.break_glass(database, actor=member, reason="r")
+    allowed = call(client, "GET", "/access", app_token, user=member.username,
+                   group="prod-db").json()
+    assert (allowed["allowed"], allowed["via"], allowed["grant_id"]) == (True, "grant", grant.pk)
+    assert allowed["expires_at"].startswith(grant.expires_at.strftime("%Y-%m-%dT%H:%M"))
+
+
+@pytest.mark.parametrize(("user", "group"), [("nobody", "prod-db"), ("mark", "no-such-group")])
+def test_unknown_users_and_groups_are_404_json(client, app_token, database, member, user, group):
+    response = call(client, "GET", "/access", app_token, user=user, group=group)
+    assert response.status_code == 404 and "detail" in response.json()
+
+
+def test_break_glass_through_the_api_follows_the_page_rules(client, app_token, database,
+                                                            member, outsider):
+    response = call(client, "POST", "/break-glass", app_token, body={
+        "user": member.username, "group": "prod-db", "reason": "pager", "severity": "sev2"})
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["user"], body["status"], body["source"], body["severity"]) == (
+        member.username, "active", "api", "sev2")
+    activated = AuditEvent.objects.get(kind=EventKind.GRANT_ACTIVATED)
+    assert activated.actor_type == "application"
+    refused = call(client, "POST", "/break-glass", app_token, body={
+        "user": outsider.username, "group": "prod-db", "reason": "pager"})
+    assert refused.status_code == 403
+    assert AuditEvent.objects.filter(kind=EventKind.GRANT_REFUSED).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"group": "prod-db", "reason": "x"}, "user"),
+        ({"user": "mark", "group": "prod-db", "reason": ""}, "reason"),
+        ({"user": "mark", "group": "prod-db", "reason": "x" * 2001}, "reason"),
+        ({"user": "mark", "group": "prod-db", "reason": "x", "severity": "sev9"}, "severity"),
+    ],
+)
+def test_bad_break_glass_input_is_400_naming_the_field(client, app_token, database, member,
+                                                       body, field):
+    response = call(client, "POST", "/break-glass", app_token, body=body)
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith(field)
+
+
+def test_revoke_then_revoke_again_is_409(client, app_token, database, member):
+    grant = services.break_glass(database, actor=member, reason="r")
+    first = call(client, "POST", f"/grants/{grant.pk}/revoke", app_token, body={"reason": "done"})
+    assert first.status_code == 200 and first.json()["status"] == "revoked"
+    again = call(client, "POST", f"/grants/{grant.pk}/revoke", app_token, body={})
+    assert again.status_code == 409
+    assert call(client, "POST", "/grants/999/revoke", app_token).status_code == 404
+
+
+def test_grants_are_listed_and_filtered(client, app_token, database, member, owner):
+    services.break_glass(database, actor=member, reason="r")
+    listed = call(client, "GET", "/grants", app_token, status="active").json()
+    assert listed["count"] == 1 and listed["items"][0]["group"] == "prod-db"
+    assert call(client, "GET", "/grants", app_token, user=owner.username).json()["count"] == 0
+    assert call(client, "GET", "/grants", app_token, status="bogus").status_code == 400
+
+
+def test_the_audit_export_pages_by_sequence(client, app_token, database, member):
+    for _ in range(3):
+        services.break_glass(database, actor=member, reason="r")
+    first = call(client, "GET", "/audit", app_token, limit=2).json()
+    assert [e["sequence"] for e in first["items"]] == [1, 2] and first["next"] == 2
+    rest = call(client, "GET", "/audit", app_token, after=first["next"], limit=1000).json()
+    assert rest["items"][0]["sequence"] == 3 and rest["next"] is None
+    assert call(client, "GET", "/audit", app_token, limit=1001).status_code == 400
+
+
+def test_a_token_without_the_scope_gets_403(client, database, member):
+    _, token = services.create_application("reader", [Scope.ACCESS_READ], actor=None)
+    response = call(client, "GET", "/grants", token)
+    assert response.status_code == 403
+    assert response.json() == {"detail": "This token lacks the grants:read scope."}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Bearer bg_00000000_x", "Basic abc"])
+def test_missing_or_wrong_tokens_are_401_and_audited(client, app_token, header):
+    extra = {"HTTP_AUTHORIZATION": header} if header else {}
+    response = client.get("/api/v1/grants", **extra)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "A valid bearer token is required."}
+    assert AuditEvent.objects.filter(kind=EventKind.API_AUTH_FAILED).count() == 1
+
+
+def test_the_token_is_accepted_only_in_the_authorization_header(client, app_token):
+    assert client.get("/api/v1/grants", {"token": app_token}).status_code == 401
+    assert client.get("/api/v1/grants", HTTP_COOKIE=f"token={app_token}").status_code == 401
+
+
+def test_a_disabled_application_and_a_rotated_token_stop_working_at_once(client, app_token):
+    application = Application.objects.get()
+    assert call(client, "GET", "/grants", app_token).status_code == 200
+    new_token = services.rotate_token(application, actor=None)
+    assert call(client, "GET", "/grants", app_token).status_code == 401
+    assert call(client, "GET", "/grants", new_token).status_code == 200
+    Application.objects.filter(pk=application.pk).update(enabled=False)
+    assert call(client, "GET", "/grants", new_token).status_code == 401
+
+
+def test_repeated_token_failures_from_one_address_get_429(client, app_token, settings):
+    settings.API_TOKEN_FAILURE_LIMIT = 3
+    statuses = [call(client, "GET", "/grants", "bg_deadbeef_wrong").status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+    assert call(client, "GET", "/grants", app_token).status_code == 429
+    assert AuditEvent.objects.filter(kind=EventKind.API_THROTTLED).count() == 1
+    other = client.get("/api/v1/grants", HTTP_AUTHORIZATION=f"Bearer {app_token}",
+                       REMOTE_ADDR="203.0.113.99")
+    assert other.status_code == 200
+
+
+def test_the_openapi_document_and_docs_are_served(client):
+    document = client.get("/api/v1/openapi.json")
+    assert document.status_code == 200
+    paths = document.json()["paths"]
+    assert {"/api/v1/access", "/api/v1/grants", "/api/v1/break-glass", "/api/v1/audit",
+            "/api/v1/grants/{grant_id}/revoke"} <= set(paths)
+    assert client.get("/api/v1/docs").status_code == 200
+
+
+def test_create_application_prints_the_token_once(capsys):
+    out = StringIO()
+    call_command("create_application", "siem", "--scope", "audit:read", stdout=out)
+    token = out.getvalue().split("store it now): ")[1].strip()
+    assert Application.objects.get(name="siem").scopes == ["audit:read"]
+    assert token.startswith("bg_")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_application", "siem", "--scope", "audit:read", stdout=StringIO())
+
+
+TEXT = st.one_of(st.none(), st.integers(), st.text(max_size=300), st.lists(st.text(max_size=5)))
+HYPOTHESIS = settings(max_examples=50, deadline=None,
+                      suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@HYPOTHESIS
+@given(body=st.dictionaries(st.sampled_from(["user", "group", "reason", "incident", "severity",
+                                             "x"]), TEXT, max_size=6))
+def test_generated_break_glass_bodies_never_cause_a_500(client, app_token, database, member,
+                                                        body):
+    response = call(client, "POST", "/break-glass", app_token, body=body)
+    assert response.status_code in {201, 400, 403, 404}
+
+
+@HYPOTHESIS
+@given(params=st.dictionaries(st.sampled_from(["user", "group", "status", "limit", "offset",
+                                               "after"]), st.text(max_size=50), max_size=5),
+       path=st.sampled_from(["/access", "/grants", "/audit"]))
+def test_generated_queries_never_cause_a_500(client, app_token, database, params, path):
+    response = call(client, "GET", path, app_token, **params)
+    assert response.status_code in {200, 400, 404}
+
+
+@HYPOTHESIS
+@given(grant_id=st.text(max_size=20), body=st.dictionaries(st.text(max_size=8), TEXT,
+                                                             max_size=3))
+def test_generated_revocations_never_cause_a_500(client, app_token, grant_id, body):
+    response = call(client, "POST", f"/grants/{grant_id}/revoke", app_token, body=body)
+    assert response.status_code in {200, 400, 404, 409}
+
+
+def test_the_access_check_holds_grant_ids_of_nested_access(client, app_token, database, owner):
+    top = Group.objects.create(name="Top", slug="top")
+    top.contains.add(database)
+    top.members.add(owner)
+    body = call(client, "GET", "/access", app_token, user=owner.username, group="prod-db").json()
+    assert (body["allowed"], body["via"]) == (True, "nested")
+    assert Grant.objects.count() == 0

@@ -98,6 +98,17 @@ def _queue(event, channel, recipient, template, context, sensitive) -> Delivery:
     return delivery
 
 
+def queue_message(event: AuditEvent, channel: str, recipient: str, body: str) -> Delivery:
+    """A machine-to-machine delivery (a provisioning connector's payload) in the outbox."""
+    now = timezone.now()
+    delivery, _ = Delivery.objects.get_or_create(
+        event=event, channel=channel, recipient=recipient,
+        defaults={"body": body, "created_at": now, "next_attempt_at": now},
+    )
+    transaction.on_commit(nudge_relay)
+    return delivery
+
+
 def nudge_relay() -> None:
     """After commit, ask a worker to send at once; the minute sweep is the safety net, so a
     broker hiccup here delays an alert but never loses it and never fails the request."""

@@ -113,6 +113,7 @@ class Delivery(models.Model):
         EMAIL = "email", "Email"
         SMS = "sms", "SMS"
         WEBHOOK = "webhook", "Webhook"
+        CONNECTOR = "connector", "Provisioning connector"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -181,32 +181,13 @@ def send_sms(delivery: Delivery) -> str:
     return get_sms_backend().send(delivery.recipient, delivery.body)
 
 
-def webhook_signature(body: bytes) -> str:
-    digest = hmac.new(settings.ALERT_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
 def send_webhook(delivery: Delivery) -> str:
     if not settings.ALERT_WEBHOOK_URL:
         raise DeliveryError("ALERT_WEBHOOK_URL is not set", retryable=False)
     payload = json.loads(delivery.body)
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    request = urllib.request.Request(  # noqa: S310 (the URL is the operator's own setting)
-        settings.ALERT_WEBHOOK_URL, data=body, method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-Breakglass-Signature": webhook_signature(body),
-            "X-Breakglass-Delivery": delivery.idempotency_key,
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return f"http-{response.status}"
-    except urllib.error.HTTPError as exc:
-        retryable = exc.code >= 500 or exc.code == 429
-        raise DeliveryError(f"webhook answered {exc.code}", retryable=retryable) from exc
-    except OSError as exc:
-        raise DeliveryError(f"webhook unreachable: {type(exc).__name__}") from exc
+    return post_signed(settings.ALERT_WEBHOOK_URL, body, settings.ALERT_WEBHOOK_SECRET,
+                       delivery.idempotency_key)
 
 
 CHANNELS = {
@@ -214,3 +195,27 @@ CHANNELS = {
     Delivery.Channel.SMS: send_sms,
     Delivery.Channel.WEBHOOK: send_webhook,
 }
+
+
+def register_channel(channel: str, sender) -> None:
+    """Other apps add their own senders (provisioning connectors) without audit importing
+    them."""
+    CHANNELS[channel] = sender
+
+
+def post_signed(url: str, body: bytes, secret: str, idempotency_key: str) -> str:
+    """POST `body` with an HMAC-SHA256 signature header; any non-2xx answer is an error."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(  # noqa: S310 (the URL is the operator's own setting)
+        url, data=body, method="POST",
+        headers={"Content-Type": "application/json", "X-Breakglass-Signature": f"sha256={digest}",
+                 "X-Breakglass-Delivery": idempotency_key},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
+            return f"http-{response.status}"
+    except urllib.error.HTTPError as exc:
+        retryable = exc.code >= 500 or exc.code in {408, 409, 425, 429}
+        raise DeliveryError(f"webhook answered {exc.code}", retryable=retryable) from exc
+    except OSError as exc:
+        raise DeliveryError(f"webhook unreachable: {type(exc).__name__}") from exc

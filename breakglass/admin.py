@@ -5,7 +5,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from breakglass import services
 from breakglass.access import reachable_from
-from breakglass.models import Application, Grant, Group
+from breakglass.models import Application, Connector, Grant, Group
 
 STATUS_BADGES = {"active": "badge--green", "requested": "badge--amber", "revoked": "badge--red"}
 
@@ -146,3 +146,17 @@ class ApplicationAdmin(SimpleHistoryAdmin):
                                      "title": "New tokens"})
         response["Cache-Control"] = "no-store"
         return response
+
+
+@admin.register(Connector)
+class ConnectorAdmin(SimpleHistoryAdmin):
+    list_display = ("group", "kind", "django_group", "url", "enabled")
+    list_filter = ("kind", "enabled")
+    search_fields = ("group__name", "url")
+    readonly_fields = ("signing_secret_shown",)
+
+    @admin.display(description="Signing secret (webhooks)")
+    def signing_secret_shown(self, connector: Connector) -> str:
+        if connector.pk is None or connector.kind != Connector.Kind.WEBHOOK:
+            return "—"
+        return connector.signing_secret()

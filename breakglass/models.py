@@ -182,3 +182,47 @@ class Application(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class Connector(models.Model):
+    """Reflects a group's grants into a real system: a django.contrib.auth group (so grants
+    carry real Django permissions) or a signed webhook. Driven through the alert outbox, so
+    each change is retried until it is acknowledged."""
+
+    class Kind(models.TextChoices):
+        DJANGO_GROUP = "django_group", "Django auth group"
+        WEBHOOK = "webhook", "Signed webhook"
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="connectors")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    django_group = models.ForeignKey("auth.Group", on_delete=models.PROTECT, null=True,
+                                     blank=True, related_name="+")
+    url = models.URLField(blank=True, help_text="For webhooks: where grant and revoke events go.")
+    enabled = models.BooleanField(default=True)
+    secret_version = models.PositiveIntegerField(
+        default=1, help_text="Raise it to give the webhook a new signing secret.")
+    history = ConfigurationHistory()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind="django_group", django_group__isnull=False)
+                           | Q(kind="webhook") & ~Q(url="")),
+                name="connector_has_its_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = self.django_group or self.url
+        return f"{self.get_kind_display()} for {self.group}: {target}"
+
+    @property
+    def recipient(self) -> str:
+        return f"connector:{self.pk}"
+
+    def signing_secret(self) -> str:
+        """Derived from SECRET_KEY, never stored: HMAC key for this webhook's signatures."""
+        from django.utils.crypto import salted_hmac
+
+        return salted_hmac("breakglass.connector", f"{self.pk}:{self.secret_version}",
+                           algorithm="sha256").hexdigest()

@@ -13,6 +13,7 @@ from accounts.models import User
 from audit.alerts import alert
 from audit.catalogue import EventKind, Outcome
 from audit.services import record
+from breakglass.connectors import provision
 from breakglass.models import Grant, Group
 
 MAX_REASON_LENGTH = 2000
@@ -119,6 +120,7 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
     event = record(EventKind.GRANT_ACTIVATED, actor=actor, target=grant, reason=reason,
                    data=_grant_data(grant), request=request)
     alert(event, users=_concerned(grant), template="break_glass", context={"grant": grant})
+    provision(event, grant, "grant")
     _schedule_expiry(grant)
     return grant
 
@@ -132,6 +134,7 @@ def _extend(grant: Grant, *, actor, reason, request, now) -> Grant:
     event = record(EventKind.GRANT_EXTENDED, actor=actor, target=grant, reason=reason,
                    data=data, request=request)
     alert(event, users=_concerned(grant), template="break_glass", context={"grant": grant})
+    provision(event, grant, "grant")
     _schedule_expiry(grant)
     return grant
 
@@ -144,8 +147,10 @@ def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", reques
     grant.end_reason = reason
     grant.save(update_fields=["status", "ended_at", "ended_by", "end_reason"])
     Schedule.objects.filter(name=f"expire-grant-{grant.pk}").delete()
-    return record(kind, actor=actor, target=grant, reason=reason, data=_grant_data(grant),
-                  request=request)
+    event = record(kind, actor=actor, target=grant, reason=reason, data=_grant_data(grant),
+                   request=request)
+    provision(event, grant, "revoke")
+    return event
 
 
 @transaction.atomic

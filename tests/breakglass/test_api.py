@@ -231,3 +231,26 @@ def test_the_access_check_holds_grant_ids_of_nested_access(client, app_token, da
     body = call(client, "GET", "/access", app_token, user=owner.username, group="prod-db").json()
     assert (body["allowed"], body["via"]) == (True, "nested")
     assert Grant.objects.count() == 0
+
+
+def test_the_access_check_costs_two_queries_at_any_depth(client, app_token, database, owner,
+                                                        django_assert_num_queries):
+    chain = [database]
+    for depth in range(5):
+        parent = Group.objects.create(name=f"Level {depth}", slug=f"level-{depth}")
+        parent.contains.add(chain[-1])
+        chain.append(parent)
+    chain[-1].members.add(owner)
+    call(client, "GET", "/access", app_token, user=owner.username, group="prod-db")  # stamps use
+    with django_assert_num_queries(2):  # the token, then the decision
+        body = call(client, "GET", "/access", app_token, user=owner.username,
+                    group="prod-db").json()
+    assert (body["allowed"], body["via"]) == (True, "nested")
+
+
+def test_an_inactive_user_is_denied_by_the_api(client, app_token, database, member):
+    services.break_glass(database, actor=member, reason="r")
+    member.is_active = False
+    member.save()
+    body = call(client, "GET", "/access", app_token, user=member.username, group="prod-db").json()
+    assert body["allowed"] is False

@@ -31,7 +31,7 @@ def alert(
     template: str = "event",
     context: dict | None = None,
     sensitive: bool = False,
-) -> list[Delivery]:
+) -> None:
     """Queue `event`'s alert to each user on each channel they can receive (email address,
     mobile number) and to the alert webhook. Idempotent per (event, channel, recipient).
 
@@ -49,17 +49,18 @@ def alert(
     if Delivery.Channel.WEBHOOK in channels and settings.ALERT_WEBHOOK_URL:
         targets.append((Delivery.Channel.WEBHOOK, WEBHOOK_RECIPIENT))
     deliveries = [
-        _queue(event, channel, recipient, template, context, sensitive)
+        _render(event, channel, recipient, template, context, sensitive)
         for channel, recipient in dict.fromkeys(targets)
     ]
+    # One statement for all of them; a delivery that already exists is kept as it is.
+    Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
     transaction.on_commit(nudge_relay)
-    return deliveries
 
 
-def alert_security_reviewers(event: AuditEvent, **options) -> list[Delivery]:
+def alert_security_reviewers(event: AuditEvent, **options) -> None:
     from accounts.models import User
 
-    return alert(event, users=User.objects.security_reviewers(), **options)
+    alert(event, users=User.objects.security_reviewers(), **options)
 
 
 def webhook_payload(event: AuditEvent, text: str, link: str) -> str:
@@ -78,7 +79,7 @@ def webhook_payload(event: AuditEvent, text: str, link: str) -> str:
     )
 
 
-def _queue(event, channel, recipient, template, context, sensitive) -> Delivery:
+def _render(event, channel, recipient, template, context, sensitive) -> Delivery:
     folder = {"email": "emails", "sms": "sms", "webhook": "sms"}[channel]
     body = render_to_string(f"{folder}/{template}.txt", context).strip()
     subject = html_body = ""
@@ -88,14 +89,10 @@ def _queue(event, channel, recipient, template, context, sensitive) -> Delivery:
         subject = " ".join(render_to_string(f"emails/{template}_subject.txt", context).split())
         html_body = render_to_string(f"emails/{template}.html", context)
     now = timezone.now()
-    delivery, _ = Delivery.objects.get_or_create(
-        event=event, channel=channel, recipient=recipient,
-        defaults={
-            "subject": subject, "body": body, "html_body": html_body, "sensitive": sensitive,
-            "created_at": now, "next_attempt_at": now,
-        },
+    return Delivery(
+        event=event, channel=channel, recipient=recipient, subject=subject, body=body,
+        html_body=html_body, sensitive=sensitive, created_at=now, next_attempt_at=now,
     )
-    return delivery
 
 
 def queue_message(event: AuditEvent, channel: str, recipient: str, body: str) -> Delivery:

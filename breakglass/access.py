@@ -137,6 +137,10 @@ def access_by_group(user, at: datetime | None = None) -> dict[int, AccessDecisio
     return decisions
 
 
+# The same walk down from one group, as a subquery (connectors use it).
+REACH_IDS_SQL = _REACH_SQL.format(roots="%s")
+
+
 def reachable_from(group_ids: list[int]) -> set[int]:
     """The groups themselves and every group they contain, transitively."""
     if not group_ids:

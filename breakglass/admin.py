@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from audit.admin import ReadOnlyAdmin
 from breakglass import services
 from breakglass.access import reachable_from
 from breakglass.models import Application, Connector, Grant, Group
@@ -67,7 +68,9 @@ class GroupAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Grant)
-class GrantAdmin(admin.ModelAdmin):
+class GrantAdmin(ReadOnlyAdmin):
+    """Grants change only through their services (the actions below), never by editing."""
+
     list_display = ("pk", "user", "group", "status_badge", "source", "activated_at",
                     "expires_at", "ended_at", "ended_by")
     list_filter = ("status", "source", "group__sensitivity", "requested_at")
@@ -76,15 +79,6 @@ class GrantAdmin(admin.ModelAdmin):
     list_select_related = ("user", "group", "ended_by")
     actions = ["end_selected", "revoke_everything"]
     readonly_fields = [field.name for field in Grant._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, grant: Grant) -> str:

@@ -5,19 +5,21 @@ the access decision at send time, so a late retry can never undo a later revocat
 import json
 
 from django.contrib.auth.models import Group as AuthGroup
+from django.db.models.expressions import RawSQL
 
 from audit.alerts import queue_message
 from audit.models import AuditEvent, Delivery
 from audit.outbox import DeliveryError, post_signed
-from breakglass.access import decide, reachable_from
+from breakglass.access import REACH_IDS_SQL, decide
 from breakglass.models import Connector, Grant
 
 
 def provision(event: AuditEvent, grant: Grant, action: str) -> None:
     """Queue `action` ("grant" or "revoke") for every connector concerned, in the caller's
     transaction."""
-    groups = reachable_from([grant.group_id])
-    for connector in Connector.objects.filter(group_id__in=groups, enabled=True):
+    reached = RawSQL(REACH_IDS_SQL, [grant.group_id])  # noqa: S611 (constant SQL, bound id)
+    connectors = Connector.objects.filter(group_id__in=reached, enabled=True)
+    for connector in connectors.select_related("group"):
         body = json.dumps({
             "action": action, "event": event.sequence, "grant": grant.pk,
             "user": grant.user.get_username(), "email": grant.user.email,

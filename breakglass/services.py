@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django_q.models import Schedule
 
-from accounts.models import User
+from accounts.models import SECURITY_REVIEWERS_GROUP, User
 from audit.alerts import alert
 from audit.catalogue import EventKind, Outcome
 from audit.services import record
@@ -48,13 +48,21 @@ def _grant_data(grant: Grant) -> dict:
 
 def _concerned(grant: Grant) -> list[User]:
     """Everyone a grant's alerts go to: security reviewers and the group's owners."""
-    people = {user.pk: user for user in User.objects.security_reviewers()}
-    people.update({user.pk: user for user in grant.group.owners.filter(is_active=True)})
-    return list(people.values())
+    return list(User.objects.filter(
+        Q(groups__name=SECURITY_REVIEWERS_GROUP) | Q(owned_groups=grant.group_id),
+        is_active=True,
+    ).distinct())
 
 
-def _schedule_expiry(grant: Grant) -> None:
+def _schedule_expiry(grant: Grant, *, new: bool = False) -> None:
     """A one-off django-q2 job at the expiry instant (the minute sweep is the safety net)."""
+    if new:
+        Schedule.objects.create(
+            name=f"expire-grant-{grant.pk}", func="breakglass.tasks.expire_grant",
+            args=repr(grant.pk), schedule_type=Schedule.ONCE, repeats=1,
+            next_run=grant.expires_at,
+        )
+        return
     Schedule.objects.update_or_create(
         name=f"expire-grant-{grant.pk}",
         defaults={"func": "breakglass.tasks.expire_grant", "args": repr(grant.pk),
@@ -121,7 +129,7 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
                    data=_grant_data(grant), request=request)
     alert(event, users=_concerned(grant), template="break_glass", context={"grant": grant})
     provision(event, grant, "grant")
-    _schedule_expiry(grant)
+    _schedule_expiry(grant, new=True)
     return grant
 
 

@@ -6,30 +6,14 @@
     DATABASE_URL=postgres://... .venv/bin/python bench/alert_latency.py   # a scratch database!
 """
 
-import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _worker import running_worker
+from django.db import transaction
+
 ALERTS = 100
-
-scratch = Path(tempfile.mkdtemp())
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{scratch / 'latency.sqlite3'}")
-os.environ.update(ENVIRONMENT="development", EMAIL_URL="dummymail://", LOG_LEVEL="WARNING",
-                  CHECKPOINT_DIR=str(scratch), DJANGO_SETTINGS_MODULE="config.settings")
-sys.path.insert(0, str(ROOT))
-
-import django  # noqa: E402
-
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-from django.db import transaction  # noqa: E402
 
 
 def main() -> int:
@@ -39,13 +23,9 @@ def main() -> int:
     from audit.models import Delivery
     from audit.services import record
 
-    call_command("migrate", verbosity=0)
     reviewer, _ = User.objects.get_or_create(username="latency-reviewer",
                                              defaults={"email": "reviewer@example.org"})
-    worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(3)  # the cluster starts its workers
+    with running_worker():
         first = Delivery.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         for _ in range(ALERTS):
             with transaction.atomic():
@@ -58,9 +38,6 @@ def main() -> int:
             time.sleep(0.5)
         waits = [(sent - created).total_seconds()
                  for created, sent in ours.values_list("created_at", "sent_at") if sent]
-    finally:
-        worker.send_signal(signal.SIGINT)
-        worker.wait(timeout=60)
     if len(waits) < ALERTS:
         print(f"only {len(waits)} of {ALERTS} alerts were sent within two minutes")
         return 1

@@ -6,31 +6,15 @@ p50/p99 (target: p99 <= 5 s; django-q2's own scheduler alone checks only every ~
     DATABASE_URL=postgres://... .venv/bin/python bench/expiry_latency.py   # a scratch database!
 """
 
-import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _worker import running_worker
+from django.utils import timezone
+
 GRANTS = 100
-
-scratch = Path(tempfile.mkdtemp())
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{scratch / 'expiry.sqlite3'}")
-os.environ.update(ENVIRONMENT="development", EMAIL_URL="dummymail://", LOG_LEVEL="WARNING",
-                  CHECKPOINT_DIR=str(scratch), DJANGO_SETTINGS_MODULE="config.settings")
-sys.path.insert(0, str(ROOT))
-
-import django  # noqa: E402
-
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-from django.utils import timezone  # noqa: E402
 
 
 def main() -> int:
@@ -43,7 +27,6 @@ def main() -> int:
     from breakglass import services
     from breakglass.models import Connector, Grant, Group
 
-    call_command("migrate", verbosity=0)
     group = Group.objects.create(name="Expiry bench", slug=f"expiry-{int(time.time())}")
     Connector.objects.create(group=group, kind="django_group",
                              django_group=AuthGroup.objects.create(name=group.slug))
@@ -53,10 +36,7 @@ def main() -> int:
     for user in users:
         services.break_glass(group, actor=user, reason="expiry benchmark")
     Delivery.objects.all().update(status=Delivery.Status.SENT)  # alerts are not measured here
-    worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(4)  # the cluster starts
+    with running_worker(start_seconds=4):
         expires_at = timezone.now().replace(microsecond=0) + timedelta(seconds=3)
         grants = Grant.objects.filter(group=group)
         grants.update(expires_at=expires_at)
@@ -70,9 +50,6 @@ def main() -> int:
                 expired.count() < GRANTS
                 or revocations.filter(status=Delivery.Status.SENT).count() < GRANTS):
             time.sleep(0.5)
-    finally:
-        worker.send_signal(signal.SIGINT)
-        worker.wait(timeout=60)
     event_lags = [(at - expires_at).total_seconds()
                   for at in expired.values_list("recorded_at", flat=True)]
     revoke_lags = [(at - expires_at).total_seconds() for at in revocations.filter(

@@ -13,6 +13,7 @@ from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from breakglass import services
 from breakglass.models import Application, Grant, Group, Scope
+from tests.breakglass.helpers import nest_under
 
 pytestmark = pytest.mark.django_db
 
@@ -235,12 +236,7 @@ def test_the_access_check_holds_grant_ids_of_nested_access(client, app_token, da
 
 def test_the_access_check_costs_two_queries_at_any_depth(client, app_token, database, owner,
                                                         django_assert_num_queries):
-    chain = [database]
-    for depth in range(5):
-        parent = Group.objects.create(name=f"Level {depth}", slug=f"level-{depth}")
-        parent.contains.add(chain[-1])
-        chain.append(parent)
-    chain[-1].members.add(owner)
+    nest_under(database, 5).members.add(owner)
     call(client, "GET", "/access", app_token, user=owner.username, group="prod-db")  # stamps use
     with django_assert_num_queries(2):  # the token, then the decision
         body = call(client, "GET", "/access", app_token, user=owner.username,

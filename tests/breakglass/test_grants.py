@@ -14,6 +14,7 @@ from audit.services import verify_trail
 from breakglass import services
 from breakglass.access import access_by_group, decide, has_access
 from breakglass.models import Grant, Group, Sensitivity
+from tests.breakglass.helpers import nest_under
 
 pytestmark = pytest.mark.django_db
 
@@ -172,12 +173,7 @@ def test_a_cycle_does_not_hang_the_decision(database, outsider):
 
 
 def test_the_decision_costs_one_query_at_any_depth(database, outsider, django_assert_num_queries):
-    chain = [database]
-    for depth in range(6):
-        parent = Group.objects.create(name=f"Level {depth}", slug=f"level-{depth}")
-        parent.contains.add(chain[-1])
-        chain.append(parent)
-    chain[-1].members.add(outsider)
+    nest_under(database, 6).members.add(outsider)
     with django_assert_num_queries(1):
         assert decide(outsider, database).allowed
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from django.db import connection
 from django.utils import timezone
 
+from breakglass.db import prepared_cursor
 from breakglass.models import Grant, Group
 
 _DECISION_SQL = """
@@ -68,7 +69,7 @@ def decide(user, group: Group | int, at: datetime | None = None) -> AccessDecisi
         return AccessDecision(False)
     group_id = group if isinstance(group, int) else group.pk
     moment = connection.ops.adapt_datetimefield_value(at or timezone.now())
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_DECISION_SQL, [group_id, user.pk, user.pk, Grant.Status.ACTIVE, moment])
         rows = cursor.fetchall()
     return _interpret(rows, group_id)
@@ -78,7 +79,7 @@ def decide_by_name(username: str, slug: str, at: datetime | None = None):
     """The API's access check in one query, names included. Returns (user found, group found,
     decision)."""
     moment = connection.ops.adapt_datetimefield_value(at or timezone.now())
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_BY_NAME_SQL, [slug, username, Grant.Status.ACTIVE, moment])
         rows = cursor.fetchall()
     target = next((row[1] for row in rows if row[0] == "target"), None)

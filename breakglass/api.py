@@ -22,6 +22,7 @@ from audit.models import AuditEvent
 from audit.services import Anonymous, record
 from breakglass import services, tokens
 from breakglass.access import decide_by_name
+from breakglass.db import load_instance, prepared_cursor
 from breakglass.models import Application, Grant, Group, Scope, Severity
 
 FAILURE_WINDOW_SECONDS = 60
@@ -42,7 +43,7 @@ class TokenAuth(HttpBearer):
 
     def authenticate(self, request: HttpRequest, token: str):
         prefix = tokens.split_prefix(token)
-        application = Application.objects.filter(token_prefix=prefix).first() if prefix else None
+        application = _application_by_prefix(prefix) if prefix else None
         if application is None or not tokens.matches(token, application.token_hash):
             return None
         if not application.enabled:
@@ -53,6 +54,26 @@ class TokenAuth(HttpBearer):
         if last is None or (now - last).total_seconds() >= 60:
             Application.objects.filter(pk=application.pk).update(last_used_at=now)
         return application
+
+
+_APPLICATION_SQL = """
+SELECT id, name, scopes, enabled, token_prefix, token_hash, created_at, last_used_at
+  FROM breakglass_application WHERE token_prefix = %s
+"""
+
+
+def _application_by_prefix(prefix: str) -> Application | None:
+    """Every API call starts here, so it is one prepared statement (see breakglass/db.py)."""
+    with prepared_cursor() as cursor:
+        cursor.execute(_APPLICATION_SQL, [prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return load_instance(Application, _APPLICATION_FIELDS, row)
+
+
+_APPLICATION_FIELDS = ["id", "name", "scopes", "enabled", "token_prefix", "token_hash",
+                       "created_at", "last_used_at"]
 
 
 def _failure_key(request) -> str:

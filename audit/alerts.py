@@ -95,6 +95,24 @@ def _render(event, channel, recipient, template, context, sensitive) -> Delivery
     )
 
 
+def alert_later(event: AuditEvent, handler: str, **params) -> None:
+    """Queue `event`'s alerts and follow-ups as one outbox row that the relay expands with the
+    handler registered under `handler` (audit.outbox.register_fanout): finding recipients,
+    rendering bodies and telling connectors happen there, not in the caller's transaction.
+
+    For hot paths (activation): the caller's transaction writes one row and nothing else. As
+    durable as alert(): the row commits or rolls back with the event, and the relay retries
+    its expansion like any delivery (the deliveries it writes are idempotent). `params` must
+    be JSON; the handler renders from the event's own data, so late expansion says what was
+    true when the event happened."""
+    now = timezone.now()
+    Delivery.objects.create(
+        event=event, channel=Delivery.Channel.FANOUT, recipient=handler,
+        body=json.dumps(params), created_at=now, next_attempt_at=now,
+    )
+    # No nudge: the worker's one-second tick finds the row (audit.outbox.relay_if_due).
+
+
 def queue_message(event: AuditEvent, channel: str, recipient: str, body: str) -> Delivery:
     """A machine-to-machine delivery (a provisioning connector's payload) in the outbox."""
     now = timezone.now()

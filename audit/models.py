@@ -114,6 +114,7 @@ class Delivery(models.Model):
         SMS = "sms", "SMS"
         WEBHOOK = "webhook", "Webhook"
         CONNECTOR = "connector", "Provisioning connector"
+        FANOUT = "fanout", "Fan-out (the relay expands it into the deliveries above)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

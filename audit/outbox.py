@@ -77,6 +77,19 @@ def send_due_deliveries(limit: int = 50) -> int:
     return handled
 
 
+def relay_if_due() -> bool:
+    """The worker's one-second tick (audit's qcluster command): start the relay when a
+    delivery is due. alert_later() rows rely on this instead of a nudge per request, which
+    would cost the request a broker write; alert() still nudges."""
+    due = Delivery.objects.filter(status=Delivery.Status.PENDING,
+                                  next_attempt_at__lte=timezone.now()).exists()
+    if due:
+        from django_q.tasks import async_task
+
+        async_task("audit.tasks.send_due_deliveries")
+    return due
+
+
 def send_delivery(delivery_id: int) -> None:
     delivery = Delivery.objects.select_related("event").get(pk=delivery_id)
     if delivery.status != Delivery.Status.SENDING:
@@ -201,6 +214,27 @@ def register_channel(channel: str, sender) -> None:
     """Other apps add their own senders (provisioning connectors) without audit importing
     them."""
     CHANNELS[channel] = sender
+
+
+FANOUTS = {}
+
+
+def register_fanout(name: str, handler) -> None:
+    """`handler(event, **params)` expands an alert_later() row: it calls alert() and queues
+    follow-ups, inside one transaction of the relay."""
+    FANOUTS[name] = handler
+
+
+def expand_fanout(delivery: Delivery) -> str:
+    handler = FANOUTS.get(delivery.recipient)
+    if handler is None:
+        raise DeliveryError(f"no fan-out handler named {delivery.recipient!r}", retryable=False)
+    with transaction.atomic():
+        handler(delivery.event, **json.loads(delivery.body))
+    return "expanded"
+
+
+CHANNELS[Delivery.Channel.FANOUT] = expand_fanout
 
 
 def post_signed(url: str, body: bytes, secret: str, idempotency_key: str) -> str:

@@ -7,7 +7,9 @@ class BreakglassConfig(AppConfig):
 
     def ready(self) -> None:
         from audit.models import Delivery
-        from audit.outbox import register_channel
+        from audit.outbox import register_channel, register_fanout
         from breakglass.connectors import send_to_connector
+        from breakglass.services import GRANT_FANOUT, expand_grant_event
 
         register_channel(Delivery.Channel.CONNECTOR, send_to_connector)
+        register_fanout(GRANT_FANOUT, expand_grant_event)

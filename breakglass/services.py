@@ -1,16 +1,16 @@
 """Every change to grants: break glass (and its extension), expiry, revocation, reminders.
 Each locks, checks, writes, records its audit event and queues alerts in one transaction."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest
 from django.utils import timezone
 from django_q.models import Schedule
 
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
-from audit.alerts import alert
+from audit.alerts import alert, alert_later
 from audit.catalogue import EventKind, Outcome
 from audit.services import record
 from breakglass.connectors import provision
@@ -40,10 +40,41 @@ class InvalidInput(GrantError):
 
 def _grant_data(grant: Grant) -> dict:
     return {
-        "group": grant.group.slug, "holder": grant.user.get_username(),
+        "group": grant.group.slug, "holder": grant.user.get_username(), "status": grant.status,
         "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
         "incident": grant.incident, "severity": grant.severity, "source": grant.source,
     }
+
+
+def _follow_up(event, *, action: str, template: str = "", audience: tuple = (),
+               channels: tuple = ("email", "sms", "webhook")) -> None:
+    """One outbox row for everything a grant event sets off; the relay expands it with
+    expand_grant_event: alerts to `audience` ("concerned", "holder") and the connectors'
+    `action` ("grant" or "revoke")."""
+    alert_later(event, GRANT_FANOUT, action=action, template=template,
+                audience=list(audience), channels=list(channels))
+
+
+GRANT_FANOUT = "breakglass.grant"
+
+
+def expand_grant_event(event, *, action: str, template: str, audience: list,
+                       channels: list) -> None:
+    """The relay's half of _follow_up, in its transaction. The grant is shown as the event
+    recorded it (expiry and status), whatever happened to it since."""
+    grant = Grant.objects.select_related("group", "user").get(pk=int(event.target_id))
+    if event.data.get("expires_at"):
+        grant.expires_at = datetime.fromisoformat(event.data["expires_at"])
+    grant.status = event.data.get("status", grant.status)
+    users = []
+    if "concerned" in audience:
+        users += _concerned(grant)
+    if "holder" in audience:
+        users.append(grant.user)
+    if template and users:
+        alert(event, users=users, channels=channels, template=template,
+              context={"grant": grant})
+    provision(event, grant, action)
 
 
 def _concerned(grant: Grant) -> list[User]:
@@ -100,21 +131,38 @@ def break_glass(
     """
     holder = holder or actor
     reason = check_reason(reason)
-    if not group.break_glass_users.filter(pk=holder.pk, is_active=True).exists():
+    grant = _open_or_extend(group, actor=actor, holder=holder, reason=reason,
+                            incident=incident, severity=severity, source=source,
+                            request=request)
+    if grant is None:
         refuse_break_glass(group, actor=actor, request=request,
                            why=f"{holder.get_username()} is not a break-glass user of this group")
-    return _open_or_extend(group, actor=actor, holder=holder, reason=reason, incident=incident,
-                           severity=severity, source=source, request=request)
+    return grant
 
 
 @transaction.atomic
 def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
-                    request) -> Grant:
+                    request) -> Grant | None:
+    """None when `holder` is not one of the group's break-glass users."""
     now = timezone.now()
     # Locking the group row serialises activations for it, so 50 simultaneous presses give
-    # one activation and extensions, never a race on the open-grant constraint.
-    group = Group.objects.select_for_update().get(pk=group.pk)
+    # one activation and extensions, never a race on the open-grant constraint. The same read
+    # tells whether the holder may break glass here. The open grant must be read after the
+    # lock, in a statement of its own: only a new statement sees what the previous holder of
+    # the lock committed.
+    may_break_glass = Group.break_glass_users.through.objects.filter(
+        group_id=OuterRef("pk"), user_id=holder.pk, user__is_active=True)
+    locked = (Group.objects.select_for_update().filter(pk=group.pk)
+              .annotate(allowed=Exists(may_break_glass))
+              .values_list("break_glass_minutes", "allowed").first())
+    if locked is None:
+        raise GrantError("this group no longer exists")
+    group.break_glass_minutes, allowed = locked
+    if not allowed:
+        return None
     grant = Grant.objects.open().select_for_update().filter(user=holder, group=group).first()
+    if grant is not None:
+        grant.group, grant.user = group, holder
     if grant is not None and grant.status == Grant.Status.ACTIVE and grant.expires_at <= now:
         _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None)
         grant = None
@@ -127,8 +175,7 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
     )
     event = record(EventKind.GRANT_ACTIVATED, actor=actor, target=grant, reason=reason,
                    data=_grant_data(grant), request=request)
-    alert(event, users=_concerned(grant), template="break_glass", context={"grant": grant})
-    provision(event, grant, "grant")
+    _follow_up(event, action="grant", template="break_glass", audience=("concerned",))
     _schedule_expiry(grant, new=True)
     return grant
 
@@ -141,13 +188,13 @@ def _extend(grant: Grant, *, actor, reason, request, now) -> Grant:
     data = {**_grant_data(grant), "previous_expires_at": previous.isoformat()}
     event = record(EventKind.GRANT_EXTENDED, actor=actor, target=grant, reason=reason,
                    data=data, request=request)
-    alert(event, users=_concerned(grant), template="break_glass", context={"grant": grant})
-    provision(event, grant, "grant")
+    _follow_up(event, action="grant", template="break_glass", audience=("concerned",))
     _schedule_expiry(grant)
     return grant
 
 
-def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", request=None):
+def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", request=None,
+         template: str = "", audience: tuple = (), channels: tuple = ("email", "sms", "webhook")):
     kind = EventKind.GRANT_EXPIRED if status == Grant.Status.EXPIRED else EventKind.GRANT_REVOKED
     grant.status = status
     grant.ended_at = ended_at
@@ -157,7 +204,8 @@ def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", reques
     Schedule.objects.filter(name=f"expire-grant-{grant.pk}").delete()
     event = record(kind, actor=actor, target=grant, reason=reason, data=_grant_data(grant),
                    request=request)
-    provision(event, grant, "revoke")
+    _follow_up(event, action="revoke", template=template, audience=audience,
+               channels=channels)
     return event
 
 
@@ -171,9 +219,8 @@ def expire_grant(grant_id: int) -> bool:
         return False
     if grant.expires_at > timezone.now():
         return False  # extended since the job was scheduled
-    event = _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None)
-    alert(event, users=[grant.user], channels=["email"], template="grant_ended",
-          context={"grant": grant})
+    _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None,
+         template="grant_ended", audience=("holder",), channels=("email",))
     return True
 
 
@@ -200,10 +247,9 @@ def revoke_grant(grant: Grant, *, actor, reason: str = "",
     grant = Grant.objects.select_for_update().select_related("group", "user").get(pk=grant.pk)
     if not grant.gives_access():
         raise GrantError(f"this grant is {grant.get_status_display().lower()}, not active")
-    event = _end(grant, Grant.Status.REVOKED, ended_at=timezone.now(), actor=actor,
-                 reason=(reason or "").strip()[:MAX_REASON_LENGTH], request=request)
-    alert(event, users=[*_concerned(grant), grant.user], template="grant_ended",
-          context={"grant": grant})
+    _end(grant, Grant.Status.REVOKED, ended_at=timezone.now(), actor=actor,
+         reason=(reason or "").strip()[:MAX_REASON_LENGTH], request=request,
+         template="grant_ended", audience=("concerned", "holder"))
     return grant
 
 

@@ -3,13 +3,14 @@
 import hashlib
 import hmac
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group as AuthGroup
 from django.utils import timezone
 
 from audit.models import Delivery
-from audit.outbox import send_due_deliveries
+from audit.outbox import expand_fanout, send_due_deliveries
 from breakglass import services
 from breakglass.models import Connector, Group
 from tests.audit.fakes import WebhookReceiver
@@ -46,10 +47,18 @@ def test_a_grant_carries_real_django_permissions_while_it_lasts(database, dba_ro
 def test_a_late_retry_cannot_undo_a_revocation(database, dba_role, member):
     grant = services.break_glass(database, actor=member, reason="r")
     services.revoke_grant(grant, actor=member)
+    for fanout in Delivery.objects.filter(channel="fanout").order_by("pk"):
+        expand_fanout(fanout)  # writes the connector deliveries, sends nothing
+    Delivery.objects.filter(channel="fanout").update(status="sent")
+    provisioning = Delivery.objects.filter(channel="connector")
+    Delivery.objects.update(next_attempt_at=timezone.now() + timedelta(hours=1))
+    revoke, stale_grant = provisioning.order_by("-pk")
     # The "revoke" is delivered first, then the stale "grant" retry arrives.
-    for delivery in Delivery.objects.filter(channel="connector").order_by("-pk"):
+    for delivery in (revoke, stale_grant):
         Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-        send_due_deliveries(limit=1)
+        assert send_due_deliveries() == 1
+    assert json.loads(stale_grant.body)["action"] == "grant"
+    assert provisioning.filter(status="sent").count() == 2
     assert not member.groups.filter(pk=dba_role.pk).exists()
 
 

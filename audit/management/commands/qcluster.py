@@ -1,9 +1,15 @@
+import logging
 import threading
 
+from django.db import DatabaseError
 from django_q.brokers import get_broker
 from django_q.cluster import Cluster
 from django_q.management.commands.qcluster import Command as DjangoQCommand
 from django_q.scheduler import scheduler
+
+from audit.outbox import relay_if_due
+
+logger = logging.getLogger(__name__)
 
 SCHEDULER_INTERVAL_SECONDS = 1.0
 
@@ -11,7 +17,8 @@ SCHEDULER_INTERVAL_SECONDS = 1.0
 class Command(DjangoQCommand):
     help = (
         "Start the django-q2 worker cluster and the scheduler. The scheduler runs every second "
-        "in this process (django-q2's own checks only every 30 s, too slow for exact expiry)."
+        "in this process (django-q2's own checks only every 30 s, too slow for exact expiry), "
+        "and starts the alert relay whenever a delivery is due."
     )
 
     def handle(self, *args, **options):
@@ -28,4 +35,8 @@ class Command(DjangoQCommand):
         pause = threading.Event()
         while cluster.sentinel.is_alive():
             scheduler(broker=broker)
+            try:
+                relay_if_due()
+            except DatabaseError:
+                logger.warning("could not look for due deliveries", exc_info=True)
             pause.wait(SCHEDULER_INTERVAL_SECONDS)

@@ -11,6 +11,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.db import fast_insert
 from audit.models import AuditEvent, Delivery
 
 logger = logging.getLogger(__name__)
@@ -106,10 +107,10 @@ def alert_later(event: AuditEvent, handler: str, **params) -> None:
     be JSON; the handler renders from the event's own data, so late expansion says what was
     true when the event happened."""
     now = timezone.now()
-    Delivery.objects.create(
+    fast_insert(Delivery(
         event=event, channel=Delivery.Channel.FANOUT, recipient=handler,
         body=json.dumps(params), created_at=now, next_attempt_at=now,
-    )
+    ))
     # No nudge: the worker's one-second tick finds the row (audit.outbox.relay_if_due).
 
 

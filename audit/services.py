@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.client_ip import client_ip
 from audit import chain
 from audit.catalogue import ActorType, EventKind, Outcome
+from audit.db import fast_insert, prepared_cursor
 from audit.models import AuditEvent, ChainHead, Checkpoint, Heartbeat, unescape_nul, walk_strings
 
 SCHEDULER_HEARTBEAT = "scheduler"
@@ -134,14 +135,15 @@ def record(
     )
     try:
         # No savepoint: a failure here must doom the caller's whole transaction anyway.
-        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        # Prepared statements: every audited change passes here.
+        with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
             cursor.execute(_LOCK_HEAD_SQL[connection.features.has_select_for_update])
             head = cursor.fetchone()
             if head is None:
                 raise AuditWriteError("the audit chain head is missing")
             event.sequence = head[0] + 1
             event.mac = chain.seal(audit_key(), head[1], sealed_values(event))
-            event.save(force_insert=True)
+            fast_insert(event)
             cursor.execute(_MOVE_HEAD_SQL, [event.sequence, event.mac])
     except DatabaseError as exc:
         raise AuditWriteError(f"the audit trail could not be written ({exc})") from exc

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from django.db import connection
 from django.utils import timezone
 
-from breakglass.db import prepared_cursor
+from audit.db import prepared_cursor
 from breakglass.models import Grant, Group
 
 _DECISION_SQL = """

@@ -18,11 +18,11 @@ from ninja.security import HttpBearer
 from accounts.client_ip import client_ip
 from accounts.models import User
 from audit.catalogue import EventKind, Outcome
+from audit.db import load_instance, prepared_cursor
 from audit.models import AuditEvent
 from audit.services import Anonymous, record
 from breakglass import services, tokens
 from breakglass.access import decide_by_name
-from breakglass.db import load_instance, prepared_cursor
 from breakglass.models import Application, Grant, Group, Scope, Severity
 
 FAILURE_WINDOW_SECONDS = 60
@@ -63,7 +63,7 @@ SELECT id, name, scopes, enabled, token_prefix, token_hash, created_at, last_use
 
 
 def _application_by_prefix(prefix: str) -> Application | None:
-    """Every API call starts here, so it is one prepared statement (see breakglass/db.py)."""
+    """Every API call starts here, so it is one prepared statement (see audit/db.py)."""
     with prepared_cursor() as cursor:
         cursor.execute(_APPLICATION_SQL, [prefix])
         row = cursor.fetchone()
@@ -235,8 +235,7 @@ class BreakGlassIn(Schema):
 @api.post("/break-glass", response={201: GrantOut}, summary="Break glass for a user")
 def break_glass(request, body: BreakGlassIn):
     application = require(request, Scope.BREAK_GLASS_WRITE)
-    user = get_object_or_404(User, username=body.user, is_active=True)
-    group = get_object_or_404(Group, slug=body.group)
+    user, group = _user_and_group(body.user, body.group)
     try:
         grant = services.break_glass(
             group, actor=application, holder=user, reason=body.reason, incident=body.incident,
@@ -245,6 +244,28 @@ def break_glass(request, body: BreakGlassIn):
     except services.InvalidInput as invalid:
         raise HttpError(400, f"{invalid.field}: {invalid}") from invalid
     return Status(201, GrantOut.from_grant(grant))
+
+
+_USER_AND_GROUP_SQL = f"""
+SELECT u.id, u.username, g.id, g.name, g.slug, g.break_glass_minutes
+  FROM (SELECT 1 AS one) o
+  LEFT JOIN {User._meta.db_table} u ON u.username = %s AND u.is_active
+  LEFT JOIN {Group._meta.db_table} g ON g.slug = %s"""  # noqa: S608 (table names only)
+
+
+def _user_and_group(username: str, slug: str) -> tuple[User, Group]:
+    """Both names in one prepared statement (activation is a hot path); 404 for either."""
+    with prepared_cursor() as cursor:
+        cursor.execute(_USER_AND_GROUP_SQL, [username, slug])
+        user_id, name, group_id, *group_row = cursor.fetchone()
+    if user_id is None:
+        raise HttpError(404, f"No active user named {username!r}.")
+    if group_id is None:
+        raise HttpError(404, f"No group with slug {slug!r}.")
+    user = load_instance(User, ["id", "username"], [user_id, name])
+    group = load_instance(Group, ["id", "name", "slug", "break_glass_minutes"],
+                          [group_id, *group_row])
+    return user, group
 
 
 class AuditQuery(Schema):

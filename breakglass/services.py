@@ -3,8 +3,8 @@ Each locks, checks, writes, records its audit event and queues alerts in one tra
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from django_q.models import Schedule
@@ -12,6 +12,7 @@ from django_q.models import Schedule
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
 from audit.alerts import alert, alert_later
 from audit.catalogue import EventKind, Outcome
+from audit.db import fast_insert, prepared_cursor
 from audit.services import record
 from breakglass.connectors import provision
 from breakglass.models import Grant, Group
@@ -88,17 +89,28 @@ def _concerned(grant: Grant) -> list[User]:
 def _schedule_expiry(grant: Grant, *, new: bool = False) -> None:
     """A one-off django-q2 job at the expiry instant (the minute sweep is the safety net)."""
     if new:
-        Schedule.objects.create(
+        fast_insert(Schedule(
             name=f"expire-grant-{grant.pk}", func="breakglass.tasks.expire_grant",
             args=repr(grant.pk), schedule_type=Schedule.ONCE, repeats=1,
             next_run=grant.expires_at,
-        )
+        ))
         return
     Schedule.objects.update_or_create(
         name=f"expire-grant-{grant.pk}",
         defaults={"func": "breakglass.tasks.expire_grant", "args": repr(grant.pk),
                   "schedule_type": Schedule.ONCE, "repeats": 1, "next_run": grant.expires_at},
     )
+
+
+_LOCK_GROUP_SQL = f"""
+SELECT g.break_glass_minutes, EXISTS (
+    SELECT 1 FROM {Group.break_glass_users.through._meta.db_table} b
+      JOIN {User._meta.db_table} u ON u.id = b.user_id
+     WHERE b.group_id = g.id AND b.user_id = %s AND u.is_active)
+  FROM {Group._meta.db_table} g WHERE g.id = %s"""  # noqa: S608 (table names only)
+# The conflict target of the one_open_grant_per_user_and_group constraint.
+_OPEN_GRANT_CONFLICT = "(user_id, group_id) WHERE status IN ({})".format(
+    ", ".join(f"'{status}'" for status in Grant.OPEN_STATUSES))
 
 
 def check_reason(reason: str) -> str:
@@ -146,33 +158,34 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
     """None when `holder` is not one of the group's break-glass users."""
     now = timezone.now()
     # Locking the group row serialises activations for it, so 50 simultaneous presses give
-    # one activation and extensions, never a race on the open-grant constraint. The same read
-    # tells whether the holder may break glass here. The open grant must be read after the
-    # lock, in a statement of its own: only a new statement sees what the previous holder of
-    # the lock committed.
-    may_break_glass = Group.break_glass_users.through.objects.filter(
-        group_id=OuterRef("pk"), user_id=holder.pk, user__is_active=True)
-    locked = (Group.objects.select_for_update().filter(pk=group.pk)
-              .annotate(allowed=Exists(may_break_glass))
-              .values_list("break_glass_minutes", "allowed").first())
+    # one activation and extensions. The same read tells whether the holder may break glass
+    # here. A prepared statement, like the insert below: this is the hot path.
+    with prepared_cursor() as cursor:
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        cursor.execute(_LOCK_GROUP_SQL + lock, [holder.pk, group.pk])
+        locked = cursor.fetchone()
     if locked is None:
         raise GrantError("this group no longer exists")
     group.break_glass_minutes, allowed = locked
     if not allowed:
         return None
-    grant = Grant.objects.open().select_for_update().filter(user=holder, group=group).first()
-    if grant is not None:
-        grant.group, grant.user = group, holder
-    if grant is not None and grant.status == Grant.Status.ACTIVE and grant.expires_at <= now:
-        _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None)
-        grant = None
-    if grant is not None and grant.status == Grant.Status.ACTIVE:
-        return _extend(grant, actor=actor, reason=reason, request=request, now=now)
-    grant = Grant.objects.create(
+    grant = Grant(
         user=holder, group=group, status=Grant.Status.ACTIVE, source=source, reason=reason,
         incident=incident[:200], severity=severity, requested_at=now, activated_at=now,
         expires_at=now + group.break_glass_duration,
     )
+    # The open-grant constraint decides: no row comes back when the holder already has an
+    # open grant (the insert sees what the previous holder of the lock committed).
+    if not fast_insert(grant, unless_conflict=_OPEN_GRANT_CONFLICT):
+        current = Grant.objects.open().select_for_update().get(user=holder, group=group)
+        current.group, current.user = group, holder
+        if current.status == Grant.Status.REQUESTED:
+            raise GrantError("a request for this group is pending; withdraw it first")
+        if current.expires_at > now:
+            return _extend(current, actor=actor, reason=reason, request=request, now=now)
+        # Its instant passed but no worker has ended it yet: end it now, then open anew.
+        _end(current, Grant.Status.EXPIRED, ended_at=current.expires_at, actor=None)
+        fast_insert(grant)
     event = record(EventKind.GRANT_ACTIVATED, actor=actor, target=grant, reason=reason,
                    data=_grant_data(grant), request=request)
     _follow_up(event, action="grant", template="break_glass", audience=("concerned",))

@@ -1,0 +1,79 @@
+"""Hot-path SQL for every app: statements PostgreSQL plans once per connection, not per call.
+
+Django's PostgreSQL backend binds parameters on the client, and psycopg prepares only
+statements bound on the server; so the access check's recursive query was planned on every
+request (about three quarters of its cost). `prepared_cursor()` gives a server-binding cursor on
+the same connection and transaction, wrapped like Django's own so that query counting and
+logging still see it. Other databases get the ordinary cursor."""
+
+from contextlib import contextmanager
+
+import psycopg
+from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+
+
+@contextmanager
+def prepared_cursor():
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.ensure_connection()
+    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+    cursor = wrapper(psycopg.Cursor(connection.connection), connection)
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+def load_instance(model, field_names: list[str], row) -> object:
+    """A model instance from a raw row, through the same converters the ORM applies (JSON
+    text to objects, SQLite's date strings to datetimes)."""
+    values = []
+    for name, value in zip(field_names, row, strict=True):
+        column = model._meta.get_field(name).get_col(model._meta.db_table)
+        for convert in (*connection.ops.get_db_converters(column),
+                        *column.get_db_converters(connection)):
+            value = convert(value, column, connection)
+        values.append(value)
+    return model.from_db(connection.alias, field_names, values)
+
+
+_INSERT_SQL: dict[tuple[type, str, str], str] = {}
+
+
+def fast_insert(instance, *, unless_conflict: str = "") -> bool:
+    """INSERT one new row as a prepared statement, with the values the ORM's save() would
+    write (field defaults, auto_now_add, the fields' own conversions), and set its id.
+
+    `unless_conflict` names a unique constraint's conflict target ("(a, b) WHERE ..."): when
+    the row would break it, nothing is written and False comes back.
+
+    For hot paths only, and only for models that nothing listens to: no save() override runs
+    and no pre_save/post_save signal is sent (so never a model with history)."""
+    model = type(instance)
+    meta = model._meta
+    if meta.auto_field is None:
+        raise ValueError(f"{model.__name__} has no automatic primary key")
+    fields = [field for field in meta.concrete_fields if field is not meta.auto_field]
+    key = (model, connection.vendor, unless_conflict)
+    if key not in _INSERT_SQL:
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        marks = ", ".join(["%s"] * len(fields))
+        conflict = f" ON CONFLICT {unless_conflict} DO NOTHING" if unless_conflict else ""
+        _INSERT_SQL[key] = (
+            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
+            f"VALUES ({marks}){conflict} RETURNING {connection.ops.quote_name(meta.pk.column)}")
+    values = [field.get_db_prep_save(field.pre_save(instance, True), connection)
+              for field in fields]
+    with prepared_cursor() as cursor:
+        cursor.execute(_INSERT_SQL[key], values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    instance.pk = row[0]
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return True

@@ -107,6 +107,9 @@ _LOCK_HEAD_SQL = {
 _MOVE_HEAD_SQL = f"UPDATE {_HEAD_TABLE} SET sequence = %s, mac = %s WHERE id = 1"  # noqa: S608
 
 
+_KINDS = frozenset(EventKind.values)
+
+
 def record(
     kind: str,
     *,
@@ -123,7 +126,7 @@ def record(
     sequence gapless), seals the event with the previous MAC and moves the head. Raises
     AuditWriteError on any database failure so the caller's change rolls back with it.
     """
-    if kind not in EventKind.values:
+    if kind not in _KINDS:
         raise ValueError(f"unknown audit event kind {kind!r}: add it to audit/catalogue.py")
     actor_type, actor_id, actor_label = _describe_actor(actor)
     target_type, target_id, target_label = _describe_target(target)

@@ -40,6 +40,16 @@ class GroupAdmin(SimpleHistoryAdmin):
     filter_horizontal = ("owners", "members", "break_glass_users", "contains")
     actions = ["revoke_all_of_selected"]
 
+    def has_revoke_permission(self, request) -> bool:
+        return services.may_revoke_any(request.user)
+
+    def save_related(self, request, form, formsets, change):
+        # The form writes the memberships; who may break glass is also audited.
+        before = services.break_glass_usernames(form.instance) if change else set()
+        super().save_related(request, form, formsets, change)
+        services.record_break_glass_users_change(form.instance, before, actor=request.user,
+                                                 request=request)
+
     def get_queryset(self, request):
         from django.db.models import Count, Q
 
@@ -57,7 +67,8 @@ class GroupAdmin(SimpleHistoryAdmin):
     def active_grants(self, group: Group) -> int:
         return group.active_count
 
-    @admin.action(description="Revoke all active access to the selected groups")
+    @admin.action(description="Revoke all active access to the selected groups",
+                  permissions=["revoke"])
     def revoke_all_of_selected(self, request, queryset):
         total = sum(
             services.revoke_all(group, actor=request.user, request=request,
@@ -80,13 +91,16 @@ class GrantAdmin(ReadOnlyAdmin):
     actions = ["end_selected", "revoke_everything"]
     readonly_fields = [field.name for field in Grant._meta.fields]
 
+    def has_revoke_permission(self, request) -> bool:
+        return services.may_revoke_any(request.user)
+
     @admin.display(description="Status", ordering="status")
     def status_badge(self, grant: Grant) -> str:
         return format_html('<span class="badge {}">{}</span>',
                            STATUS_BADGES.get(grant.status, "badge--grey"),
                            grant.get_status_display())
 
-    @admin.action(description="End access now for the selected grants")
+    @admin.action(description="End access now for the selected grants", permissions=["revoke"])
     def end_selected(self, request, queryset):
         ended = 0
         for grant in queryset.filter(status=Grant.Status.ACTIVE):
@@ -98,7 +112,8 @@ class GrantAdmin(ReadOnlyAdmin):
                 continue
         messages.success(request, f"{ended} grants ended.")
 
-    @admin.action(description="Revoke ALL active access everywhere (emergency)")
+    @admin.action(description="Revoke ALL active access everywhere (emergency)",
+                  permissions=["revoke"])
     def revoke_everything(self, request, queryset):
         total = services.revoke_all(None, actor=request.user, request=request,
                                     reason=f"Global revoke all from the admin by {request.user}")

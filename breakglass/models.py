@@ -131,6 +131,7 @@ class Grant(models.Model):
 
     class Meta:
         ordering = ["-requested_at"]
+        permissions = [("revoke_grant", "Can end any grant and revoke all access")]
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "group"], condition=Q(status__in=["requested", "active"]),

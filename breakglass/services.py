@@ -312,15 +312,32 @@ def send_expiry_reminders() -> int:
 @transaction.atomic
 def set_break_glass_users(group: Group, users: list[User], *, actor: User,
                           request: HttpRequest | None = None) -> None:
-    """An owner (or admin) replaces the group's break-glass users."""
+    """An owner replaces the group's break-glass users (from the group page)."""
     group = Group.objects.select_for_update().get(pk=group.pk)
-    before = set(group.break_glass_users.values_list("username", flat=True))
-    after = {user.username for user in users}
-    if before == after:
-        return
+    before = break_glass_usernames(group)
     group.break_glass_users.set(users)
-    record(EventKind.BREAK_GLASS_USERS_CHANGED, actor=actor, target=group, request=request,
-           data={"added": sorted(after - before), "removed": sorted(before - after)})
+    record_break_glass_users_change(group, before, actor=actor, request=request)
+
+
+def break_glass_usernames(group: Group) -> set[str]:
+    return set(group.break_glass_users.values_list("username", flat=True))
+
+
+def record_break_glass_users_change(group: Group, before: set[str], *, actor: User,
+                                    request: HttpRequest | None = None) -> None:
+    """Audit a change of who may break glass, wherever it was made (the group page, the
+    admin's group form); nothing when the list is unchanged."""
+    after = break_glass_usernames(group)
+    if before != after:
+        record(EventKind.BREAK_GLASS_USERS_CHANGED, actor=actor, target=group, request=request,
+               data={"added": sorted(after - before), "removed": sorted(before - after)})
+
+
+def may_revoke_any(user: User) -> bool:
+    """Who may end any grant and revoke all from the admin: administrators, security
+    reviewers and staff given the breakglass.revoke_grant permission."""
+    return (user.is_active and (user.is_superuser or user.has_perm("breakglass.revoke_grant")
+                                or User.objects.security_reviewers().filter(pk=user.pk).exists()))
 
 
 def visible_grants(actor: User):

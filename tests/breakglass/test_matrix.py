@@ -1,0 +1,462 @@
+"""The role x URL x method matrix of group break glass: every page, admin page and API operation,
+asked by every role, with the methods each URL accepts and ones it must refuse.
+
+TABLE holds every expected answer; each of its cells is one generated test. A cell checks the
+status code (and where a redirect leads). A refused cell also checks that no grant, group or
+membership changed; a cell where a state-changing URL succeeds checks the change itself.
+A URL of the breakglass or api namespaces, or of the Group and Grant
+admin, that has no row fails `test_every_url_has_a_row`.
+"""
+
+import json
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.cache import cache
+from django.test import Client
+from django.urls import get_resolver, include, path, reverse
+
+from accounts.models import User
+from audit.catalogue import EventKind
+from audit.models import AuditEvent
+from breakglass import services
+from breakglass.models import Application, Grant, Group, Scope
+from tests.conftest import PASSWORD, add_authenticator, make_user, sign_in
+from tests.test_url_access import walk
+
+pytestmark = pytest.mark.django_db
+
+# Outcomes other than a plain status code: a 302 and where it leads.
+LOGIN = "to-login"  # the sign-in page
+VERIFY = "to-verify"  # the second-factor step
+ADMIN = "to-admin-login"  # the admin's login, which then answers a verified non-staff user 403
+DONE = "done"  # onward from an action that took effect
+SHOWN = "shown"  # 200, and nothing changed (an admin action the user may not run is ignored)
+
+# The cast of the page rows, in column order. "unverified" is the grant holder (also a
+# break-glass user) after the password step only: the role that would succeed if verified.
+# "staff_viewer" is staff with only the view permissions on groups and grants (an auditor).
+USER_ROLES = ("anonymous", "unverified", "outsider", "member", "bg_user", "holder", "owner",
+              "other_owner", "reviewer", "staff_viewer", "admin")
+# The callers of the API rows, in column order.
+TOKEN_ROLES = ("no_token", "malformed", "unknown", "disabled", "no_scope", "scoped")
+
+
+@dataclass
+class World:
+    group: Group  # prod-db: owned by olivia, mark a permanent member, bella and hal break glass
+    grant: Grant  # hal's active grant to prod-db
+    users: dict[str, User]  # by role
+
+
+def holds_longer_access(world: World, actor: User) -> bool:
+    """The actor's grant runs past the one set up (a new grant, or hal's extended)."""
+    return Grant.objects.active().filter(user=actor, group=world.group,
+                                         expires_at__gt=world.grant.expires_at).exists()
+
+
+def bg_user_holds_access(world: World, actor: User | None) -> bool:
+    return holds_longer_access(world, world.users["bg_user"])
+
+
+def grant_ended(world: World, actor: User | None) -> bool:
+    return Grant.objects.get(pk=world.grant.pk).status == Grant.Status.REVOKED
+
+
+def bg_users_replaced_by_outsider(world: World, actor: User | None) -> bool:
+    return list(world.group.break_glass_users.all()) == [world.users["outsider"]]
+
+
+def outsider_added_to_bg_users(world: World, actor: User | None) -> bool:
+    """Through the admin's group form, and audited like the owners' page does it."""
+    names = set(world.group.break_glass_users.values_list("username", flat=True))
+    change = AuditEvent.objects.filter(kind=EventKind.BREAK_GLASS_USERS_CHANGED).get()
+    return names == {"bella", "hal", "oscar"} and (
+        change.actor_label, change.data) == (actor.username, {"added": ["oscar"], "removed": []})
+
+
+@dataclass(frozen=True)
+class Row:
+    url: str  # a URL name; its arguments are the world's group and grant
+    method: str
+    cells: tuple  # one outcome per role of USER_ROLES, or of TOKEN_ROLES for "api:" rows
+    send: str = ""  # the body (or query) sent: a key of BODIES
+    effect: Callable | None = None  # the change a successful cell must show
+    scope: str = ""  # API rows: the scope the operation needs
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return TOKEN_ROLES if self.url.startswith("api:") else USER_ROLES
+
+    @property
+    def label(self) -> str:
+        return " ".join(part for part in (self.url, self.method, self.send) if part)
+
+
+L, V, A = LOGIN, VERIFY, ADMIN
+# The admin actions that end grants need breakglass.revoke_grant, a security reviewer or an
+# administrator: staff who may only view get the list again (200) and nothing changes.
+VIEWER_REVOKES = SHOWN
+
+TABLE = [
+    # Pages. Groups are not owner-scoped (every verified user sees the whole catalog), so a
+    # group page answers everyone and a non-owner is refused with 403, not 404. Grants are
+    # owner-scoped: whoever may not see a grant gets 404 for its id.
+    #    anon  unver outsd membr bgusr holdr owner other revwr viewr admin
+    Row("breakglass:catalog", "GET",
+        (L,    V,    200,  200,  200,  200,  200,  200,  200,  200,  200)),
+    Row("breakglass:catalog", "POST",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    Row("breakglass:group-detail", "GET",
+        (L,    V,    200,  200,  200,  200,  200,  200,  200,  200,  200)),
+    Row("breakglass:group-detail", "POST",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    Row("breakglass:break-glass", "POST",
+        (L,    V,    403,  403,  DONE, DONE, 403,  403,  403,  403,  403),
+        send="reason", effect=holds_longer_access),  # the holder's press extends their grant
+    Row("breakglass:break-glass", "GET",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    # Only owners manage break-glass users here; administrators do it in the admin (below).
+    Row("breakglass:break-glass-users", "POST",
+        (L,    V,    403,  403,  403,  403,  DONE, 403,  403,  403,  403),
+        send="users", effect=bg_users_replaced_by_outsider),
+    Row("breakglass:break-glass-users", "GET",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    Row("breakglass:break-glass-users", "PUT",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405), send="users"),
+    Row("breakglass:my-access", "GET",
+        (L,    V,    200,  200,  200,  200,  200,  200,  200,  200,  200)),
+    Row("breakglass:my-access", "POST",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    # "End access now", and the owners' revoke on the group page. other_owner is the explicit
+    # "another owner's id" cell: an owner of another group asking for this group's grant gets
+    # 404, like any stranger.
+    Row("breakglass:end-grant", "POST",
+        (L,    V,    404,  404,  404,  DONE, DONE, 404,  DONE, 404,  DONE), effect=grant_ended),
+    Row("breakglass:end-grant", "GET",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    Row("breakglass:end-grant", "DELETE",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+
+    # The admin (an OTPAdminSite): verified staff only; a verified non-staff user is sent to the
+    # admin's login, which refuses them (A). Django's admin answers any method but POST like a
+    # GET: the GET rows with an action in the query, and the DELETE row, show that such a
+    # request changes nothing (the changelist redirects unknown parameters to ?e=1).
+    #    anon  unver outsd membr bgusr holdr owner other revwr viewr admin
+    Row("admin:breakglass_group_changelist", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    200,  200)),
+    Row("admin:breakglass_group_changelist", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    VIEWER_REVOKES, DONE),
+        send="revoke_all_of_selected", effect=grant_ended),
+    Row("admin:breakglass_group_changelist", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    302,  302),
+        send="revoke_all_of_selected"),
+    Row("admin:breakglass_group_add", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+    Row("admin:breakglass_group_change", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    200,  200)),
+    Row("admin:breakglass_group_change", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  DONE),
+        send="group form", effect=outsider_added_to_bg_users),
+    Row("admin:breakglass_group_change", "DELETE",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    200,  200)),
+    # A group with grants is protected: the admin is shown why it cannot be deleted.
+    Row("admin:breakglass_group_delete", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200), send="confirm"),
+    Row("admin:breakglass_group_history", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    200,  200)),
+    Row("admin:breakglass_group_simple_history", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    200,  200)),
+    Row("admin:breakglass_grant_changelist", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    200,  200)),
+    Row("admin:breakglass_grant_changelist", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    VIEWER_REVOKES, DONE),
+        send="end_selected", effect=grant_ended),
+    Row("admin:breakglass_grant_changelist", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    VIEWER_REVOKES, DONE),
+        send="revoke_everything", effect=grant_ended),
+    Row("admin:breakglass_grant_changelist", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    302,  302),
+        send="revoke_everything"),
+    # Grants are read-only in the admin, superusers included: no add, edit or delete.
+    Row("admin:breakglass_grant_add", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403)),
+    Row("admin:breakglass_grant_change", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    200,  200)),
+    Row("admin:breakglass_grant_change", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403), send="grant form"),
+    Row("admin:breakglass_grant_delete", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403)),
+    Row("admin:breakglass_grant_delete", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403), send="confirm"),
+    Row("admin:breakglass_grant_history", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    200,  200)),
+
+    # The API under /api/v1/. "scoped" holds only the operation's scope, "no_scope" all the
+    # others. Ninja answers an unsupported method 405 before it looks at the token.
+    #    none  malf  unkn  disab nosc  scoped
+    Row("api:check_access", "GET",
+        (401,  401,  401,  401,  403,  200), send="access query",
+        scope=Scope.ACCESS_READ),
+    Row("api:check_access", "POST",
+        (405,  405,  405,  405,  405,  405), scope=Scope.ACCESS_READ),
+    Row("api:list_grants", "GET",
+        (401,  401,  401,  401,  403,  200), scope=Scope.GRANTS_READ),
+    Row("api:list_grants", "DELETE",
+        (405,  405,  405,  405,  405,  405), scope=Scope.GRANTS_READ),
+    Row("api:revoke", "POST",
+        (401,  401,  401,  401,  403,  200), send="revoke",
+        effect=grant_ended, scope=Scope.GRANTS_WRITE),
+    Row("api:revoke", "GET",
+        (405,  405,  405,  405,  405,  405), scope=Scope.GRANTS_WRITE),
+    Row("api:break_glass", "POST",
+        (401,  401,  401,  401,  403,  201), send="api break glass",
+        effect=bg_user_holds_access, scope=Scope.BREAK_GLASS_WRITE),
+    Row("api:break_glass", "PUT",
+        (405,  405,  405,  405,  405,  405), send="api break glass",
+        scope=Scope.BREAK_GLASS_WRITE),
+    Row("api:audit_events", "GET",
+        (401,  401,  401,  401,  403,  200), scope=Scope.AUDIT_READ),
+    Row("api:audit_events", "POST",
+        (405,  405,  405,  405,  405,  405), scope=Scope.AUDIT_READ),
+    # Public by design (settings.PUBLIC_URLS): no token is looked at. The schema and the docs
+    # are plain Django views that answer POST like GET: read-only, so no harm.
+    Row("api:openapi-json", "GET",
+        (200,  200,  200,  200,  200,  200)),
+    Row("api:openapi-json", "POST",
+        (200,  200,  200,  200,  200,  200)),
+    Row("api:openapi-view", "GET",
+        (200,  200,  200,  200,  200,  200)),
+    Row("api:openapi-view", "POST",
+        (200,  200,  200,  200,  200,  200)),
+    # Ninja's root only names the docs' address, in a 404.
+    Row("api:api-root", "GET",
+        (404,  404,  404,  404,  404,  404)),
+    Row("api:api-root", "POST",
+        (404,  404,  404,  404,  404,  404)),
+]
+
+
+def _group_form(world: World) -> dict:
+    group, users = world.group, world.users
+    return {
+        "name": group.name, "slug": group.slug, "description": "",
+        "sensitivity": group.sensitivity, "owners": [users["owner"].pk],
+        "members": [users["member"].pk], "contains": [], "break_glass_minutes": "",
+        "break_glass_users": [users["bg_user"].pk, users["holder"].pk, users["outsider"].pk],
+    }
+
+
+def _action(name: str, *selected: int) -> dict:
+    return {"action": name, "index": "0", "_selected_action": list(selected)}
+
+
+BODIES: dict[str, Callable[[World], dict]] = {
+    "": lambda world: {},
+    "reason": lambda world: {"reason": "primary is down", "severity": "sev2"},
+    "users": lambda world: {"users": [world.users["outsider"].pk]},
+    "revoke_all_of_selected": lambda world: _action("revoke_all_of_selected", world.group.pk),
+    "group form": _group_form,
+    "confirm": lambda world: {"post": "yes"},
+    "end_selected": lambda world: _action("end_selected", world.grant.pk),
+    "revoke_everything": lambda world: _action("revoke_everything"),
+    "grant form": lambda world: {"status": Grant.Status.REVOKED, "reason": "edited"},
+    "access query": lambda world: {"user": "hal", "group": world.group.slug},
+    "revoke": lambda world: {"reason": "done"},
+    "api break glass": lambda world: {"user": "bella", "group": world.group.slug,
+                                      "reason": "pager"},
+}
+
+PATTERNS = dict(walk(get_resolver().url_patterns))
+
+
+def url_of(row: Row, world: World) -> str:
+    if row.url == "admin:breakglass_group_simple_history":
+        return reverse(row.url, args=[world.group.pk, world.group.history.earliest().pk])
+    values = {"slug": world.group.slug, "grant_id": world.grant.pk,
+              "object_id": world.group.pk if "_group_" in row.url else world.grant.pk}
+    params = PATTERNS[row.url].pattern.regex.groupindex
+    return reverse(row.url, kwargs={name: values[name] for name in params})
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    cache.clear()  # the API counts token failures per address in the cache
+
+
+@pytest.fixture
+def world(owner, member, outsider) -> World:
+    group = Group.objects.create(name="Production DB", slug="prod-db")
+    group.owners.add(owner)
+    group.members.add(member)
+    bella, hal = make_user("bella"), make_user("hal")
+    group.break_glass_users.add(bella, hal)
+    grant = services.break_glass(group, actor=hal, reason="outage")
+    users = {"unverified": hal, "outsider": outsider, "member": member, "bg_user": bella,
+             "holder": hal, "owner": owner}
+    return World(group, grant, users)
+
+
+def actor_for(role: str, world: World, request) -> User:
+    """The acting user. Roles that no body or effect refers to are built only when they act,
+    to keep the file fast."""
+    if role not in world.users:
+        world.users[role] = CAST[role](request)
+    return world.users[role]
+
+
+def _other_owner(request) -> User:
+    otto = make_user("otto")
+    Group.objects.create(name="Theirs", slug="theirs").owners.add(otto)
+    return otto
+
+
+def _staff_viewer(request) -> User:
+    vera = make_user("vera", is_staff=True)
+    vera.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="breakglass", codename__in=["view_group", "view_grant"]))
+    return vera
+
+
+CAST = {
+    "other_owner": _other_owner,
+    "reviewer": lambda request: request.getfixturevalue("reviewer"),
+    "staff_viewer": _staff_viewer,
+    "admin": lambda request: request.getfixturevalue("admin_user"),
+}
+
+
+def client_for(role: str, user: User | None) -> Client:
+    client = Client()
+    if user is None:
+        return client
+    if role != "unverified":
+        return sign_in(client, user)
+    add_authenticator(user)
+    signed_in = client.post(reverse("accounts:login"),
+                            {"username": user.username, "password": PASSWORD})
+    assert signed_in.status_code == 302
+    return client
+
+
+def authorization(role: str, row: Row) -> dict:
+    if role == "no_token":
+        return {}
+    if role == "malformed":
+        return {"HTTP_AUTHORIZATION": "Bearer not-a-token"}
+    if role == "unknown":
+        return {"HTTP_AUTHORIZATION": f"Bearer bg_00000000_{'x' * 43}"}
+    others = [scope for scope in Scope.values if scope != row.scope]
+    scopes = {"disabled": Scope.values, "no_scope": others,
+              "scoped": [row.scope] if row.scope else Scope.values}[role]
+    application, token = services.create_application(role, scopes, actor=None)
+    if role == "disabled":
+        application.enabled = False
+        application.save(update_fields=["enabled"])
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def send(client: Client, row: Row, url: str, data: dict, headers: dict):
+    if row.method == "GET":
+        return client.get(url, data, **headers)
+    if row.url.startswith("api:"):
+        return client.generic(row.method, url, json.dumps(data),
+                              content_type="application/json", **headers)
+    if row.method == "POST":
+        return client.post(url, data, **headers)
+    return client.generic(row.method, url, **headers)
+
+
+def snapshot() -> tuple:
+    """Everything a break-glass URL could change: grants, groups and their memberships."""
+    through = (Group.owners.through, Group.members.through, Group.break_glass_users.through,
+               Group.contains.through)
+    return (
+        list(Grant.objects.order_by("pk").values_list("pk", "status", "expires_at",
+                                                      "ended_at")),
+        list(Group.objects.order_by("pk").values_list("pk", "name", "slug",
+                                                      "break_glass_minutes")),
+        [sorted(model.objects.values_list()) for model in through],
+        list(Application.objects.order_by("pk").values_list("pk", "enabled", "token_hash")),
+    )
+
+
+def check_status(response, expected: int | str, client: Client) -> None:
+    if isinstance(expected, int):
+        assert response.status_code == expected, response.content[:300]
+        return
+    if expected == SHOWN:
+        assert response.status_code == 200
+        return
+    assert response.status_code == 302, response.content[:300]
+    location = response["Location"]
+    starts = {LOGIN: reverse("accounts:login"), VERIFY: reverse("accounts:verify"),
+              ADMIN: reverse("admin:login")}
+    if expected == DONE:
+        assert not location.startswith(tuple(starts.values())), location
+        return
+    assert location.startswith(starts[expected]), location
+    if expected == ADMIN:
+        assert client.get(location).status_code == 403
+
+
+def cases():
+    for row in TABLE:
+        for role, cell in zip(row.roles, row.cells, strict=True):
+            yield pytest.param(row, role, cell, id=f"{row.label} [{role}]")
+
+
+@pytest.mark.parametrize(("row", "role", "expected"), list(cases()))
+def test_cell(request, world, row, role, expected):
+    if row.url.startswith("api:"):
+        client, actor, headers = Client(), None, authorization(role, row)
+    else:
+        actor = None if role == "anonymous" else actor_for(role, world, request)
+        client, headers = client_for(role, actor), {}
+    before = snapshot()
+    response = send(client, row, url_of(row, world), BODIES[row.send](world), headers)
+    check_status(response, expected, client)
+    if row.effect is not None and expected in {DONE, 200, 201}:
+        assert row.effect(world, actor)
+    else:
+        assert snapshot() == before
+
+
+# URLs of the admin that are about groups and grants; the rest of the admin is classified as
+# staff-only by tests/test_url_access.py.
+ADMIN_PREFIXES = ("admin:breakglass_group_", "admin:breakglass_grant_")
+
+
+def rowless_urls(urlconf: str | None = None) -> set[str]:
+    names = {name for name, _ in walk(get_resolver(urlconf).url_patterns)}
+    covered = {name for name in names if name.split(":")[0] in {"breakglass", "api"}
+               or name.startswith(ADMIN_PREFIXES)}
+    return covered - {row.url for row in TABLE}
+
+
+def test_every_url_has_a_row():
+    assert rowless_urls() == set(), "Add a row to TABLE for each of these URLs."
+
+
+def test_a_new_breakglass_url_without_a_row_is_caught():
+    module = types.ModuleType("tests_matrix_extra_urls")
+    new_page = path("new/", lambda request: None, name="new-page")
+    module.urlpatterns = [*get_resolver().url_patterns,
+                          path("extra/", include(([new_page], "breakglass")))]
+    sys.modules[module.__name__] = module
+    try:
+        assert rowless_urls(module.__name__) == {"breakglass:new-page"}
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_rows_are_unique_and_each_url_is_tried_with_a_second_method():
+    labels = [row.label for row in TABLE]
+    assert len(labels) == len(set(labels))
+    for url in {row.url for row in TABLE if row.url.split(":")[0] in {"breakglass", "api"}}:
+        methods = {row.method for row in TABLE if row.url == url}
+        assert len(methods) >= 2, f"{url}: add a row for a method it must refuse"

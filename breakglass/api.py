@@ -3,6 +3,7 @@
 Every operation needs a bearer token with the right scope; errors are `{"detail": ...}`."""
 
 from datetime import datetime
+from typing import Annotated
 
 from django.conf import settings
 from django.core.cache import cache
@@ -14,6 +15,7 @@ from ninja import Field, NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.responses import Status
 from ninja.security import HttpBearer
+from pydantic import AfterValidator
 
 from accounts.client_ip import client_ip
 from accounts.models import User
@@ -26,6 +28,16 @@ from breakglass.access import decide_by_name
 from breakglass.models import Application, Grant, Group, Scope, Severity
 
 FAILURE_WINDOW_SECONDS = 60
+
+
+def _refuse_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Every text the API accepts: PostgreSQL cannot store NUL, and no name or reason needs one.
+Text = Annotated[str, AfterValidator(_refuse_nul)]
 
 
 class TokenAuth(HttpBearer):
@@ -168,8 +180,8 @@ class AccessOut(Schema):
 
 
 class AccessQuery(Schema):
-    user: str = Field(max_length=150)
-    group: str = Field(max_length=80)
+    user: Text = Field(max_length=150)
+    group: Text = Field(max_length=80)
 
 
 @api.get("/access", response=AccessOut, summary="May this user use this group now?")
@@ -187,8 +199,8 @@ def check_access(request, query: Query[AccessQuery]):
 
 class GrantsQuery(Schema):
     status: Grant.Status | None = None
-    user: str | None = Field(None, max_length=150)
-    group: str | None = Field(None, max_length=80)
+    user: Text | None = Field(None, max_length=150)
+    group: Text | None = Field(None, max_length=80)
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0)
 
@@ -213,7 +225,7 @@ def list_grants(request, query: Query[GrantsQuery]):
 
 
 class RevokeIn(Schema):
-    reason: str = Field("", max_length=services.MAX_REASON_LENGTH)
+    reason: Text = Field("", max_length=services.MAX_REASON_LENGTH)
 
 
 @api.post("/grants/{grant_id}/revoke", response=GrantOut, summary="End a grant now")
@@ -225,10 +237,10 @@ def revoke(request, grant_id: int, body: RevokeIn):
 
 
 class BreakGlassIn(Schema):
-    user: str = Field(max_length=150)
-    group: str = Field(max_length=80)
-    reason: str = Field(min_length=1, max_length=services.MAX_REASON_LENGTH)
-    incident: str = Field("", max_length=200)
+    user: Text = Field(max_length=150)
+    group: Text = Field(max_length=80)
+    reason: Text = Field(min_length=1, max_length=services.MAX_REASON_LENGTH)
+    incident: Text = Field("", max_length=200)
     severity: Severity | None = None
 
 

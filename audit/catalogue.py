@@ -30,6 +30,22 @@ class EventKind(models.TextChoices):
     BREAK_GLASS_USERS_CHANGED = (
         "group.break_glass_users_changed", "A group owner changed who may break glass"
     )
+    # Access requests (breakglass) and on-call schedules (oncall).
+    REQUEST_CREATED = "request.created", "Access (or an extension) was requested"
+    REQUEST_APPROVAL = "request.approval", "An owner approved a request (more may be needed)"
+    REQUEST_APPROVED = "request.approved", "A request got its approvals: access was given"
+    REQUEST_AUTO_APPROVED = (
+        "request.auto_approved", "A request was approved at once by the group's auto-approve rule"
+    )
+    REQUEST_DENIED = "request.denied", "An owner denied a request"
+    REQUEST_LAPSED = "request.lapsed", "A request was still pending at its expiry and lapsed"
+    REQUEST_WITHDRAWN = "request.withdrawn", "A requester withdrew a pending request"
+    REQUEST_SETTINGS_CHANGED = (
+        "group.request_settings_changed", "A group owner changed the group's request settings"
+    )
+    SHIFTS_REPLACED = (
+        "schedule.shifts_replaced", "An on-call schedule's coming shifts were replaced"
+    )
     # Applications and the API.
     APPLICATION_CREATED = "api.application_created", "An API application was created"
     TOKEN_ROTATED = "api.token_rotated", "An application's token was replaced"

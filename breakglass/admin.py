@@ -6,7 +6,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from audit.admin import ReadOnlyAdmin
 from breakglass import services
 from breakglass.access import reachable_from
-from breakglass.models import Application, Connector, Grant, Group
+from breakglass.models import AccessRequest, Application, Connector, Grant, Group
 
 STATUS_BADGES = {"active": "badge--green", "requested": "badge--amber", "revoked": "badge--red"}
 
@@ -15,7 +15,10 @@ class GroupAdminForm(forms.ModelForm):
     class Meta:
         model = Group
         fields = ("name", "slug", "description", "sensitivity", "owners", "members",
-                  "break_glass_users", "contains", "break_glass_minutes")
+                  "members_from_schedule", "break_glass_users", "contains",
+                  "break_glass_minutes", "requestable", "request_max_minutes",
+                  "request_reason_required", "request_incident_required", "approvals_needed",
+                  "auto_approve_group", "request_expiry_minutes")
 
     def clean_contains(self):
         contained = list(self.cleaned_data.get("contains") or [])
@@ -127,6 +130,19 @@ class GrantAdmin(ReadOnlyAdmin):
             post.setlist("_selected_action", ["0"])
             request.POST = post
         return super().changelist_view(request, extra_context)
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(ReadOnlyAdmin):
+    """Requests change only through their services (the request page), never here."""
+
+    list_display = ("pk", "requester", "group", "kind", "status", "minutes", "created_at",
+                    "expires_at", "decided_by")
+    list_filter = ("status", "kind", "group__sensitivity")
+    search_fields = ("requester__username", "group__name", "group__slug", "reason",
+                     "incident")
+    list_select_related = ("requester", "group", "decided_by")
+    readonly_fields = [field.name for field in AccessRequest._meta.fields]
 
 
 @admin.register(Application)

@@ -318,3 +318,9 @@ def audit_events(request, query: Query[AuditQuery]):
         "actor": event.actor_label, "target": event.target_label} for event in events]
     next_after = events[-1].sequence if len(events) == query.limit else None
     return {"items": items, "next": next_after}
+
+
+# On-call schedules (oncall/api.py): a router of its own, mounted once `api` exists.
+from oncall.api import router as schedules_router  # noqa: E402 (after api exists)
+
+api.add_router("/schedules", schedules_router)

@@ -1,14 +1,17 @@
 """The demo organisation of SPEC §4, for trying every path in minutes. Idempotent."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
 from accounts.services import regenerate_backup_codes
 from breakglass.models import Group as CatalogGroup
 from breakglass.models import Sensitivity
+from oncall.models import Schedule, Shift
 
 DEMO_USERS = [
     # username, role shown on sign-in, mobile
@@ -74,5 +77,31 @@ def seed_groups() -> None:
         groups[slug].owners.add(users["bob"])
     groups["prod-database"].break_glass_users.add(users["alice"])
     groups["breakglass-prod-database"].contains.add(groups["prod-database"])
-    # Until on-call schedules arrive, carol is a standing member of the on-call group.
-    groups["primary-oncall"].members.add(users["carol"])
+    # Opal's pattern: the break-glass group is requestable and approved at once for whoever
+    # is on call now; the on-call group takes its members from the primary rota.
+    rota = seed_rota(users["carol"])
+    groups["primary-oncall"].members.remove(users["carol"])
+    settings = {
+        "primary-oncall": {"members_from_schedule": rota},
+        "breakglass-prod-database": {"requestable": True, "request_max_minutes": 4 * 60,
+                                     "auto_approve_group": groups["primary-oncall"]},
+        "staging": {"requestable": True, "request_max_minutes": 3 * 24 * 60,
+                    "approvals_needed": 1},
+    }
+    for slug, values in settings.items():
+        for field, value in values.items():
+            setattr(groups[slug], field, value)
+        groups[slug].save()
+
+def seed_rota(on_call: User) -> Schedule:
+    """The primary rota, with `on_call` on call now (a week from today's midnight, UTC)."""
+    rota, _ = Schedule.objects.get_or_create(
+        slug="primary-oncall", defaults={"name": "Primary on-call rota",
+                                         "description": "Who answers the pager."})
+    now = timezone.now()
+    if not rota.shifts.filter(user=on_call, starts_at__lte=now, ends_at__gt=now).exists():
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        rota.shifts.filter(user=on_call, ends_at__gt=start).delete()
+        Shift.objects.create(schedule=rota, user=on_call, starts_at=start,
+                             ends_at=start + timedelta(days=7))
+    return rota

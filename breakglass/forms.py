@@ -1,7 +1,7 @@
 from django import forms
 
 from accounts.models import User
-from breakglass.models import Severity
+from breakglass.models import Group, Severity
 from breakglass.services import MAX_REASON_LENGTH
 
 
@@ -27,3 +27,69 @@ class BreakGlassUsersForm(forms.Form):
         queryset=User.objects.filter(is_active=True).order_by("username"),
         widget=forms.CheckboxSelectMultiple,
     )
+
+
+DURATION_STEPS = [15, 30, 60, 2 * 60, 4 * 60, 8 * 60, 12 * 60, 24 * 60, 2 * 24 * 60,
+                  3 * 24 * 60, 7 * 24 * 60, 14 * 24 * 60]
+
+
+def duration_choices(max_minutes: int) -> list[tuple[int, str]]:
+    from breakglass.access_requests import minutes_in_words
+
+    steps = sorted({step for step in DURATION_STEPS if step <= max_minutes} | {max_minutes})
+    return [(step, minutes_in_words(step)) for step in steps]
+
+
+class RequestAccessForm(forms.Form):
+    minutes = forms.TypedChoiceField(label="Duration", coerce=int,
+                                     help_text="Counted from approval, not from now.")
+    reason = forms.CharField(label="Reason", max_length=MAX_REASON_LENGTH,
+                             widget=forms.Textarea(attrs={"rows": 3}))
+    incident = forms.CharField(label="Incident", max_length=200)
+
+    def __init__(self, group: Group, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["minutes"].choices = duration_choices(group.request_max_minutes)
+        self.fields["minutes"].initial = min(60, group.request_max_minutes)
+        self.fields["reason"].required = group.request_reason_required
+        self.fields["incident"].required = group.request_incident_required
+        if not group.request_incident_required:
+            self.fields["incident"].help_text = "A ticket or incident reference, if any."
+
+
+class ExtensionForm(forms.Form):
+    minutes = forms.TypedChoiceField(label="More time", coerce=int)
+    reason = forms.CharField(label="Reason", max_length=MAX_REASON_LENGTH)
+
+    def __init__(self, group: Group, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["minutes"].choices = duration_choices(group.request_max_minutes)
+        self.fields["reason"].required = group.request_reason_required
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(label="Comment", max_length=MAX_REASON_LENGTH, required=False,
+                              widget=forms.Textarea(attrs={"rows": 2}),
+                              help_text="Required to deny: the requester is told.")
+
+
+class RequestSettingsForm(forms.ModelForm):
+    class Meta:
+        model = Group
+        fields = ["requestable", "request_max_minutes", "request_reason_required",
+                  "request_incident_required", "approvals_needed", "auto_approve_group",
+                  "request_expiry_minutes"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["auto_approve_group"].queryset = Group.objects.exclude(
+            pk=self.instance.pk).order_by("name")
+
+    def clean(self):
+        cleaned = super().clean()
+        needed = cleaned.get("approvals_needed")
+        owners = self.instance.owners.count() if self.instance.pk else 0
+        if cleaned.get("requestable") and needed and needed > owners:
+            self.add_error("approvals_needed", f"{needed} approvals need at least {needed} "
+                                               f"owners; this group has {owners}.")
+        return cleaned

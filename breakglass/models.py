@@ -10,6 +10,8 @@ from audit.history import ConfigurationHistory
 
 MIN_BREAK_GLASS_MINUTES = 15
 MAX_BREAK_GLASS_MINUTES = 24 * 60
+MIN_REQUEST_MINUTES = 15
+MAX_REQUEST_MINUTES = 14 * 24 * 60
 
 
 class Sensitivity(models.TextChoices):
@@ -55,6 +57,32 @@ class Group(models.Model):
         help_text="Length of a break-glass grant, 15 to 1440 minutes. Empty: the deployment "
                   "default (BREAKGLASS_DURATION_HOURS).",
     )
+    members_from_schedule = models.ForeignKey(
+        "oncall.Schedule", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="groups",
+        help_text="Whoever is on call now in this schedule has access, like a member.")
+    # Access requests (SPEC §2.3).
+    requestable = models.BooleanField(
+        default=False, help_text="Anyone may ask for time-bound access; owners approve.")
+    request_max_minutes = models.PositiveIntegerField(
+        "maximum request duration (minutes)", default=8 * 60,
+        validators=[MinValueValidator(MIN_REQUEST_MINUTES),
+                    MaxValueValidator(MAX_REQUEST_MINUTES)],
+        help_text="15 minutes to 14 days.")
+    request_reason_required = models.BooleanField("reason required", default=True)
+    request_incident_required = models.BooleanField("incident required", default=False)
+    approvals_needed = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(3)],
+        help_text="Distinct owners who must approve, 1 to 3. Nobody approves their own request.")
+    auto_approve_group = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="auto_approves",
+        help_text="Whoever has access to this group (a member, through nesting, or on call now) "
+                  "is approved at once.")
+    request_expiry_minutes = models.PositiveIntegerField(
+        "pending request expiry (minutes)", default=24 * 60,
+        validators=[MinValueValidator(MIN_REQUEST_MINUTES),
+                    MaxValueValidator(MAX_REQUEST_MINUTES)],
+        help_text="A request nobody decided on by then lapses.")
     history = ConfigurationHistory(m2m_fields=[owners, members, break_glass_users, contains])
 
     class Meta:
@@ -157,6 +185,7 @@ class Scope(models.TextChoices):
     GRANTS_WRITE = "grants:write", "Revoke grants"
     BREAK_GLASS_WRITE = "break-glass:write", "Break glass for a user"
     AUDIT_READ = "audit:read", "Read the audit trail (SIEM export)"
+    SCHEDULES_WRITE = "schedules:write", "Replace on-call shifts"
 
 
 class Application(models.Model):
@@ -227,3 +256,87 @@ class Connector(models.Model):
 
         return salted_hmac("breakglass.connector", f"{self.pk}:{self.secret_version}",
                            algorithm="sha256").hexdigest()
+
+
+class AccessRequest(models.Model):
+    """A request for time-bound access to a group (its grant waits in `requested`), or for
+    more time on an active grant. Transitions live in breakglass/access_requests.py."""
+
+    class Kind(models.TextChoices):
+        ACCESS = "access", "Access"
+        EXTENSION = "extension", "Extension"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+        LAPSED = "lapsed", "Lapsed"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ACCESS)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                  related_name="access_requests")
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="access_requests")
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="requests",
+                              help_text="The grant asked for, or the one to extend.")
+    minutes = models.PositiveIntegerField(
+        validators=[MinValueValidator(MIN_REQUEST_MINUTES),
+                    MaxValueValidator(MAX_REQUEST_MINUTES)])
+    reason = models.TextField(blank=True)
+    incident = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(help_text="Lapses if still pending then.")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                   null=True, blank=True, related_name="decided_requests")
+    comment = models.TextField(blank=True, help_text="The denier's (or withdrawer's) words.")
+    auto_rule = models.CharField(max_length=200, blank=True,
+                                 help_text="The rule that approved it at once, if one did.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grant"], condition=Q(status="pending", kind="extension"),
+                name="one_pending_extension_per_grant",
+            ),
+            models.CheckConstraint(
+                condition=Q(minutes__gte=MIN_REQUEST_MINUTES, minutes__lte=MAX_REQUEST_MINUTES),
+                name="request_minutes_in_range",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"])]
+
+    def __str__(self) -> str:
+        kind = "extension" if self.kind == self.Kind.EXTENSION else "access"
+        return f"request #{self.pk}: {kind} to {self.group} for {self.requester}"
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(minutes=self.minutes)
+
+    def effective_status(self, at=None) -> str:
+        """Pending past its expiry counts as lapsed at once, whether or not the sweep ran."""
+        if self.status == self.Status.PENDING and self.expires_at <= (at or timezone.now()):
+            return self.Status.LAPSED
+        return self.status
+
+
+class Approval(models.Model):
+    """One owner's yes to a request; a request needs its group's approvals_needed of them."""
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE,
+                                related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                 related_name="approvals")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["request", "approver"],
+                                               name="one_approval_per_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.approver} approved request #{self.request_id}"

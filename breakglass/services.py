@@ -39,7 +39,7 @@ class InvalidInput(GrantError):
         self.field = field
 
 
-def _grant_data(grant: Grant) -> dict:
+def grant_data(grant: Grant) -> dict:
     return {
         "group": grant.group.slug, "holder": grant.user.get_username(), "status": grant.status,
         "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
@@ -47,7 +47,7 @@ def _grant_data(grant: Grant) -> dict:
     }
 
 
-def _follow_up(event, *, action: str, template: str = "", audience: tuple = (),
+def follow_up(event, *, action: str, template: str = "", audience: tuple = (),
                channels: tuple = ("email", "sms", "webhook")) -> None:
     """One outbox row for everything a grant event sets off; the relay expands it with
     expand_grant_event: alerts to `audience` ("concerned", "holder") and the connectors'
@@ -61,7 +61,7 @@ GRANT_FANOUT = "breakglass.grant"
 
 def expand_grant_event(event, *, action: str, template: str, audience: list,
                        channels: list) -> None:
-    """The relay's half of _follow_up, in its transaction. The grant is shown as the event
+    """The relay's half of follow_up, in its transaction. The grant is shown as the event
     recorded it (expiry and status), whatever happened to it since."""
     grant = Grant.objects.select_related("group", "user").get(pk=int(event.target_id))
     if event.data.get("expires_at"):
@@ -69,7 +69,7 @@ def expand_grant_event(event, *, action: str, template: str, audience: list,
     grant.status = event.data.get("status", grant.status)
     users = []
     if "concerned" in audience:
-        users += _concerned(grant)
+        users += concerned(grant)
     if "holder" in audience:
         users.append(grant.user)
     if template and users:
@@ -78,7 +78,7 @@ def expand_grant_event(event, *, action: str, template: str, audience: list,
     provision(event, grant, action)
 
 
-def _concerned(grant: Grant) -> list[User]:
+def concerned(grant: Grant) -> list[User]:
     """Everyone a grant's alerts go to: security reviewers and the group's owners."""
     return list(User.objects.filter(
         Q(groups__name=SECURITY_REVIEWERS_GROUP) | Q(owned_groups=grant.group_id),
@@ -86,7 +86,7 @@ def _concerned(grant: Grant) -> list[User]:
     ).distinct())
 
 
-def _schedule_expiry(grant: Grant, *, new: bool = False) -> None:
+def schedule_expiry(grant: Grant, *, new: bool = False) -> None:
     """A one-off django-q2 job at the expiry instant (the minute sweep is the safety net)."""
     if new:
         fast_insert(Schedule(
@@ -109,7 +109,7 @@ SELECT g.break_glass_minutes, EXISTS (
      WHERE b.group_id = g.id AND b.user_id = %s AND u.is_active)
   FROM {Group._meta.db_table} g WHERE g.id = %s"""  # noqa: S608 (table names only)
 # The conflict target of the one_open_grant_per_user_and_group constraint.
-_OPEN_GRANT_CONFLICT = "(user_id, group_id) WHERE status IN ({})".format(
+OPEN_GRANT_CONFLICT = "(user_id, group_id) WHERE status IN ({})".format(
     ", ".join(f"'{status}'" for status in Grant.OPEN_STATUSES))
 
 
@@ -176,20 +176,23 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
     )
     # The open-grant constraint decides: no row comes back when the holder already has an
     # open grant (the insert sees what the previous holder of the lock committed).
-    if not fast_insert(grant, unless_conflict=_OPEN_GRANT_CONFLICT):
+    if not fast_insert(grant, unless_conflict=OPEN_GRANT_CONFLICT):
         current = Grant.objects.open().select_for_update().get(user=holder, group=group)
         current.group, current.user = group, holder
         if current.status == Grant.Status.REQUESTED:
-            raise GrantError("a request for this group is pending; withdraw it first")
-        if current.expires_at > now:
+            from breakglass.access_requests import supersede
+
+            supersede(current, actor=holder, request=request)
+        elif current.expires_at > now:
             return _extend(current, actor=actor, reason=reason, request=request, now=now)
-        # Its instant passed but no worker has ended it yet: end it now, then open anew.
-        _end(current, Grant.Status.EXPIRED, ended_at=current.expires_at, actor=None)
+        else:
+            # Its instant passed but no worker has ended it yet: end it now, then open anew.
+            _end(current, Grant.Status.EXPIRED, ended_at=current.expires_at, actor=None)
         fast_insert(grant)
     event = record(EventKind.GRANT_ACTIVATED, actor=actor, target=grant, reason=reason,
-                   data=_grant_data(grant), request=request)
-    _follow_up(event, action="grant", template="break_glass", audience=("concerned",))
-    _schedule_expiry(grant, new=True)
+                   data=grant_data(grant), request=request)
+    follow_up(event, action="grant", template="break_glass", audience=("concerned",))
+    schedule_expiry(grant, new=True)
     return grant
 
 
@@ -198,11 +201,11 @@ def _extend(grant: Grant, *, actor, reason, request, now) -> Grant:
     grant.expires_at = now + grant.group.break_glass_duration
     grant.reminded_at = None
     grant.save(update_fields=["expires_at", "reminded_at"])
-    data = {**_grant_data(grant), "previous_expires_at": previous.isoformat()}
+    data = {**grant_data(grant), "previous_expires_at": previous.isoformat()}
     event = record(EventKind.GRANT_EXTENDED, actor=actor, target=grant, reason=reason,
                    data=data, request=request)
-    _follow_up(event, action="grant", template="break_glass", audience=("concerned",))
-    _schedule_expiry(grant)
+    follow_up(event, action="grant", template="break_glass", audience=("concerned",))
+    schedule_expiry(grant)
     return grant
 
 
@@ -215,9 +218,9 @@ def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", reques
     grant.end_reason = reason
     grant.save(update_fields=["status", "ended_at", "ended_by", "end_reason"])
     Schedule.objects.filter(name=f"expire-grant-{grant.pk}").delete()
-    event = record(kind, actor=actor, target=grant, reason=reason, data=_grant_data(grant),
+    event = record(kind, actor=actor, target=grant, reason=reason, data=grant_data(grant),
                    request=request)
-    _follow_up(event, action="revoke", template=template, audience=audience,
+    follow_up(event, action="revoke", template=template, audience=audience,
                channels=channels)
     return event
 
@@ -302,7 +305,7 @@ def send_expiry_reminders() -> int:
             grant.reminded_at = now
             grant.save(update_fields=["reminded_at"])
             event = record(EventKind.GRANT_EXPIRY_REMINDER, actor=None, target=grant,
-                           data=_grant_data(grant))
+                           data=grant_data(grant))
             alert(event, users=[grant.user], channels=["email", "sms"],
                   template="expiry_reminder", context={"grant": grant})
             sent += 1

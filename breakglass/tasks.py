@@ -13,3 +13,9 @@ def expire_due_grants() -> int:
 
 def send_expiry_reminders() -> int:
     return services.send_expiry_reminders()
+
+
+def lapse_due_requests() -> int:
+    from breakglass.access_requests import lapse_due_requests
+
+    return lapse_due_requests()

@@ -6,10 +6,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
-from breakglass import services
+from breakglass import access_requests, services
 from breakglass.access import access_by_group, decide
-from breakglass.forms import BreakGlassForm, BreakGlassUsersForm, EndAccessForm
-from breakglass.models import Grant, Group
+from breakglass.forms import (
+    BreakGlassForm,
+    BreakGlassUsersForm,
+    DecisionForm,
+    EndAccessForm,
+    ExtensionForm,
+    RequestAccessForm,
+    RequestSettingsForm,
+)
+from breakglass.models import AccessRequest, Grant, Group
 
 
 def _is_reviewer(user) -> bool:
@@ -41,13 +49,23 @@ def group_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return _render_group(request, group, BreakGlassForm())
 
 
-def _render_group(request, group: Group, form, status: int = 200) -> HttpResponse:
+def _render_group(request, group: Group, form, status: int = 200, *, request_form=None,
+                  settings_form=None) -> HttpResponse:
     user = request.user
     is_owner = group.owners.filter(pk=user.pk).exists()
     may_see_grants = is_owner or _is_reviewer(user)
     context = {
         "group": group,
         "form": form,
+        "request_form": request_form or (RequestAccessForm(group) if group.requestable
+                                         else None),
+        "my_request": AccessRequest.objects.filter(
+            requester=user, group=group, kind=AccessRequest.Kind.ACCESS,
+            status=AccessRequest.Status.PENDING).first(),
+        "settings_form": settings_form or (RequestSettingsForm(instance=group) if is_owner
+                                           else None),
+        "pending_requests": (group.access_requests.filter(status=AccessRequest.Status.PENDING)
+                             .select_related("requester") if may_see_grants else None),
         "decision": decide(user, group),
         "can_break_glass": group.break_glass_users.filter(pk=user.pk).exists(),
         "my_grant": Grant.objects.active().filter(user=user, group=group).first(),
@@ -102,8 +120,19 @@ def manage_break_glass_users(request: HttpRequest, slug: str) -> HttpResponse:
 def my_access(request: HttpRequest) -> HttpResponse:
     grants = Grant.objects.filter(user=request.user).select_related("group", "ended_by")
     active = [grant for grant in grants.active()]
-    history = grants.exclude(pk__in=[grant.pk for grant in active])[:50]
-    return render(request, "breakglass/my_access.html", {"active": active, "history": history})
+    for grant in active:
+        grant.extension_form = (ExtensionForm(grant.group) if grant.group.requestable
+                                else None)
+    history = grants.exclude(pk__in=[grant.pk for grant in active]).exclude(
+        status=Grant.Status.REQUESTED)[:50]
+    mine = (AccessRequest.objects.filter(requester=request.user,
+                                         status=AccessRequest.Status.PENDING)
+            .select_related("group"))
+    context = {"active": active, "history": history,
+               "my_requests": [item for item in mine
+                               if item.effective_status() == AccessRequest.Status.PENDING],
+               "waiting": list(access_requests.waiting_for(request.user))}
+    return render(request, "breakglass/my_access.html", context)
 
 
 @require_POST
@@ -128,3 +157,129 @@ def _back(request, grant: Grant) -> HttpResponse:
     if request.user.pk == grant.user_id:
         return redirect("breakglass:my-access")
     return redirect("breakglass:group-detail", slug=grant.group.slug)
+
+
+@require_POST
+def request_access(request: HttpRequest, slug: str) -> HttpResponse:
+    group = get_object_or_404(Group, slug=slug)
+    form = RequestAccessForm(group, request.POST)
+    if not form.is_valid():
+        return _render_group(request, group, BreakGlassForm(), status=400, request_form=form)
+    try:
+        access_request = access_requests.request_access(
+            group, requester=request.user, request=request, **form.cleaned_data)
+    except services.InvalidInput as invalid:
+        form.add_error(invalid.field if invalid.field in form.fields else None, str(invalid))
+        return _render_group(request, group, BreakGlassForm(), status=400, request_form=form)
+    except services.GrantError as error:
+        form.add_error(None, str(error))
+        return _render_group(request, group, BreakGlassForm(), status=error.status,
+                             request_form=form)
+    if access_request.status == AccessRequest.Status.APPROVED:
+        messages.success(request, f"Approved at once: {access_request.auto_rule}.")
+        return redirect("breakglass:my-access")
+    messages.success(request, "Requested. The owners have been alerted.")
+    return redirect("breakglass:request-detail", request_id=access_request.pk)
+
+
+@require_POST
+def request_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    group = get_object_or_404(Group, slug=slug)
+    if not group.owners.filter(pk=request.user.pk).exists():
+        raise PermissionDenied("Only the group's owners change its request settings.")
+    form = RequestSettingsForm(request.POST, instance=Group.objects.get(pk=group.pk))
+    if not form.is_valid():
+        return _render_group(request, group, BreakGlassForm(), status=400, settings_form=form)
+    changed = access_requests.set_request_settings(group, form.cleaned_data,
+                                                   actor=request.user, request=request)
+    messages.success(request, "Request settings saved." if changed else "Nothing changed.")
+    return redirect("breakglass:group-detail", slug=group.slug)
+
+
+def _visible_request(request, request_id: int) -> AccessRequest:
+    access_request = (access_requests.visible_requests(request.user)
+                      .select_related("group", "requester", "grant", "decided_by")
+                      .filter(pk=request_id).first())
+    if access_request is None:
+        raise Http404("No such request.")
+    return access_request
+
+
+def _render_request(request, access_request: AccessRequest, *, form=None, error: str = "",
+                    status: int = 200) -> HttpResponse:
+    user = request.user
+    effective = access_request.effective_status()
+    approvals = list(access_request.approvals.select_related("approver"))
+    is_owner = access_request.group.owners.filter(pk=user.pk).exists()
+    may_decide = (effective == AccessRequest.Status.PENDING and is_owner
+                  and user.pk != access_request.requester_id
+                  and all(approval.approver_id != user.pk for approval in approvals))
+    context = {
+        "access_request": access_request,
+        "effective_status": effective,
+        "approvals": approvals,
+        "may_decide": may_decide,
+        "own_request": user.pk == access_request.requester_id,
+        "may_withdraw": (user.pk == access_request.requester_id
+                         and effective == AccessRequest.Status.PENDING),
+        "form": form or DecisionForm(),
+        "error": error,
+    }
+    return render(request, "breakglass/request_detail.html", context, status=status)
+
+
+@require_GET
+def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
+    return _render_request(request, _visible_request(request, request_id))
+
+
+@require_POST
+def decide_request(request: HttpRequest, request_id: int, decision: str) -> HttpResponse:
+    access_request = _visible_request(request, request_id)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        return _render_request(request, access_request, form=form, status=400)
+    comment = form.cleaned_data["comment"]
+    try:
+        if decision == "approve":
+            access_requests.approve(access_request, approver=request.user, comment=comment,
+                                    request=request)
+        elif decision == "deny":
+            access_requests.deny(access_request, approver=request.user, comment=comment,
+                                 request=request)
+        else:
+            access_requests.withdraw(access_request, actor=request.user, reason=comment,
+                                     request=request)
+    except services.InvalidInput as invalid:
+        form.add_error("comment", str(invalid))
+        return _render_request(request, access_request, form=form, status=400)
+    except services.GrantError as error:
+        access_request.refresh_from_db()
+        return _render_request(request, access_request, form=form, error=str(error),
+                               status=error.status)
+    messages.success(request, {"approve": "Approved.", "deny": "Denied; the requester is told.",
+                               "withdraw": "Withdrawn."}[decision])
+    return redirect("breakglass:request-detail", request_id=access_request.pk)
+
+
+@require_POST
+def request_extension(request: HttpRequest, grant_id: int) -> HttpResponse:
+    grant = Grant.objects.select_related("group").filter(pk=grant_id, user=request.user).first()
+    if grant is None:
+        raise Http404("No such grant.")
+    form = ExtensionForm(grant.group, request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a duration" + (
+            " and give a reason." if grant.group.request_reason_required else "."))
+        return redirect("breakglass:my-access")
+    try:
+        access_request = access_requests.request_extension(
+            grant, requester=request.user, request=request, **form.cleaned_data)
+    except services.GrantError as error:
+        messages.error(request, str(error))
+        return redirect("breakglass:my-access")
+    if access_request.status == AccessRequest.Status.APPROVED:
+        messages.success(request, f"Extended at once: {access_request.auto_rule}.")
+        return redirect("breakglass:my-access")
+    messages.success(request, "More time requested. The owners have been alerted.")
+    return redirect("breakglass:request-detail", request_id=access_request.pk)

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "audit",
     "django_q",
     "accounts",
+    "oncall",
     "breakglass",
     "backups",
 ]
@@ -289,6 +290,7 @@ PERIODIC_TASKS = {
     "audit-checkpoint": ("audit.tasks.write_checkpoint", 60),
     "grant-expiry-sweep": ("breakglass.tasks.expire_due_grants", 1),
     "grant-expiry-reminders": ("breakglass.tasks.send_expiry_reminders", 1),
+    "request-lapse-sweep": ("breakglass.tasks.lapse_due_requests", 1),
 }
 
 # --- Static files, i18n, logging ------------------------------------------------------------

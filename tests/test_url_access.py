@@ -35,6 +35,13 @@ ACCESS = {
     "breakglass:break-glass-users": VERIFIED,
     "breakglass:my-access": VERIFIED,
     "breakglass:end-grant": VERIFIED,
+    "breakglass:request-access": VERIFIED,
+    "breakglass:request-settings": VERIFIED,
+    "breakglass:request-extension": VERIFIED,
+    "breakglass:request-detail": VERIFIED,
+    "breakglass:approve-request": VERIFIED,
+    "breakglass:deny-request": VERIFIED,
+    "breakglass:withdraw-request": VERIFIED,
     "api:openapi-json": PUBLIC,
     "api:openapi-view": PUBLIC,
     "api:api-root": TOKEN,
@@ -43,10 +50,11 @@ ACCESS = {
     "api:revoke": TOKEN,
     "api:break_glass": TOKEN,
     "api:audit_events": TOKEN,
+    "api:replace_shifts": TOKEN,
 }
 NAMESPACE_ACCESS = {"admin": STAFF}
 SAMPLE_KWARGS = {"app_label": "accounts", "content_type_id": 1, "object_id": "1",
-                 "slug": "some-group", "grant_id": 1}
+                 "slug": "some-group", "grant_id": 1, "request_id": 1}
 
 
 def walk(patterns, namespace=""):
@@ -119,8 +127,9 @@ def test_anonymous_visitors_reach_only_public_urls(client, name, url):
     if classify(name) == PUBLIC:
         assert not redirected_to_login or name == "admin:login"
     elif classify(name) == TOKEN:
-        response = client.generic("POST" if name in {"api:revoke", "api:break_glass"} else "GET",
-                                   url, "{}", content_type="application/json")
+        method = {"api:revoke": "POST", "api:break_glass": "POST",
+                  "api:replace_shifts": "PUT"}.get(name, "GET")
+        response = client.generic(method, url, "{}", content_type="application/json")
         assert response.status_code in {401, 404}, (name, response.status_code)
         if response.status_code == 401:
             assert response.json() == {"detail": "A valid bearer token is required."}

@@ -33,11 +33,6 @@ def database(owner, member):
     return group
 
 
-@pytest.fixture
-def app_token():
-    return services.create_application("pager", ALL_SCOPES, actor=None)[1]
-
-
 def call(client, method, path, token=None, body=None, **params):
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
     if method == "GET":

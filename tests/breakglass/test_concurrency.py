@@ -49,6 +49,61 @@ def test_two_concurrent_sweeps_give_one_expiry_event_per_grant(database, member,
     assert set(Grant.objects.values_list("status", flat=True)) == {"expired"}
 
 
+def test_two_owners_approving_at_once_give_one_activation(database, member, owner):
+    from breakglass import access_requests
+    from tests.conftest import make_user
+
+    second = make_user("bob")
+    database.owners.add(owner, second)
+    database.requestable = True
+    database.save()
+    pending = access_requests.request_access(database, requester=member, minutes=60,
+                                             reason="r")
+    approvers = [owner, second]
+    errors = run_in_threads(2, lambda index: access_requests.approve(
+        pending, approver=approvers[index]))
+    # One approval activates; the other finds the request decided (409), never a second
+    # activation.
+    assert len(errors) == 1 and "no longer be decided" in str(errors[0])
+    assert AuditEvent.objects.filter(kind=EventKind.REQUEST_APPROVED).count() == 1
+    assert Grant.objects.get().status == "active"
+
+
+def start_worker(tmp_path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env.update(DJANGO_SETTINGS_MODULE="config.settings", ENVIRONMENT="test",
+               DATABASE_URL=database_url(), Q_WORKERS="2", CHECKPOINT_DIR=str(tmp_path))
+    return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_worker(worker: subprocess.Popen) -> str:
+    worker.send_signal(signal.SIGINT)
+    return worker.communicate(timeout=60)[0]
+
+
+def test_a_lapsed_request_is_audited_once_when_the_worker_runs(database, member, tmp_path):
+    from breakglass import access_requests
+    from breakglass.models import AccessRequest
+
+    database.requestable = True
+    database.save()
+    pending = access_requests.request_access(database, requester=member, minutes=60,
+                                             reason="r")
+    AccessRequest.objects.update(expires_at=timezone.now() - timedelta(milliseconds=1))
+    lapsed = AuditEvent.objects.filter(kind=EventKind.REQUEST_LAPSED)
+    assert lapsed.count() == 0  # nothing ran yet, and nothing had to: it cannot be approved
+    worker = start_worker(tmp_path)
+    try:
+        assert wait_for(lambda: lapsed.count() >= 1, 90)
+        time.sleep(3)
+    finally:
+        output = stop_worker(worker)
+    assert lapsed.count() == 1, output[-2000:]
+    pending.refresh_from_db()
+    assert (pending.status, pending.grant.status) == ("lapsed", "lapsed")
+
+
 def test_a_real_worker_expires_each_grant_exactly_once(database, member, outsider, tmp_path):
     for user in (member, outsider):
         database.break_glass_users.add(user)
@@ -59,18 +114,13 @@ def test_a_real_worker_expires_each_grant_exactly_once(database, member, outside
 
     Schedule.objects.filter(name__startswith="expire-grant-").update(next_run=soon)
     assert services.expire_due_grants() == 0
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    env.update(DJANGO_SETTINGS_MODULE="config.settings", ENVIRONMENT="test",
-               DATABASE_URL=database_url(), Q_WORKERS="2", CHECKPOINT_DIR=str(tmp_path))
-    worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = start_worker(tmp_path)
     try:
         expired = AuditEvent.objects.filter(kind=EventKind.GRANT_EXPIRED)
         assert wait_for(lambda: expired.count() >= 2, 30)
         time.sleep(3)  # the minute sweep and the per-grant jobs both had their chance
     finally:
-        worker.send_signal(signal.SIGINT)
-        output, _ = worker.communicate(timeout=60)
+        output = stop_worker(worker)
     assert expired.count() == 2, output[-2000:]
     ended = list(Grant.objects.values_list("ended_at", "expires_at"))
     assert all(ended_at == expires_at for ended_at, expires_at in ended)

@@ -46,3 +46,23 @@ def test_seed_demo_is_idempotent_and_a_printed_code_signs_in(settings, client):
     response = client.post(reverse("accounts:verify"), {"code": code})
     assert response.status_code == 302
     assert client.get(reverse("accounts:security")).status_code == 200
+
+
+def test_the_demo_holds_opals_pattern_carol_on_call_and_staging_for_owners(settings):
+    from breakglass import access_requests
+    from breakglass.access import decide
+    from breakglass.models import Group
+
+    settings.DEBUG = True
+    seed()
+    seed(force=True)  # a second run keeps one covering shift
+    carol, dave = User.objects.get(username="carol"), User.objects.get(username="dave")
+    assert decide(carol, Group.objects.get(slug="primary-oncall")).via == "on_call"
+    assert carol.shifts.count() == 1
+    target = Group.objects.get(slug="breakglass-prod-database")
+    request = access_requests.request_access(target, requester=carol, minutes=60, reason="r")
+    assert request.status == "approved"
+    assert decide(carol, Group.objects.get(slug="prod-database")).via == "nested"
+    staging = Group.objects.get(slug="staging")
+    assert access_requests.request_access(staging, requester=dave, minutes=60,
+                                          reason="r").status == "pending"

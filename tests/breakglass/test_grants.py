@@ -129,16 +129,6 @@ def test_breaking_glass_after_an_unswept_expiry_opens_a_new_grant(database, memb
     assert len(events(EventKind.GRANT_ACTIVATED)) == 2
 
 
-def test_breaking_glass_while_a_request_is_pending_is_refused_not_crashed(database, member):
-    pending = Grant.objects.create(user=member, group=database, status=Grant.Status.REQUESTED,
-                                   source=Grant.Source.REQUEST, reason="please",
-                                   requested_at=timezone.now())
-    with pytest.raises(services.GrantError, match="pending"):
-        services.break_glass(database, actor=member, reason="now")
-    assert list(Grant.objects.all()) == [pending]
-    assert not events(EventKind.GRANT_ACTIVATED)
-
-
 def test_end_access_now_takes_effect_on_the_next_check(database, member):
     grant = services.break_glass(database, actor=member, reason="r")
     services.revoke_grant(grant, actor=member, reason="done")

@@ -23,8 +23,8 @@ from django.urls import get_resolver, include, path, reverse
 from accounts.models import User
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import services
-from breakglass.models import Application, Grant, Group, Scope
+from breakglass import access_requests, services
+from breakglass.models import AccessRequest, Application, Grant, Group, Scope
 from tests.conftest import PASSWORD, add_authenticator, make_user, sign_in
 from tests.test_url_access import walk
 
@@ -51,6 +51,7 @@ class World:
     group: Group  # prod-db: owned by olivia, mark a permanent member, bella and hal break glass
     grant: Grant  # hal's active grant to prod-db
     users: dict[str, User]  # by role
+    request: AccessRequest  # mark's pending request for an hour of prod-db (requestable)
 
 
 def holds_longer_access(world: World, actor: User) -> bool:
@@ -69,6 +70,26 @@ def grant_ended(world: World, actor: User | None) -> bool:
 
 def bg_users_replaced_by_outsider(world: World, actor: User | None) -> bool:
     return list(world.group.break_glass_users.all()) == [world.users["outsider"]]
+
+
+def requested_by_actor(world: World, actor: User) -> bool:
+    return AccessRequest.objects.filter(requester=actor, status="pending").exclude(
+        pk=world.request.pk).exists()
+
+
+def settings_changed(world: World, actor: User) -> bool:
+    return Group.objects.get(pk=world.group.pk).request_max_minutes == 60
+
+
+def extension_requested(world: World, actor: User) -> bool:
+    return AccessRequest.objects.filter(kind="extension", grant=world.grant,
+                                        requester=actor).exists()
+
+
+def request_became(status: str) -> Callable:
+    def check(world: World, actor: User) -> bool:
+        return AccessRequest.objects.get(pk=world.request.pk).status == status
+    return check
 
 
 def outsider_added_to_bg_users(world: World, actor: User | None) -> bool:
@@ -140,6 +161,46 @@ TABLE = [
     Row("breakglass:end-grant", "GET",
         (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
     Row("breakglass:end-grant", "DELETE",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    # Access requests. Anyone verified may ask; mark already waits (409) and hal already has
+    # access (409: ask for an extension). Only owners change the request settings.
+    #    anon  unver outsd membr bgusr holdr owner other revwr viewr admin
+    Row("breakglass:request-access", "POST",
+        (L,    V,    DONE, 409,  DONE, 409,  DONE, DONE, DONE, DONE, DONE),
+        send="request", effect=requested_by_actor),
+    Row("breakglass:request-access", "GET",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    Row("breakglass:request-settings", "POST",
+        (L,    V,    403,  403,  403,  403,  DONE, 403,  403,  403,  403),
+        send="settings", effect=settings_changed),
+    Row("breakglass:request-settings", "GET",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    # hal's grant: only its holder asks for more time; for anyone else it does not exist.
+    Row("breakglass:request-extension", "POST",
+        (L,    V,    404,  404,  404,  DONE, 404,  404,  404,  404,  404),
+        send="extension", effect=extension_requested),
+    Row("breakglass:request-extension", "GET",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    # mark's request: seen by mark, the group's owners, reviewers and administrators (404 for
+    # anyone else, another group's owner included); decided only by an owner who is not mark.
+    Row("breakglass:request-detail", "GET",
+        (L,    V,    404,  200,  404,  404,  200,  404,  200,  404,  200)),
+    Row("breakglass:request-detail", "POST",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    Row("breakglass:approve-request", "POST",
+        (L,    V,    404,  403,  404,  404,  DONE, 404,  403,  404,  403),
+        effect=request_became("approved")),
+    Row("breakglass:approve-request", "GET",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    Row("breakglass:deny-request", "POST",
+        (L,    V,    404,  403,  404,  404,  DONE, 404,  403,  404,  403),
+        send="comment", effect=request_became("denied")),
+    Row("breakglass:deny-request", "GET",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
+    Row("breakglass:withdraw-request", "POST",
+        (L,    V,    404,  DONE, 404,  404,  403,  404,  403,  404,  403),
+        effect=request_became("withdrawn")),
+    Row("breakglass:withdraw-request", "GET",
         (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
 
     # The admin (an OTPAdminSite): verified staff only; a verified non-staff user is sent to the
@@ -223,6 +284,10 @@ TABLE = [
         (401,  401,  401,  401,  403,  200), scope=Scope.AUDIT_READ),
     Row("api:audit_events", "POST",
         (405,  405,  405,  405,  405,  405), scope=Scope.AUDIT_READ),
+    Row("api:replace_shifts", "PUT",
+        (401,  401,  401,  401,  403,  200), send="shifts", scope=Scope.SCHEDULES_WRITE),
+    Row("api:replace_shifts", "GET",
+        (405,  405,  405,  405,  405,  405), scope=Scope.SCHEDULES_WRITE),
     # Public by design (settings.PUBLIC_URLS): no token is looked at. The schema and the docs
     # are plain Django views that answer POST like GET: read-only, so no harm.
     Row("api:openapi-json", "GET",
@@ -248,11 +313,24 @@ def _group_form(world: World) -> dict:
         "sensitivity": group.sensitivity, "owners": [users["owner"].pk],
         "members": [users["member"].pk], "contains": [], "break_glass_minutes": "",
         "break_glass_users": [users["bg_user"].pk, users["holder"].pk, users["outsider"].pk],
+        "requestable": "on", "request_max_minutes": group.request_max_minutes,
+        "request_reason_required": "on", "approvals_needed": 1,
+        "request_expiry_minutes": group.request_expiry_minutes,
     }
 
 
 def _action(name: str, *selected: int) -> dict:
     return {"action": name, "index": "0", "_selected_action": list(selected)}
+
+
+def _shifts(world: World) -> dict:
+    """hal on call while his grant runs, in a schedule under the group's slug (the slug
+    url_of() passes): the world itself has no schedule."""
+    from oncall.models import Schedule
+
+    Schedule.objects.get_or_create(slug=world.group.slug, defaults={"name": "Primary rota"})
+    return {"shifts": [{"user": "hal", "starts_at": world.grant.activated_at.isoformat(),
+                        "ends_at": world.grant.expires_at.isoformat()}]}
 
 
 BODIES: dict[str, Callable[[World], dict]] = {
@@ -269,6 +347,13 @@ BODIES: dict[str, Callable[[World], dict]] = {
     "revoke": lambda world: {"reason": "done"},
     "api break glass": lambda world: {"user": "bella", "group": world.group.slug,
                                       "reason": "pager"},
+    "shifts": _shifts,
+    "request": lambda world: {"minutes": 60, "reason": "deploy"},
+    "settings": lambda world: {"requestable": "on", "request_max_minutes": 60,
+                               "request_reason_required": "on", "approvals_needed": 1,
+                               "request_expiry_minutes": 1440},
+    "extension": lambda world: {"minutes": 30, "reason": "not done"},
+    "comment": lambda world: {"comment": "not now"},
 }
 
 PATTERNS = dict(walk(get_resolver().url_patterns))
@@ -278,6 +363,7 @@ def url_of(row: Row, world: World) -> str:
     if row.url == "admin:breakglass_group_simple_history":
         return reverse(row.url, args=[world.group.pk, world.group.history.earliest().pk])
     values = {"slug": world.group.slug, "grant_id": world.grant.pk,
+              "request_id": world.request.pk,
               "object_id": world.group.pk if "_group_" in row.url else world.grant.pk}
     params = PATTERNS[row.url].pattern.regex.groupindex
     return reverse(row.url, kwargs={name: values[name] for name in params})
@@ -290,7 +376,7 @@ def _fresh_throttle():
 
 @pytest.fixture
 def world(owner, member, outsider) -> World:
-    group = Group.objects.create(name="Production DB", slug="prod-db")
+    group = Group.objects.create(name="Production DB", slug="prod-db", requestable=True)
     group.owners.add(owner)
     group.members.add(member)
     bella, hal = make_user("bella"), make_user("hal")
@@ -298,7 +384,9 @@ def world(owner, member, outsider) -> World:
     grant = services.break_glass(group, actor=hal, reason="outage")
     users = {"unverified": hal, "outsider": outsider, "member": member, "bg_user": bella,
              "holder": hal, "owner": owner}
-    return World(group, grant, users)
+    pending = access_requests.request_access(group, requester=member, minutes=60,
+                                             reason="reporting")
+    return World(group, grant, users, pending)
 
 
 def actor_for(role: str, world: World, request) -> User:
@@ -372,7 +460,8 @@ def send(client: Client, row: Row, url: str, data: dict, headers: dict):
 
 
 def snapshot() -> tuple:
-    """Everything a break-glass URL could change: grants, groups and their memberships."""
+    """Everything a break-glass URL could change: grants, groups and their memberships,
+    requests and request settings."""
     through = (Group.owners.through, Group.members.through, Group.break_glass_users.through,
                Group.contains.through)
     return (
@@ -382,6 +471,8 @@ def snapshot() -> tuple:
                                                       "break_glass_minutes")),
         [sorted(model.objects.values_list()) for model in through],
         list(Application.objects.order_by("pk").values_list("pk", "enabled", "token_hash")),
+        list(AccessRequest.objects.order_by("pk").values_list("pk", "status")),
+        list(Group.objects.order_by("pk").values_list("requestable", "request_max_minutes")),
     )
 
 

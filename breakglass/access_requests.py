@@ -1,0 +1,408 @@
+"""Access requests (SPEC §2.3): ask for time-bound access to a group, or for more time on an
+active grant; distinct owners approve (never their own request), or the group's auto-approve
+rule approves at once; deny, withdraw, and lapse when nobody decided in time.
+
+Each transition locks its request row, checks, writes, records its audit event and alerts in
+one transaction. A refusal that must also leave a trace (a request found lapsed while someone
+tried to approve it) commits the trace first and raises after."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import User
+from audit.alerts import alert
+from audit.catalogue import EventKind
+from audit.db import fast_insert
+from audit.services import record
+from breakglass import services
+from breakglass.access import decide
+from breakglass.models import MIN_REQUEST_MINUTES, AccessRequest, Approval, Grant, Group
+from breakglass.services import GrantError, InvalidInput
+
+MAX_INCIDENT_LENGTH = 200
+VIA_WORDS = {"member": "a member of", "grant": "holds access to",
+             "nested": "has access through nesting to", "on_call": "on call now in"}
+
+
+class RequestRefused(GrantError):
+    status = 403
+
+
+def request_link(access_request: AccessRequest) -> str:
+    return settings.SITE_URL.rstrip("/") + reverse("breakglass:request-detail",
+                                                   args=[access_request.pk])
+
+
+def minutes_in_words(minutes: int) -> str:
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} day{'s' * (days != 1)}" if days else "",
+             f"{hours} hour{'s' * (hours != 1)}" if hours else "",
+             f"{minutes} minutes" if minutes else ""]
+    return " ".join(part for part in parts if part)
+
+
+def _checked(group: Group, *, minutes, reason: str, incident: str,
+             incident_asked: bool = True) -> tuple[str, str]:
+    if not isinstance(minutes, int) or not (
+            MIN_REQUEST_MINUTES <= minutes <= group.request_max_minutes):
+        raise InvalidInput("minutes", "Choose a duration from 15 minutes to "
+                                      f"{minutes_in_words(group.request_max_minutes)}.")
+    reason = (reason or "").strip()
+    if group.request_reason_required and not reason:
+        raise InvalidInput("reason", "Give a reason: the owners decide on it.")
+    if len(reason) > services.MAX_REASON_LENGTH:
+        raise InvalidInput("reason",
+                           f"Keep the reason under {services.MAX_REASON_LENGTH} characters.")
+    incident = (incident or "").strip()
+    if incident_asked and group.request_incident_required and not incident:
+        raise InvalidInput("incident", "This group needs an incident reference.")
+    if len(incident) > MAX_INCIDENT_LENGTH:
+        raise InvalidInput("incident", f"Keep it under {MAX_INCIDENT_LENGTH} characters.")
+    return reason, incident
+
+
+def _request_data(access_request: AccessRequest) -> dict:
+    return {"group": access_request.group.slug, "requester": access_request.requester.username,
+            "kind": access_request.kind, "minutes": access_request.minutes,
+            "grant": access_request.grant_id, "incident": access_request.incident,
+            "expires_at": access_request.expires_at.isoformat()}
+
+
+def auto_approval_rule(group: Group, requester: User) -> str:
+    """Why `requester` is approved at once for `group`, or "" when they are not."""
+    auto = group.auto_approve_group
+    if auto is None:
+        return ""
+    decision = decide(requester, auto)
+    if not decision.allowed:
+        return ""
+    return f"{requester.username} is {VIA_WORDS[decision.via]} {auto.name} ({auto.slug})"
+
+
+def request_access(group: Group, *, requester: User, minutes: int, reason: str = "",
+                   incident: str = "", request: HttpRequest | None = None) -> AccessRequest:
+    """Ask for `minutes` of access to `group`, counted from approval. The grant waits in
+    `requested`; owners are alerted, or the auto-approve rule activates it at once."""
+    if not group.requestable:
+        raise RequestRefused(f"{group.name} does not take access requests.")
+    reason, incident = _checked(group, minutes=minutes, reason=reason, incident=incident)
+    with transaction.atomic():
+        now = timezone.now()
+        grant = Grant(user=requester, group=group, status=Grant.Status.REQUESTED,
+                      source=Grant.Source.REQUEST, reason=reason, incident=incident,
+                      requested_at=now)
+        if not fast_insert(grant, unless_conflict=services.OPEN_GRANT_CONFLICT):
+            _explain_open_grant(group, requester, now)
+            fast_insert(grant)  # the open grant was past its instant and has been ended
+        access_request = AccessRequest.objects.create(
+            kind=AccessRequest.Kind.ACCESS, requester=requester, group=group, grant=grant,
+            minutes=minutes, reason=reason, incident=incident, created_at=now,
+            expires_at=now + timedelta(minutes=group.request_expiry_minutes),
+        )
+        _opened(access_request, request=request, now=now)
+    return access_request
+
+
+def _explain_open_grant(group: Group, requester: User, now) -> None:
+    current = Grant.objects.open().select_for_update().filter(user=requester,
+                                                              group=group).first()
+    if current is None:
+        return  # ended since the insert looked
+    if current.status == Grant.Status.REQUESTED:
+        raise GrantError("You already have a pending request for this group.")
+    if current.gives_access(now):
+        raise GrantError(f"You already have access to {group.name} until "
+                         f"{current.expires_at:%Y-%m-%d %H:%M} UTC; request an extension.")
+    services.expire_grant(current.pk)
+
+
+def request_extension(grant: Grant, *, requester: User, minutes: int, reason: str = "",
+                      request: HttpRequest | None = None) -> AccessRequest:
+    """Ask for `minutes` more on an active grant; approval moves its end without a gap. The
+    request lapses when the grant ends, if not before."""
+    group = grant.group
+    if grant.user_id != requester.pk:
+        raise RequestRefused("Only the holder asks for more time on a grant.")
+    if not group.requestable:
+        raise RequestRefused(f"{group.name} does not take requests, extensions included.")
+    # An extension keeps the grant's incident.
+    reason, _ = _checked(group, minutes=minutes, reason=reason, incident="",
+                         incident_asked=False)
+    with transaction.atomic():
+        now = timezone.now()
+        grant = Grant.objects.select_for_update().get(pk=grant.pk)
+        if not grant.gives_access(now):
+            raise GrantError("This grant has ended; request access anew.")
+        try:
+            with transaction.atomic():
+                access_request = AccessRequest.objects.create(
+                    kind=AccessRequest.Kind.EXTENSION, requester=requester, group=group,
+                    grant=grant, minutes=minutes, reason=reason, incident=grant.incident,
+                    created_at=now, expires_at=min(
+                        now + timedelta(minutes=group.request_expiry_minutes), grant.expires_at),
+                )
+        except IntegrityError as clash:
+            raise GrantError("An extension of this grant is already pending.") from clash
+        _opened(access_request, request=request, now=now)
+    return access_request
+
+
+def _opened(access_request: AccessRequest, *, request, now) -> None:
+    event = record(EventKind.REQUEST_CREATED, actor=access_request.requester,
+                   target=access_request, reason=access_request.reason,
+                   data=_request_data(access_request), request=request)
+    rule = auto_approval_rule(access_request.group, access_request.requester)
+    if rule:
+        access_request.auto_rule = rule[:200]
+        _activate(access_request, actor=None, kind=EventKind.REQUEST_AUTO_APPROVED, now=now,
+                  request=request)
+    _alert_owners(event, access_request)
+
+
+def _alert_owners(event, access_request: AccessRequest) -> None:
+    owners = access_request.group.owners.filter(is_active=True).exclude(
+        pk=access_request.requester_id)
+    alert(event, users=owners, template="request_created",
+          context={"access_request": access_request, "request_link": request_link(
+              access_request)})
+
+
+def _tell_requester(event, access_request: AccessRequest, outcome: str, until=None) -> None:
+    alert(event, users=[access_request.requester], template="request_decided",
+          context={"access_request": access_request, "outcome": outcome, "until": until,
+                   "request_link": request_link(access_request)})
+
+
+def _activate(access_request: AccessRequest, *, actor, kind: str, now,
+              request=None) -> Grant:
+    """Give what was asked: activate the requested grant (its clock starts now), or move an
+    active grant's end by the requested time."""
+    grant = Grant.objects.select_for_update().select_related("group", "user").get(
+        pk=access_request.grant_id)
+    data = {"request": access_request.pk, "approvers": sorted(
+        access_request.approvals.values_list("approver__username", flat=True))}
+    if access_request.kind == AccessRequest.Kind.ACCESS:
+        grant.status = Grant.Status.ACTIVE
+        grant.activated_at = now
+        grant.expires_at = now + access_request.duration
+        grant.save(update_fields=["status", "activated_at", "expires_at"])
+        services.schedule_expiry(grant, new=True)
+    else:
+        data["previous_expires_at"] = grant.expires_at.isoformat()
+        grant.expires_at += access_request.duration
+        grant.reminded_at = None
+        grant.save(update_fields=["expires_at", "reminded_at"])
+        services.schedule_expiry(grant)
+    access_request.status = AccessRequest.Status.APPROVED
+    access_request.decided_at = now
+    access_request.decided_by = actor
+    access_request.save(update_fields=["status", "decided_at", "decided_by", "auto_rule"])
+    if access_request.auto_rule:
+        data["rule"] = access_request.auto_rule
+    event = record(kind, actor=actor, target=grant, reason=access_request.reason,
+                   data={**services.grant_data(grant), **data}, request=request)
+    services.follow_up(event, action="grant")
+    _tell_requester(event, access_request, "approved", until=grant.expires_at)
+    return grant
+
+
+def _locked(access_request: AccessRequest) -> AccessRequest:
+    return (AccessRequest.objects.select_for_update(of=("self",))
+            .select_related("group", "requester").get(pk=access_request.pk))
+
+
+def _closed_reason(access_request: AccessRequest, now) -> GrantError | None:
+    """Why a request cannot be decided any more, lapsing it first if its time is up (or its
+    grant ended, for an extension)."""
+    status = access_request.effective_status(now)
+    if status == AccessRequest.Status.PENDING and (
+            access_request.kind == AccessRequest.Kind.EXTENSION
+            and not Grant.objects.get(pk=access_request.grant_id).gives_access(now)):
+        status = AccessRequest.Status.LAPSED
+    if status == AccessRequest.Status.PENDING:
+        return None
+    if access_request.status == AccessRequest.Status.PENDING:
+        _lapse(access_request, now)
+    return GrantError(f"This request is {status}; it can no longer be decided.")
+
+
+def _check_decider(access_request: AccessRequest, owner: User, verb: str) -> None:
+    if owner.pk == access_request.requester_id:
+        raise RequestRefused(f"You cannot {verb} your own request"
+                             f"{': withdraw it instead' if verb == 'deny' else ''}.")
+    if not access_request.group.owners.filter(pk=owner.pk, is_active=True).exists():
+        raise RequestRefused(f"Only the owners of {access_request.group.name} {verb} requests.")
+
+
+def approve(access_request: AccessRequest, *, approver: User, comment: str = "",
+            request: HttpRequest | None = None) -> AccessRequest:
+    """One owner's approval; the last one needed activates. Two owners approving at once give
+    one activation: the request row is locked."""
+    comment = (comment or "").strip()[:services.MAX_REASON_LENGTH]
+    with transaction.atomic():
+        access_request = _locked(access_request)
+        now = timezone.now()
+        refusal = _closed_reason(access_request, now)
+        if refusal is None:
+            _check_decider(access_request, approver, "approve")
+            if access_request.approvals.filter(approver=approver).exists():
+                raise GrantError("You have already approved this request.")
+            Approval.objects.create(request=access_request, approver=approver,
+                                    comment=comment, created_at=now)
+            count = access_request.approvals.count()
+            needed = access_request.group.approvals_needed
+            if count >= needed:
+                _activate(access_request, actor=approver, kind=EventKind.REQUEST_APPROVED,
+                          now=now, request=request)
+            else:
+                record(EventKind.REQUEST_APPROVAL, actor=approver, target=access_request,
+                       reason=comment, data={"approvals": count, "needed": needed},
+                       request=request)
+    if refusal is not None:
+        raise refusal
+    return access_request
+
+
+def deny(access_request: AccessRequest, *, approver: User, comment: str,
+         request: HttpRequest | None = None) -> AccessRequest:
+    comment = (comment or "").strip()
+    if not comment:
+        raise InvalidInput("comment", "Say why: the requester is told.")
+    if len(comment) > services.MAX_REASON_LENGTH:
+        raise InvalidInput("comment", f"Keep it under {services.MAX_REASON_LENGTH} characters.")
+    with transaction.atomic():
+        access_request = _locked(access_request)
+        now = timezone.now()
+        refusal = _closed_reason(access_request, now)
+        if refusal is None:
+            _check_decider(access_request, approver, "deny")
+            _close(access_request, AccessRequest.Status.DENIED, by=approver, comment=comment,
+                   now=now)
+            event = record(EventKind.REQUEST_DENIED, actor=approver, target=access_request,
+                           reason=comment, data=_request_data(access_request), request=request)
+            _tell_requester(event, access_request, "denied")
+    if refusal is not None:
+        raise refusal
+    return access_request
+
+
+def withdraw(access_request: AccessRequest, *, actor: User, reason: str = "",
+             request: HttpRequest | None = None) -> AccessRequest:
+    """The requester takes back a pending request (breaking glass does it for them)."""
+    with transaction.atomic():
+        access_request = _locked(access_request)
+        if actor.pk != access_request.requester_id:
+            raise RequestRefused("Only the requester withdraws a request.")
+        if access_request.effective_status() != AccessRequest.Status.PENDING:
+            raise GrantError(f"This request is {access_request.effective_status()}.")
+        _close(access_request, AccessRequest.Status.WITHDRAWN, by=actor,
+               comment=reason or "withdrawn by the requester", now=timezone.now())
+        record(EventKind.REQUEST_WITHDRAWN, actor=actor, target=access_request,
+               reason=access_request.comment, data=_request_data(access_request),
+               request=request)
+    return access_request
+
+
+def _close(access_request: AccessRequest, status: str, *, by: User | None, comment: str,
+           now) -> None:
+    """End a request undecided-for-access: its requested grant ends with it (an extension's
+    grant is left as it is)."""
+    access_request.status = status
+    access_request.decided_at = now
+    access_request.decided_by = by
+    access_request.comment = comment
+    access_request.save(update_fields=["status", "decided_at", "decided_by", "comment"])
+    if access_request.kind == AccessRequest.Kind.ACCESS:
+        grant_status = (Grant.Status.LAPSED if status == AccessRequest.Status.LAPSED
+                        else Grant.Status.DENIED)
+        Grant.objects.filter(pk=access_request.grant_id, status=Grant.Status.REQUESTED).update(
+            status=grant_status, ended_at=now, ended_by=by, end_reason=comment)
+
+
+def _lapse(access_request: AccessRequest, now) -> None:
+    _close(access_request, AccessRequest.Status.LAPSED, by=None, now=now,
+           comment="nobody decided in time")
+    event = record(EventKind.REQUEST_LAPSED, actor=None, target=access_request,
+                   data=_request_data(access_request))
+    _tell_requester(event, access_request, "lapsed (nobody decided in time)")
+
+
+def supersede(grant: Grant, *, actor: User, request=None) -> None:
+    """Breaking glass while a request for the same group waits: the request is withdrawn (or
+    lapses, if its time is already up), so the emergency path is never blocked by it."""
+    pending = grant.requests.filter(kind=AccessRequest.Kind.ACCESS,
+                                    status=AccessRequest.Status.PENDING).first()
+    if pending is None:
+        return
+    now = timezone.now()
+    if pending.effective_status(now) == AccessRequest.Status.LAPSED:
+        _lapse(pending, now)
+        return
+    _close(pending, AccessRequest.Status.WITHDRAWN, by=actor, now=now,
+           comment="superseded by breaking glass")
+    record(EventKind.REQUEST_WITHDRAWN, actor=actor, target=pending, reason=pending.comment,
+           data=_request_data(pending), request=request)
+
+
+def lapse_due_requests() -> int:
+    """The minute sweep: every pending request past its expiry lapses, once."""
+    now = timezone.now()
+    due = AccessRequest.objects.filter(status=AccessRequest.Status.PENDING,
+                                       expires_at__lte=now).values_list("pk", flat=True)
+    lapsed = 0
+    for pk in list(due):
+        with transaction.atomic():
+            access_request = AccessRequest.objects.select_for_update().filter(
+                pk=pk, status=AccessRequest.Status.PENDING).first()
+            if access_request is not None:
+                _lapse(access_request, timezone.now())
+                lapsed += 1
+    return lapsed
+
+
+def visible_requests(actor: User):
+    """Requests an actor may look at: their own, their groups' (as owner), all for reviewers
+    and administrators."""
+    if actor.is_superuser or User.objects.security_reviewers().filter(pk=actor.pk).exists():
+        return AccessRequest.objects.all()
+    from django.db.models import Q
+
+    return AccessRequest.objects.filter(
+        Q(requester=actor) | Q(group__owners=actor)).distinct()
+
+
+def waiting_for(owner: User):
+    """Pending requests the owner may still approve: their groups', not their own, not yet
+    approved by them, not past their expiry."""
+    return (AccessRequest.objects.filter(status=AccessRequest.Status.PENDING,
+                                         expires_at__gt=timezone.now(), group__owners=owner)
+            .exclude(requester=owner).exclude(approvals__approver=owner)
+            .select_related("group", "requester").distinct())
+
+
+def set_request_settings(group: Group, values: dict, *, actor: User,
+                         request: HttpRequest | None = None) -> list[str]:
+    """An owner changes the group's request settings (the form has validated them). One
+    history row and one audit event naming what changed; nothing when nothing did."""
+
+    def plain(value):
+        return value.slug if isinstance(value, Group) else value
+
+    with transaction.atomic():
+        group = Group.objects.select_for_update().get(pk=group.pk)
+        changed = {}
+        for field, value in values.items():
+            if getattr(group, field) != value:
+                changed[field] = {"from": plain(getattr(group, field)), "to": plain(value)}
+                setattr(group, field, value)
+        if changed:
+            group.save(update_fields=list(changed))
+            record(EventKind.REQUEST_SETTINGS_CHANGED, actor=actor, target=group,
+                   data={"changed": changed}, request=request)
+    return sorted(changed)

@@ -1,0 +1,70 @@
+"""The schedules part of the JSON API, mounted under /api/v1/schedules by breakglass/api.py
+(which holds the token check and turns invalid bodies into 400 naming the field)."""
+
+from datetime import datetime
+from typing import Annotated
+
+from django.http import HttpRequest
+from ninja import Field, Router, Schema
+from ninja.errors import HttpError
+from pydantic import AfterValidator
+
+from breakglass.models import Scope
+from oncall import services
+from oncall.models import Schedule, Shift
+
+router = Router(tags=["schedules"])
+
+
+def _refuse_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Like breakglass.api.Text, which cannot be imported here: that module imports this one.
+Text = Annotated[str, AfterValidator(_refuse_nul)]
+
+
+class ShiftIn(Schema):
+    user: Text = Field(max_length=150)
+    starts_at: datetime
+    ends_at: datetime
+
+
+class ShiftsIn(Schema):
+    shifts: list[ShiftIn]
+
+
+class ShiftOut(Schema):
+    user: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+class ScheduleShiftsOut(Schema):
+    schedule: str
+    shifts: list[ShiftOut]
+
+
+@router.put("/{slug}/shifts", response=ScheduleShiftsOut, url_name="replace_shifts",
+            summary="Replace a schedule's coming shifts (ended ones are kept)")
+def replace_shifts(request: HttpRequest, slug: Text, body: ShiftsIn):
+    application = request.auth
+    if not application.has_scope(Scope.SCHEDULES_WRITE):
+        raise HttpError(403, f"This token lacks the {Scope.SCHEDULES_WRITE} scope.")
+    schedule = Schedule.objects.filter(slug=slug).first()
+    if schedule is None:
+        raise HttpError(404, f"No schedule with slug {slug!r}.")
+    rows = [row.model_dump() for row in body.shifts]
+    try:
+        shifts = services.replace_coming_shifts(schedule, rows, actor=application,
+                                                request=request)
+    except services.ScheduleError as error:
+        raise HttpError(400, f"{error.field}: {error}") from error
+    return {"schedule": schedule.slug, "shifts": [_shift_out(shift) for shift in shifts]}
+
+
+def _shift_out(shift: Shift) -> dict:
+    return {"user": shift.user.get_username(), "starts_at": shift.starts_at,
+            "ends_at": shift.ends_at}

@@ -1,0 +1,65 @@
+"""Issue 5's walk-through in Chromium: dave requests staging for four hours, cannot approve his
+own request, bob approves it on /requests/<id>/, and dave has access until four hours after
+the approval."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import User
+from breakglass.demo import seed_demo
+from breakglass.models import AccessRequest, Grant
+from tests.browser.conftest import DESKTOP
+from tests.conftest import PASSWORD, add_authenticator, current_totp
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in(page, base: str, user: User) -> None:
+    device = add_authenticator(user)
+    page.goto(f"{base}/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Code").fill(current_totp(device))
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url(re.compile(r"/catalog/$"))
+
+
+def test_dave_requests_staging_and_bob_approves(live_server, page, browser):
+    seed_demo(PASSWORD)
+    dave, bob = User.objects.get(username="dave"), User.objects.get(username="bob")
+    sign_in(page, live_server.url, dave)
+    page.get_by_role("link", name="Staging environment").click()
+    page.get_by_label("Duration").select_option(label="4 hours")
+    page.get_by_label("Reason").fill("Deploy the payment hotfix to staging")
+    page.get_by_role("button", name="Request access").click()
+    page.wait_for_url(re.compile(r"/requests/\d+/$"))
+    request_url = page.url
+    assert page.get_by_text("You cannot approve your own request").is_visible()
+    assert page.get_by_role("button", name="Approve").count() == 0
+    access_request = AccessRequest.objects.get()
+    assert access_request.status == "pending"
+
+    bobs = browser.new_context(viewport=DESKTOP)
+    other = bobs.new_page()
+    other.set_default_timeout(15_000)
+    sign_in(other, live_server.url, bob)
+    other.goto(f"{live_server.url}/access/")
+    other.get_by_role("link", name=re.compile("dave → Staging")).click()
+    assert other.url == request_url
+    other.get_by_label("Comment").fill("Go ahead")
+    approved_at = timezone.now()
+    other.get_by_role("button", name="Approve").click()
+    assert other.get_by_text("Approved.").is_visible()
+    bobs.close()
+
+    grant = Grant.objects.get(pk=access_request.grant_id)
+    assert grant.status == "active"
+    assert grant.activated_at >= approved_at
+    assert grant.expires_at - grant.activated_at == timedelta(hours=4)
+    page.goto(f"{live_server.url}/access/")
+    countdown = page.locator("[data-countdown]")
+    assert re.match(r"(3 h 59 min|4 h 0 min)", countdown.inner_text())

@@ -64,6 +64,7 @@ class ExtensionForm(forms.Form):
     def __init__(self, group: Group, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["minutes"].choices = duration_choices(group.request_max_minutes)
+        self.fields["minutes"].initial = min(60, group.request_max_minutes)
         self.fields["reason"].required = group.request_reason_required
 
 

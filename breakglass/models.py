@@ -76,6 +76,7 @@ class Group(models.Model):
         help_text="Distinct owners who must approve, 1 to 3. Nobody approves their own request.")
     auto_approve_group = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="auto_approves",
+        verbose_name="auto-approve group",
         help_text="Whoever has access to this group (a member, through nesting, or on call now) "
                   "is approved at once.")
     request_expiry_minutes = models.PositiveIntegerField(

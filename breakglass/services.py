@@ -3,9 +3,11 @@ Each locks, checks, writes, records its audit event and queues alerts in one tra
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -307,7 +309,9 @@ def send_expiry_reminders() -> int:
             event = record(EventKind.GRANT_EXPIRY_REMINDER, actor=None, target=grant,
                            data=grant_data(grant))
             alert(event, users=[grant.user], channels=["email", "sms"],
-                  template="expiry_reminder", context={"grant": grant})
+                  template="expiry_reminder", context={
+                      "grant": grant, "extension_link": settings.SITE_URL.rstrip("/")
+                      + reverse("breakglass:my-access") + f"#extend-{grant.pk}"})
             sent += 1
     return sent
 

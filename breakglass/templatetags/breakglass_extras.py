@@ -37,3 +37,11 @@ def duration_words(duration) -> str:
     parts = [f"{hours} hour{'s' if hours != 1 else ''}" if hours else "",
              f"{minutes} minutes" if minutes else ""]
     return " ".join(part for part in parts if part)
+
+
+@register.filter
+def minutes_words(minutes: int) -> str:
+    """480 → "8 hours", 4320 → "3 days"."""
+    from breakglass.access_requests import minutes_in_words
+
+    return minutes_in_words(int(minutes))

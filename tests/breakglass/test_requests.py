@@ -268,3 +268,13 @@ def test_request_settings_changes_are_audited_with_what_changed(staging, owner):
     assert staging.history.count() == rows + 1
     assert access_requests.set_request_settings(staging, {"requestable": True},
                                                 actor=owner) == []
+
+
+def test_the_reminder_offers_a_one_click_extension_where_the_group_takes_requests(
+        staging, owner, member):
+    access_requests.approve(ask(staging, member, minutes=60), approver=owner)
+    assert services.send_expiry_reminders() == 1
+    reminder = next(m for m in sent() if m.to == [member.email] and "ends" in m.body)
+    assert "Ask the owners in one click:" in reminder.body
+    grant = Grant.objects.get(user=member)
+    assert f"/access/#extend-{grant.pk}" in reminder.body

@@ -3,7 +3,6 @@
 Every operation needs a bearer token with the right scope; errors are `{"detail": ...}`."""
 
 from datetime import datetime
-from typing import Annotated
 
 from django.conf import settings
 from django.core.cache import cache
@@ -15,7 +14,6 @@ from ninja import Field, NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.responses import Status
 from ninja.security import HttpBearer
-from pydantic import AfterValidator
 
 from accounts.client_ip import client_ip
 from accounts.models import User
@@ -25,19 +23,12 @@ from audit.models import AuditEvent
 from audit.services import Anonymous, record
 from breakglass import services, tokens
 from breakglass.access import decide_by_name
+from breakglass.api_types import Text
 from breakglass.models import Application, Grant, Group, Scope, Severity
 
 FAILURE_WINDOW_SECONDS = 60
 
 
-def _refuse_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-# Every text the API accepts: PostgreSQL cannot store NUL, and no name or reason needs one.
-Text = Annotated[str, AfterValidator(_refuse_nul)]
 
 
 class TokenAuth(HttpBearer):

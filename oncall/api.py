@@ -2,28 +2,17 @@
 (which holds the token check and turns invalid bodies into 400 naming the field)."""
 
 from datetime import datetime
-from typing import Annotated
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
-from pydantic import AfterValidator
 
+from breakglass.api_types import Text
 from breakglass.models import Scope
 from oncall import services
 from oncall.models import Schedule, Shift
 
 router = Router(tags=["schedules"])
-
-
-def _refuse_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-# Like breakglass.api.Text, which cannot be imported here: that module imports this one.
-Text = Annotated[str, AfterValidator(_refuse_nul)]
 
 
 class ShiftIn(Schema):

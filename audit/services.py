@@ -146,8 +146,12 @@ def record(
                 raise AuditWriteError("the audit chain head is missing")
             event.sequence = head[0] + 1
             event.mac = chain.seal(audit_key(), head[1], sealed_values(event))
-            fast_insert(event)
-            cursor.execute(_MOVE_HEAD_SQL, [event.sequence, event.mac])
+            move_head = (_MOVE_HEAD_SQL, [event.sequence, event.mac])
+            if connection.vendor == "postgresql":
+                fast_insert(event, with_first=move_head)  # one round trip for both
+            else:
+                fast_insert(event)
+                cursor.execute(*move_head)
     except DatabaseError as exc:
         raise AuditWriteError(f"the audit trail could not be written ({exc})") from exc
     return event

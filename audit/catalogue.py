@@ -46,6 +46,21 @@ class EventKind(models.TextChoices):
     SHIFTS_REPLACED = (
         "schedule.shifts_replaced", "An on-call schedule's coming shifts were replaced"
     )
+    # Quorum recovery (recovery).
+    RECOVERY_ENROLLED = "recovery.enrolled", "A user set (or replaced) their recovery passphrase"
+    RECOVERY_STARTED = "recovery.attempt_started", "An authorized user started a recovery attempt"
+    RECOVERY_CONFIRMED = "recovery.confirmed", "An authorized user confirmed a recovery attempt"
+    RECOVERY_REFUSED = (
+        "recovery.refused", "A recovery start or confirmation was refused (wrong code, window)"
+    )
+    GLASS_BROKEN = "recovery.glass_broken", "Enough users confirmed: the glass was broken"
+    RECOVERY_CANCELLED = "recovery.attempt_cancelled", "A recovery attempt was cancelled"
+    RECOVERY_LAPSED = "recovery.attempt_lapsed", "A recovery attempt lapsed without its quorum"
+    CREDENTIALS_VIEWED = "recovery.credentials_viewed", "A participant viewed the credentials"
+    CREDENTIAL_ROTATED = "recovery.credential_rotated", "An administrator recorded a rotation"
+    ROTATION_REMINDER = "recovery.rotation_reminder", "Revealed credentials still await rotation"
+    BUNDLE_ISSUED = "recovery.bundle_issued", "A policy's offline recovery bundle was re-issued"
+    BUNDLE_FETCHED = "recovery.bundle_fetched", "The authorized application fetched a bundle"
     # Applications and the API.
     APPLICATION_CREATED = "api.application_created", "An API application was created"
     TOKEN_ROTATED = "api.token_rotated", "An application's token was replaced"

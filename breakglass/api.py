@@ -50,7 +50,8 @@ class TokenAuth(HttpBearer):
         if application is None or not tokens.matches(token, application.token_hash):
             return None
         if not application.enabled:
-            return None
+            # A real token of a known application: refused (403), not a failed guess.
+            raise HttpError(403, "This application is disabled.")
         now = timezone.now()
         # A write per call would cost more than the call; a minute's resolution is plenty.
         last = application.last_used_at
@@ -311,7 +312,9 @@ def audit_events(request, query: Query[AuditQuery]):
     return {"items": items, "next": next_after}
 
 
-# On-call schedules (oncall/api.py): a router of its own, mounted once `api` exists.
+# On-call schedules and quorum recovery have routers of their own, mounted once `api` exists.
 from oncall.api import router as schedules_router  # noqa: E402 (after api exists)
+from recovery.api import router as recovery_router  # noqa: E402 (after api exists)
 
 api.add_router("/schedules", schedules_router)
+api.add_router("/recovery", recovery_router)

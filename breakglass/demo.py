@@ -62,6 +62,9 @@ def seed_demo(password: str) -> list[DemoSignIn]:
         codes = regenerate_backup_codes(user, actor=None)
         sign_ins.append(DemoSignIn(username, role, codes))
     seed_groups()
+    from recovery.demo import seed_recovery
+
+    seed_recovery()
     return sign_ins
 
 

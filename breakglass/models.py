@@ -187,6 +187,7 @@ class Scope(models.TextChoices):
     BREAK_GLASS_WRITE = "break-glass:write", "Break glass for a user"
     AUDIT_READ = "audit:read", "Read the audit trail (SIEM export)"
     SCHEDULES_WRITE = "schedules:write", "Replace on-call shifts"
+    RECOVERY_BUNDLE = "recovery:bundle", "Fetch its recovery policy's offline bundle"
 
 
 class Application(models.Model):

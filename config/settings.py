@@ -5,6 +5,7 @@ without a strong SECRET_KEY, and turns on every transport-security setting. `mak
 ENVIRONMENT=development for plain-HTTP use on 127.0.0.1.
 """
 
+import base64
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,6 +45,35 @@ if PRODUCTION and len(AUDIT_HMAC_KEY) < 32:
         "and must come from the environment, never the database."
     )
 
+
+def is_field_key(value: str) -> bool:
+    """The urlsafe-base64 text of exactly 32 bytes, as recovery.crypto.generate_field_key()."""
+    try:
+        decoded = base64.urlsafe_b64decode(value.encode("ascii"))
+    except ValueError:
+        return False
+    return len(decoded) == 32 and base64.urlsafe_b64encode(decoded).decode("ascii") == value
+
+
+# Emergency credentials at rest (recovery.crypto): the first key encrypts and every key decrypts,
+# so a rotation prepends a new key, re-encrypts the fields, then drops the old key.
+# The development key decodes to "development-field-key-never-prod"; production refuses it.
+DEVELOPMENT_FIELD_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtZmllbGQta2V5LW5ldmVyLXByb2Q="
+FIELD_ENCRYPTION_KEYS = [
+    key.strip() for key in env.list("FIELD_ENCRYPTION_KEY", default=[]) if key.strip()
+] or ([] if PRODUCTION else [DEVELOPMENT_FIELD_ENCRYPTION_KEY])
+if (
+    not FIELD_ENCRYPTION_KEYS
+    or not all(is_field_key(key) for key in FIELD_ENCRYPTION_KEYS)
+    or (PRODUCTION and DEVELOPMENT_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS)
+):
+    raise ImproperlyConfigured(
+        "FIELD_ENCRYPTION_KEY is missing, malformed or the development key: set one or more "
+        "comma-separated urlsafe-base64 32-byte keys (the first encrypts, all decrypt). "
+        "Generate one with: python -c 'import base64, os; "
+        "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+    )
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
@@ -64,6 +94,7 @@ INSTALLED_APPS = [
     "django_q",
     "accounts",
     "oncall",
+    "recovery",
     "breakglass",
     "backups",
 ]
@@ -256,7 +287,6 @@ CHECKPOINT_MAX_AGE = timedelta(minutes=65)
 
 # --- Product settings -----------------------------------------------------------------------
 BREAKGLASS_DURATION_HOURS = env.int("BREAKGLASS_DURATION_HOURS", default=12)
-FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
 BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
 BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=7)
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="demo-breakglass")
@@ -291,6 +321,8 @@ PERIODIC_TASKS = {
     "grant-expiry-sweep": ("breakglass.tasks.expire_due_grants", 1),
     "grant-expiry-reminders": ("breakglass.tasks.send_expiry_reminders", 1),
     "request-lapse-sweep": ("breakglass.tasks.lapse_due_requests", 1),
+    "recovery-lapse-sweep": ("recovery.tasks.lapse_due_attempts", 1),
+    "credential-rotation-reminders": ("recovery.tasks.send_rotation_reminders", 24 * 60),
 }
 
 # --- Static files, i18n, logging ------------------------------------------------------------

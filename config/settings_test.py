@@ -15,3 +15,8 @@ Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 
 # Hashing demo passwords with the production hasher would dominate the suite's run time.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The same for Argon2id: recovery passphrases in tests are derived with the minimum limits
+# (production keeps recovery.crypto's defaults, which are stored with each enrolment).
+RECOVERY_ARGON2_OPSLIMIT = 1
+RECOVERY_ARGON2_MEMLIMIT = 8192

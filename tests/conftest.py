@@ -34,8 +34,11 @@ def add_authenticator(user: User) -> TOTPDevice:
     return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
 
 
-def current_totp(device: TOTPDevice) -> str:
-    token = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)
+def current_totp(device: TOTPDevice, steps_ahead: int = 0) -> str:
+    """The code the authenticator shows now, or `steps_ahead` steps later: a fresh code after
+    one was used (the device's tolerance accepts the next step's)."""
+    token = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits,
+                 drift=steps_ahead)
     return f"{token:0{device.digits}d}"
 
 

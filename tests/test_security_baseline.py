@@ -1,6 +1,7 @@
 """Security baseline (QUALITY Q36): headers on every page, production refuses unsafe settings,
 and `check --deploy --fail-level WARNING` passes under production settings."""
 
+import base64
 import os
 import secrets
 import subprocess
@@ -27,6 +28,7 @@ def production_env(**overrides) -> dict:
         ENVIRONMENT="production",
         SECRET_KEY=secrets.token_urlsafe(50),
         AUDIT_HMAC_KEY=secrets.token_urlsafe(32),
+        FIELD_ENCRYPTION_KEY=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         EMAIL_URL="smtp+tls://breakglass:secret@smtp.example.com:587",
         ALLOWED_HOSTS="breakglass.example.com",
         TRUSTED_PROXY_COUNT="1",
@@ -57,6 +59,8 @@ def test_deploy_check_passes_under_production_settings():
         ({"SECRET_KEY": "short"}, "SECRET_KEY is"),
         ({"AUDIT_HMAC_KEY": ""}, "AUDIT_HMAC_KEY is missing"),
         ({"AUDIT_HMAC_KEY": "too-short"}, "AUDIT_HMAC_KEY is missing"),
+        ({"FIELD_ENCRYPTION_KEY": ""}, "FIELD_ENCRYPTION_KEY is missing"),
+        ({"FIELD_ENCRYPTION_KEY": "not-a-key"}, "FIELD_ENCRYPTION_KEY is missing"),
     ],
 )
 def test_production_refuses_to_start_with_unsafe_settings(overrides, message):

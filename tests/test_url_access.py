@@ -42,6 +42,13 @@ ACCESS = {
     "breakglass:approve-request": VERIFIED,
     "breakglass:deny-request": VERIFIED,
     "breakglass:withdraw-request": VERIFIED,
+    "recovery:overview": VERIFIED,
+    "recovery:enrol": VERIFIED,
+    "recovery:start": VERIFIED,
+    "recovery:kit": VERIFIED,
+    "recovery:attempt": VERIFIED,
+    "recovery:confirm": VERIFIED,
+    "recovery:cancel": VERIFIED,
     "api:openapi-json": PUBLIC,
     "api:openapi-view": PUBLIC,
     "api:api-root": TOKEN,
@@ -51,10 +58,12 @@ ACCESS = {
     "api:break_glass": TOKEN,
     "api:audit_events": TOKEN,
     "api:replace_shifts": TOKEN,
+    "api:recovery_bundle": TOKEN,
 }
 NAMESPACE_ACCESS = {"admin": STAFF}
 SAMPLE_KWARGS = {"app_label": "accounts", "content_type_id": 1, "object_id": "1",
-                 "slug": "some-group", "grant_id": 1, "request_id": 1}
+                 "slug": "some-group", "grant_id": 1, "request_id": 1, "attempt_id": 1,
+                 "policy_id": 1}
 
 
 def walk(patterns, namespace=""):

@@ -156,7 +156,9 @@ def test_a_disabled_application_and_a_rotated_token_stop_working_at_once(client,
     assert call(client, "GET", "/grants", app_token).status_code == 401
     assert call(client, "GET", "/grants", new_token).status_code == 200
     Application.objects.filter(pk=application.pk).update(enabled=False)
-    assert call(client, "GET", "/grants", new_token).status_code == 401
+    refused = call(client, "GET", "/grants", new_token)
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": "This application is disabled."}
 
 
 def test_repeated_token_failures_from_one_address_get_429(client, app_token, settings):

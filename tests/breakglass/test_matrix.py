@@ -261,33 +261,39 @@ TABLE = [
     # others. Ninja answers an unsupported method 405 before it looks at the token.
     #    none  malf  unkn  disab nosc  scoped
     Row("api:check_access", "GET",
-        (401,  401,  401,  401,  403,  200), send="access query",
+        (401,  401,  401,  403,  403,  200), send="access query",
         scope=Scope.ACCESS_READ),
     Row("api:check_access", "POST",
         (405,  405,  405,  405,  405,  405), scope=Scope.ACCESS_READ),
     Row("api:list_grants", "GET",
-        (401,  401,  401,  401,  403,  200), scope=Scope.GRANTS_READ),
+        (401,  401,  401,  403,  403,  200), scope=Scope.GRANTS_READ),
     Row("api:list_grants", "DELETE",
         (405,  405,  405,  405,  405,  405), scope=Scope.GRANTS_READ),
     Row("api:revoke", "POST",
-        (401,  401,  401,  401,  403,  200), send="revoke",
+        (401,  401,  401,  403,  403,  200), send="revoke",
         effect=grant_ended, scope=Scope.GRANTS_WRITE),
     Row("api:revoke", "GET",
         (405,  405,  405,  405,  405,  405), scope=Scope.GRANTS_WRITE),
     Row("api:break_glass", "POST",
-        (401,  401,  401,  401,  403,  201), send="api break glass",
+        (401,  401,  401,  403,  403,  201), send="api break glass",
         effect=bg_user_holds_access, scope=Scope.BREAK_GLASS_WRITE),
     Row("api:break_glass", "PUT",
         (405,  405,  405,  405,  405,  405), send="api break glass",
         scope=Scope.BREAK_GLASS_WRITE),
     Row("api:audit_events", "GET",
-        (401,  401,  401,  401,  403,  200), scope=Scope.AUDIT_READ),
+        (401,  401,  401,  403,  403,  200), scope=Scope.AUDIT_READ),
     Row("api:audit_events", "POST",
         (405,  405,  405,  405,  405,  405), scope=Scope.AUDIT_READ),
     Row("api:replace_shifts", "PUT",
-        (401,  401,  401,  401,  403,  200), send="shifts", scope=Scope.SCHEDULES_WRITE),
+        (401,  401,  401,  403,  403,  200), send="shifts", scope=Scope.SCHEDULES_WRITE),
     Row("api:replace_shifts", "GET",
         (405,  405,  405,  405,  405,  405), scope=Scope.SCHEDULES_WRITE),
+    # The bundle goes to its policy's own application only ("scoped" is that application
+    # here; another application with the scope gets 403 in tests/recovery).
+    Row("api:recovery_bundle", "GET",
+        (401,  401,  401,  403,  403,  200), send="bundle", scope=Scope.RECOVERY_BUNDLE),
+    Row("api:recovery_bundle", "POST",
+        (405,  405,  405,  405,  405,  405), scope=Scope.RECOVERY_BUNDLE),
     # Public by design (settings.PUBLIC_URLS): no token is looked at. The schema and the docs
     # are plain Django views that answer POST like GET: read-only, so no harm.
     Row("api:openapi-json", "GET",
@@ -333,6 +339,22 @@ def _shifts(world: World) -> dict:
                         "ends_at": world.grant.expires_at.isoformat()}]}
 
 
+def _bundle(world: World) -> dict:
+    """A recovery policy under the group's slug (the slug url_of() passes), held by olivia,
+    whose authorized application is the one the cell's token belongs to."""
+    from recovery import services as recovery
+    from recovery.models import RecoveryPolicy
+
+    owner = world.users["owner"]
+    recovery.enrol(owner, "olivia recovery passphrase")
+    policy = RecoveryPolicy.objects.create(
+        name="Root", slug=world.group.slug, first_user=owner, required=1, enabled=True,
+        signing_seed=recovery.new_signing_seed(),
+        application=Application.objects.order_by("-pk").first())
+    recovery.issue_bundle(policy)
+    return {}
+
+
 BODIES: dict[str, Callable[[World], dict]] = {
     "": lambda world: {},
     "reason": lambda world: {"reason": "primary is down", "severity": "sev2"},
@@ -354,6 +376,7 @@ BODIES: dict[str, Callable[[World], dict]] = {
                                "request_expiry_minutes": 1440},
     "extension": lambda world: {"minutes": 30, "reason": "not done"},
     "comment": lambda world: {"comment": "not now"},
+    "bundle": lambda world: _bundle(world),
 }
 
 PATTERNS = dict(walk(get_resolver().url_patterns))

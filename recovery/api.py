@@ -1,0 +1,45 @@
+"""The recovery part of the JSON API, mounted under /api/v1/recovery by breakglass/api.py:
+the offline bundle, for the one application each policy authorizes."""
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from ninja import Router
+from ninja.errors import HttpError
+
+from audit.catalogue import EventKind, Outcome
+from audit.services import record
+from breakglass.api_types import Text
+from breakglass.models import Scope
+from recovery import services
+from recovery.models import RecoveryPolicy
+
+router = Router(tags=["recovery"])
+
+
+@router.get("/{slug}/bundle", url_name="recovery_bundle",
+            summary="The policy's signed offline recovery bundle (its own application only)",
+            response={200: dict})
+def recovery_bundle(request: HttpRequest, slug: Text):
+    application = request.auth
+    if not application.has_scope(Scope.RECOVERY_BUNDLE):
+        raise HttpError(403, f"This token lacks the {Scope.RECOVERY_BUNDLE} scope.")
+    policy = RecoveryPolicy.objects.filter(slug=slug).first()
+    if policy is None:
+        raise HttpError(404, f"No recovery policy with slug {slug!r}.")
+    if policy.application_id != application.pk:
+        with transaction.atomic():
+            record(EventKind.BUNDLE_FETCHED, actor=application, target=policy,
+                   outcome=Outcome.DENIED, request=request,
+                   reason="not the policy's authorized application")
+        raise HttpError(403, "Only the policy's authorized application fetches its bundle.")
+    bundle = services.current_bundle(policy)
+    if bundle is None:
+        raise HttpError(409, "No bundle yet: every authorized user must enrol first.")
+    with transaction.atomic():
+        record(EventKind.BUNDLE_FETCHED, actor=application, target=policy, request=request,
+               data={"version": bundle.version, "fingerprint": bundle.fingerprint})
+    response = HttpResponse(bundle.content, content_type="application/json")
+    response["Content-Disposition"] = (
+        f'attachment; filename="recovery-{policy.slug}-v{bundle.version}.json"')
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,39 @@
+from django import forms
+
+from recovery.services import MAX_REASON_LENGTH
+
+
+class CodeField(forms.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(label="One-time code", max_length=20, help_text=(
+            "A fresh code from your authenticator app (or one of your backup codes)."),
+            widget=forms.TextInput(attrs={"autocomplete": "one-time-code",
+                                          "inputmode": "numeric"}), **kwargs)
+
+
+class StartAttemptForm(forms.Form):
+    reason = forms.CharField(label="Reason", max_length=MAX_REASON_LENGTH,
+                             widget=forms.Textarea(attrs={"rows": 3}),
+                             help_text="Every authorized user and the security reviewers see it.")
+    code = CodeField()
+
+
+class ConfirmForm(forms.Form):
+    code = CodeField()
+
+
+class EnrolForm(forms.Form):
+    passphrase = forms.CharField(
+        label="Recovery passphrase", min_length=12, max_length=200, strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="At least 12 characters; a few unrelated words work well. It is never "
+                  "stored: write it down and keep it somewhere the servers are not.")
+    again = forms.CharField(label="The same passphrase again", max_length=200, strip=False,
+                            widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    code = CodeField()
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("passphrase") and cleaned.get("passphrase") != cleaned.get("again"):
+            self.add_error("again", "The two passphrases differ.")
+        return cleaned

@@ -1,0 +1,405 @@
+"""Every change in quorum recovery: enrolment, bundles, the policy's application token,
+attempts (start, confirm, break, cancel, lapse), the reveal and the rotation that follows.
+
+Each transition locks what it changes, checks, writes, records its audit event and queues its
+alerts in one transaction. A refusal that is a security event (a wrong code, a confirmation
+after the window) is recorded in its own transaction and then raised."""
+
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.services import SecondFactorThrottled, verify_second_factor
+from audit.alerts import alert, alert_security_reviewers
+from audit.catalogue import EventKind, Outcome
+from audit.services import record
+from recovery import crypto
+from recovery.models import (
+    Confirmation,
+    EmergencyCredential,
+    RecoveryAttempt,
+    RecoveryBundle,
+    RecoveryEnrolment,
+    RecoveryPolicy,
+)
+
+MAX_REASON_LENGTH = 2000
+ROTATION_REMINDER_EVERY = timedelta(days=1)
+
+
+class RecoveryError(Exception):
+    """A step that is not allowed; `status` is the HTTP answer it maps to."""
+
+    status = 409
+
+
+class RecoveryRefused(RecoveryError):
+    status = 403
+
+
+class InvalidInput(RecoveryError):
+    status = 400
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def attempt_link(attempt: RecoveryAttempt) -> str:
+    return settings.SITE_URL.rstrip("/") + reverse("recovery:attempt", args=[attempt.pk])
+
+
+# --- Enrolment and the offline bundle --------------------------------------------------------
+
+@transaction.atomic
+def enrol(user: User, passphrase: str, *, request: HttpRequest | None = None):
+    """Set (or replace) the user's recovery passphrase: a new key pair whose private half only
+    the passphrase opens. Every bundle the user holds a share of is re-issued for the new key."""
+    try:
+        fields = crypto.enrol(passphrase)
+    except crypto.PassphraseTooWeak as weak:
+        raise InvalidInput("passphrase", str(weak)) from weak
+    enrolment, created = RecoveryEnrolment.objects.update_or_create(
+        user=user, defaults={**fields, "enrolled_at": timezone.now()})
+    record(EventKind.RECOVERY_ENROLLED, actor=user, target=user, request=request,
+           data={"replaced": not created, "public_key": enrolment.public_key})
+    for policy in policies_of(user):
+        issue_bundle(policy)
+    return enrolment
+
+
+def policies_of(user: User):
+    from django.db.models import Q
+
+    return RecoveryPolicy.objects.filter(
+        Q(first_user=user) | Q(second_user=user) | Q(third_user=user))
+
+
+def signing_key(policy: RecoveryPolicy):
+    return crypto.signing_key_from_seed(crypto.decrypt_field(policy.signing_seed))
+
+
+def new_signing_seed() -> str:
+    return crypto.encrypt_field(crypto.signing_key_to_seed(crypto.new_signing_key()))
+
+
+def issue_bundle(policy: RecoveryPolicy) -> RecoveryBundle | None:
+    """Seal the policy's credentials for its holders again (after any change of users, the
+    threshold, a passphrase or a credential). None while a holder has not enrolled."""
+    holders = list(User.objects.filter(pk__in=policy.authorized_user_ids)
+                   .select_related("recovery_enrolment"))
+    if not holders or any(not hasattr(user, "recovery_enrolment") for user in holders):
+        return None
+    order = {pk: index for index, pk in enumerate(policy.authorized_user_ids)}
+    holders.sort(key=lambda user: order[user.pk])
+    raw = crypto.build_bundle(
+        policy=policy.slug, version=_next_version(policy), threshold=policy.required,
+        holders=[(user.username, user.recovery_enrolment.as_fields()) for user in holders],
+        credentials=[_plain_credential(credential) for credential in policy.credentials.all()],
+        signing_key=signing_key(policy),
+    )
+    bundle = json.loads(raw)
+    issued = RecoveryBundle.objects.create(
+        policy=policy, version=bundle["version"], content=raw.decode(),
+        fingerprint=crypto.bundle_fingerprint(raw), issued_at=timezone.now())
+    record(EventKind.BUNDLE_ISSUED, actor=None, target=policy,
+           data={"version": issued.version, "fingerprint": issued.fingerprint,
+                 "holders": [user.username for user in holders],
+                 "threshold": policy.required})
+    return issued
+
+
+def _next_version(policy: RecoveryPolicy) -> int:
+    latest = policy.bundles.order_by("-version").values_list("version", flat=True).first()
+    return (latest or 0) + 1
+
+
+def current_bundle(policy: RecoveryPolicy) -> RecoveryBundle | None:
+    return policy.bundles.order_by("-version").first()
+
+
+def _plain_credential(credential: EmergencyCredential) -> dict:
+    return {
+        "name": credential.name,
+        "username": _decrypt(credential.username_encrypted),
+        "secret": _decrypt(credential.secret_encrypted),
+        "notes": _decrypt(credential.notes_encrypted),
+    }
+
+
+def _decrypt(token: str) -> str:
+    return crypto.decrypt_field(token) if token else ""
+
+
+def set_credential(credential: EmergencyCredential, *, username: str | None = None,
+                   secret: str | None = None, notes: str | None = None) -> None:
+    """Encrypt what was given (None keeps the stored value); the caller saves."""
+    for field, value in (("username", username), ("secret", secret), ("notes", notes)):
+        if value is not None:
+            setattr(credential, f"{field}_encrypted",
+                    crypto.encrypt_field(value) if value else "")
+
+
+# --- The authorized application ---------------------------------------------------------------
+
+@transaction.atomic
+def generate_token(policy: RecoveryPolicy, *, actor: User,
+                   request: HttpRequest | None = None) -> str:
+    """A new token for the policy's application (created on first use), shown once; the old
+    one stops working at once."""
+    from breakglass import services as grants
+    from breakglass.models import Scope
+
+    policy = RecoveryPolicy.objects.select_for_update().get(pk=policy.pk)
+    if policy.application is None:
+        application, token = grants.create_application(
+            f"Recovery bundle: {policy.slug}", [Scope.RECOVERY_BUNDLE], actor=actor)
+        RecoveryPolicy.objects.filter(pk=policy.pk).update(application=application)
+        return token
+    return grants.rotate_token(policy.application, actor=actor, request=request)
+
+
+# --- Online attempts --------------------------------------------------------------------------
+
+def _check_code(user: User, code: str, *, attempt_or_policy, request) -> None:
+    """A fresh second-factor code, or a refusal audited as a security event."""
+    try:
+        accepted = verify_second_factor(user, code or "", request=request)
+    except SecondFactorThrottled as throttled:
+        raise RecoveryRefused("Too many wrong codes: wait, then try again.") from throttled
+    if accepted is None:
+        _refuse(attempt_or_policy, user, "a wrong one-time code", request)
+        raise RecoveryRefused("That code is not right. Enter a fresh code from your "
+                              "authenticator.")
+
+
+def check_fresh_code(user: User, code: str, *, request: HttpRequest | None = None) -> None:
+    """Step-up before a sensitive change of the user's own (setting a recovery passphrase)."""
+    _check_code(user, code, attempt_or_policy=user, request=request)
+
+
+def holders(policy: RecoveryPolicy) -> list[tuple[User, bool]]:
+    """The authorized users in their order, each with whether they have enrolled."""
+    users = {user.pk: user for user in User.objects.filter(pk__in=policy.authorized_user_ids)}
+    enrolled = set(RecoveryEnrolment.objects.filter(user__in=users).values_list("user_id",
+                                                                                 flat=True))
+    return [(users[pk], pk in enrolled) for pk in policy.authorized_user_ids]
+
+
+def signing_fingerprint(policy: RecoveryPolicy) -> str:
+    return crypto.signing_key_fingerprint(signing_key(policy).verify_key)
+
+
+def _refuse(target, user, why: str, request) -> None:
+    with transaction.atomic():
+        record(EventKind.RECOVERY_REFUSED, actor=user, target=target, outcome=Outcome.DENIED,
+               reason=why, request=request)
+
+
+def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code: str,
+                  request: HttpRequest | None = None) -> RecoveryAttempt:
+    """An authorized user asks to break the glass, with a reason and a fresh code; they count
+    as the first confirmation. The others are alerted by email and SMS with a link."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("reason", "Give a reason: every authorized user is told.")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput("reason", f"Keep the reason under {MAX_REASON_LENGTH} characters.")
+    if not policy.is_authorized(initiator):
+        raise RecoveryRefused("You are not an authorized user of this policy.")
+    if not policy.enabled:
+        raise RecoveryError("This policy is not enabled.")
+    _check_code(initiator, code, attempt_or_policy=policy, request=request)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            lapse_due_attempts(policy=policy)
+            attempt = RecoveryAttempt.objects.create(
+                policy=policy, initiator=initiator, reason=reason, opened_at=now,
+                expires_at=now + policy.attempt_window)
+            Confirmation.objects.create(attempt=attempt, user=initiator, confirmed_at=now)
+            event = record(EventKind.RECOVERY_STARTED, actor=initiator, target=attempt,
+                           reason=reason, request=request,
+                           data={"policy": policy.slug, "required": policy.required,
+                                 "expires_at": attempt.expires_at.isoformat()})
+            others = User.objects.filter(pk__in=policy.authorized_user_ids,
+                                         is_active=True).exclude(pk=initiator.pk)
+            alert(event, users=others, channels=["email", "sms"], template="recovery_started",
+                  context={"attempt": attempt, "attempt_link": attempt_link(attempt)})
+            alert_security_reviewers(event, template="event")
+            _break_if_enough(attempt, now=now, request=request)
+    except IntegrityError as clash:
+        raise RecoveryError("An attempt on this policy is already open: confirm that one."
+                            ) from clash
+    return attempt
+
+
+def confirm(attempt: RecoveryAttempt, *, user: User, code: str,
+            request: HttpRequest | None = None) -> RecoveryAttempt:
+    """One authorized user's agreement, with a fresh code. The confirmation that reaches the
+    required number breaks the glass, exactly once however many arrive together."""
+    if not attempt.policy.is_authorized(user):
+        _refuse(attempt, user, "not an authorized user of this policy", request)
+        raise RecoveryRefused("You are not an authorized user of this policy.")
+    _check_code(user, code, attempt_or_policy=attempt, request=request)
+    refusal = None
+    with transaction.atomic():
+        attempt = RecoveryAttempt.objects.select_for_update().get(pk=attempt.pk)
+        now = timezone.now()
+        if attempt.effective_status(now) == RecoveryAttempt.Status.LAPSED:
+            if attempt.status == RecoveryAttempt.Status.OPEN:
+                _lapse(attempt, now)
+            record(EventKind.RECOVERY_REFUSED, actor=user, target=attempt,
+                   outcome=Outcome.DENIED, reason="a confirmation after the window",
+                   request=request)
+            refusal = RecoveryError("This attempt's window has closed; start a new one.")
+        elif attempt.status != RecoveryAttempt.Status.OPEN:
+            refusal = RecoveryError(f"This attempt is {attempt.get_status_display().lower()}.")
+        elif attempt.confirmations.filter(user=user).exists():
+            refusal = RecoveryError("You have already confirmed this attempt.")
+        else:
+            Confirmation.objects.create(attempt=attempt, user=user, confirmed_at=now)
+            record(EventKind.RECOVERY_CONFIRMED, actor=user, target=attempt, request=request,
+                   data={"confirmations": attempt.confirmations.count(),
+                         "required": attempt.policy.required})
+            _break_if_enough(attempt, now=now, request=request)
+    if refusal is not None:
+        raise refusal
+    return attempt
+
+
+def _break_if_enough(attempt: RecoveryAttempt, *, now, request) -> None:
+    confirmed = list(attempt.confirmations.values_list("user__username", flat=True))
+    if len(confirmed) < attempt.policy.required:
+        return
+    attempt.status = RecoveryAttempt.Status.BROKEN
+    attempt.broken_at = now
+    attempt.reveal_until = now + attempt.policy.reveal_window
+    attempt.save(update_fields=["status", "broken_at", "reveal_until"])
+    event = record(EventKind.GLASS_BROKEN, actor=None, target=attempt, request=request,
+                   reason=attempt.reason,
+                   data={"policy": attempt.policy.slug, "participants": sorted(confirmed),
+                         "reveal_until": attempt.reveal_until.isoformat()})
+    participants = User.objects.filter(pk__in=attempt.policy.authorized_user_ids)
+    alert(event, users=participants, channels=["email", "sms"], template="event")
+    alert_security_reviewers(event, template="event")
+
+
+def may_reveal(attempt: RecoveryAttempt, user: User, at=None) -> bool:
+    at = at or timezone.now()
+    return (attempt.status == RecoveryAttempt.Status.BROKEN and attempt.reveal_until > at
+            and attempt.confirmations.filter(user=user).exists())
+
+
+@transaction.atomic
+def reveal(attempt: RecoveryAttempt, *, user: User,
+           request: HttpRequest | None = None) -> list[dict]:
+    """The credentials, for a participant of a broken attempt within its reveal window. Each
+    view is audited; what was shown is marked rotation due."""
+    attempt = RecoveryAttempt.objects.select_related("policy").get(pk=attempt.pk)
+    if not may_reveal(attempt, user):
+        raise RecoveryRefused("Only those who confirmed see the credentials, and only within "
+                              "the reveal window.")
+    credentials = list(attempt.policy.credentials.select_for_update())
+    now = timezone.now()
+    shown = [_plain_credential(credential) for credential in credentials]
+    for credential in credentials:
+        credential.rotation_due = True
+        credential.revealed_at = now
+        credential.save(update_fields=["rotation_due", "revealed_at"])
+    record(EventKind.CREDENTIALS_VIEWED, actor=user, target=attempt, request=request,
+           data={"credentials": [credential.name for credential in credentials]})
+    return shown
+
+
+def cancel(attempt: RecoveryAttempt, *, actor: User,
+           request: HttpRequest | None = None) -> RecoveryAttempt:
+    """End an open attempt. Idempotent: cancelling a cancelled attempt changes nothing."""
+    if not (attempt.policy.is_authorized(actor) or actor.is_superuser):
+        raise RecoveryRefused("Only the policy's authorized users cancel its attempts.")
+    with transaction.atomic():
+        attempt = RecoveryAttempt.objects.select_for_update().get(pk=attempt.pk)
+        if attempt.status == RecoveryAttempt.Status.CANCELLED:
+            return attempt
+        if attempt.status != RecoveryAttempt.Status.OPEN:
+            raise RecoveryError(f"This attempt is {attempt.get_status_display().lower()}.")
+        attempt.status = RecoveryAttempt.Status.CANCELLED
+        attempt.ended_at = timezone.now()
+        attempt.ended_by = actor
+        attempt.save(update_fields=["status", "ended_at", "ended_by"])
+        record(EventKind.RECOVERY_CANCELLED, actor=actor, target=attempt, request=request)
+    return attempt
+
+
+def _lapse(attempt: RecoveryAttempt, now) -> None:
+    attempt.status = RecoveryAttempt.Status.LAPSED
+    attempt.ended_at = attempt.expires_at
+    attempt.save(update_fields=["status", "ended_at"])
+    record(EventKind.RECOVERY_LAPSED, actor=None, target=attempt,
+           data={"confirmations": attempt.confirmations.count(),
+                 "required": attempt.policy.required})
+
+
+def lapse_due_attempts(policy: RecoveryPolicy | None = None) -> int:
+    """The minute sweep (and every new start): open attempts past their window lapse, once."""
+    due = RecoveryAttempt.objects.filter(status=RecoveryAttempt.Status.OPEN,
+                                         expires_at__lte=timezone.now())
+    if policy is not None:
+        due = due.filter(policy=policy)
+    lapsed = 0
+    for pk in list(due.values_list("pk", flat=True)):
+        with transaction.atomic():
+            attempt = RecoveryAttempt.objects.select_for_update().filter(
+                pk=pk, status=RecoveryAttempt.Status.OPEN).first()
+            if attempt is not None:
+                _lapse(attempt, timezone.now())
+                lapsed += 1
+    return lapsed
+
+
+# --- Rotation ---------------------------------------------------------------------------------
+
+@transaction.atomic
+def record_rotation(credential: EmergencyCredential, *, actor: User, secret: str = "",
+                    request: HttpRequest | None = None) -> EmergencyCredential:
+    """An administrator changed the credential where it lives; the new secret (if given) is
+    stored, the bundle re-issued and the reminders stop."""
+    credential = EmergencyCredential.objects.select_for_update().get(pk=credential.pk)
+    if secret:
+        set_credential(credential, secret=secret)
+    credential.rotation_due = False
+    credential.rotated_at = timezone.now()
+    credential.reminded_at = None
+    credential.save()
+    record(EventKind.CREDENTIAL_ROTATED, actor=actor, target=credential, request=request,
+           data={"new_secret_stored": bool(secret)})
+    if secret:
+        issue_bundle(credential.policy)
+    return credential
+
+
+def send_rotation_reminders() -> int:
+    """Daily: every credential still due for rotation reminds the administrators and the
+    policy's users."""
+    now = timezone.now()
+    due = EmergencyCredential.objects.filter(rotation_due=True).exclude(
+        reminded_at__gt=now - ROTATION_REMINDER_EVERY)
+    sent = 0
+    for credential in due.select_related("policy"):
+        with transaction.atomic():
+            credential.reminded_at = now
+            credential.save(update_fields=["reminded_at"])
+            event = record(EventKind.ROTATION_REMINDER, actor=None, target=credential,
+                           data={"revealed_at": credential.revealed_at.isoformat()
+                                 if credential.revealed_at else None})
+            users = User.objects.filter(is_active=True, is_superuser=True) | User.objects.filter(
+                pk__in=credential.policy.authorized_user_ids, is_active=True)
+            alert(event, users=users.distinct(), channels=["email"], template="event")
+            sent += 1
+    return sent

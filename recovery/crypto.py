@@ -87,7 +87,7 @@ def _unb64(text: object, what: str, *, size: int | None = None,
     except ValueError:
         raise error(f"{what} is not base64 text") from None
     if _b64(data) != text or (size is not None and len(data) != size):
-        raise error(f"{what} is not the base64 of {size or 'some'} bytes")
+        raise error(f"{what} is not canonical base64" + (f" of {size} bytes" if size else ""))
     return data
 
 

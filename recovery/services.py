@@ -247,6 +247,8 @@ def confirm(attempt: RecoveryAttempt, *, user: User, code: str,
     if not attempt.policy.is_authorized(user):
         _refuse(attempt, user, "not an authorized user of this policy", request)
         raise RecoveryRefused("You are not an authorized user of this policy.")
+    if attempt.confirmations.filter(user=user).exists():
+        raise RecoveryError("You have already confirmed this attempt.")  # no code spent on it
     _check_code(user, code, attempt_or_policy=attempt, request=request)
     refusal = None
     with transaction.atomic():

@@ -19,3 +19,6 @@ class Command(BaseCommand):
             codes = "  ".join(sign_in.backup_codes[:3])
             self.stdout.write(f"  {sign_in.username:<6} {sign_in.role:<30} backup codes: {codes}")
         self.stdout.write("Each backup code works once; run `make run` again for fresh ones.")
+        self.stdout.write("Recovery policy root-credentials (2 of alice, bob, erin): recovery "
+                          "passphrases are '<username> recovery demo', e.g. 'alice recovery "
+                          "demo'.")

@@ -50,7 +50,6 @@ class Command(BaseCommand):
         except CryptoError as exc:
             raise CommandError(f"bundle refused, nothing was asked: {exc}") from None
         self.describe(document, raw, expected_key)
-        from accounts.models import User; User.objects.exists()
         self.append_to_log(log, "")  # fail before anyone types a passphrase
         shares = self.collect_shares(document)
         try:

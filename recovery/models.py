@@ -68,12 +68,14 @@ class RecoveryPolicy(models.Model):
         "reveal window (minutes)", default=15,
         validators=[MinValueValidator(1), MaxValueValidator(24 * 60)])
     signing_seed = models.TextField(editable=False, help_text=ENCRYPTED)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("created on", auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                                   null=True, blank=True, related_name="+", editable=False)
-    modified_at = models.DateTimeField(auto_now=True)
+                                   null=True, blank=True, related_name="+", editable=False,
+                                   verbose_name="created by")
+    modified_at = models.DateTimeField("modified last on", auto_now=True)
     modified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                                    null=True, blank=True, related_name="+", editable=False)
+                                    null=True, blank=True, related_name="+", editable=False,
+                                    verbose_name="modified by")
     history = ConfigurationHistory(excluded_fields=["signing_seed", "modified_at"])
 
     class Meta:

@@ -183,3 +183,23 @@ def test_the_bundle_is_reissued_when_a_holder_changes_passphrase(policy, trio):
     version = services.current_bundle(policy).version
     services.enrol(alice, "a brand new passphrase for alice")
     assert services.current_bundle(policy).version == version + 1
+
+
+def test_rotating_the_field_key_reencrypts_everything(policy, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from recovery import crypto
+
+    old = EmergencyCredential.objects.get().secret_encrypted
+    settings.FIELD_ENCRYPTION_KEYS = [crypto.generate_field_key(), *settings.FIELD_ENCRYPTION_KEYS]
+    out = StringIO()
+    call_command("reencrypt_fields", stdout=out)
+    assert "2 row(s) re-encrypted" in out.getvalue()  # the credential and the signing seed
+    new = EmergencyCredential.objects.get().secret_encrypted
+    assert new != old and not crypto.needs_reencryption(new)
+    settings.FIELD_ENCRYPTION_KEYS = settings.FIELD_ENCRYPTION_KEYS[:1]  # the old key is gone
+    assert crypto.decrypt_field(new) == SECRET
+    policy.refresh_from_db()
+    assert services.signing_fingerprint(policy)

@@ -48,6 +48,9 @@ class EventKind(models.TextChoices):
     )
     # Quorum recovery (recovery).
     RECOVERY_ENROLLED = "recovery.enrolled", "A user set (or replaced) their recovery passphrase"
+    RECOVERY_POLICY_CHANGED = (
+        "recovery.policy_changed", "A recovery policy's users, required number or state changed"
+    )
     RECOVERY_STARTED = "recovery.attempt_started", "An authorized user started a recovery attempt"
     RECOVERY_CONFIRMED = "recovery.confirmed", "An authorized user confirmed a recovery attempt"
     RECOVERY_REFUSED = (
@@ -61,6 +64,25 @@ class EventKind(models.TextChoices):
     ROTATION_REMINDER = "recovery.rotation_reminder", "Revealed credentials still await rotation"
     BUNDLE_ISSUED = "recovery.bundle_issued", "A policy's offline recovery bundle was re-issued"
     BUNDLE_FETCHED = "recovery.bundle_fetched", "The authorized application fetched a bundle"
+    # Emergency website backups (backups).
+    EMERGENCY_CODE_SENT = "emergency.code_sent", "A code was sent to a website's preset contacts"
+    EMERGENCY_CODE_REFUSED = (
+        "emergency.code_refused", "A code was not sent: limit reached, locked or on hold"
+    )
+    EMERGENCY_VERIFIED = "emergency.verified", "A website owner verified a code: session opened"
+    EMERGENCY_VERIFY_FAILED = "emergency.verify_failed", "A wrong, used or expired code was entered"
+    EMERGENCY_LOCKED = "emergency.locked", "20 failures in a row locked a website's emergency flow"
+    EMERGENCY_UNLOCKED = "emergency.unlocked", "The manager unlocked a website's emergency flow"
+    EMERGENCY_SESSION_ENDED = "emergency.session_ended", "An emergency session's window ended"
+    BACKUP_STARTED = "backup.started", "An emergency session started a website backup"
+    BACKUP_COMPLETED = "backup.completed", "A backup archive was written and recorded"
+    BACKUP_FAILED = "backup.failed", "A backup failed (it is retried while attempts remain)"
+    BACKUP_DOWNLOADED = "backup.downloaded", "An emergency session downloaded a backup"
+    BACKUP_DELETED = "backup.deleted", "A backup archive was deleted after its retention"
+    CONTACTS_CHANGED = "website.contacts_changed", "A website's verification contacts changed"
+    CONTACTS_APPROVED = (
+        "website.contacts_approved", "A second administrator released new contacts at once"
+    )
     # Applications and the API.
     APPLICATION_CREATED = "api.application_created", "An API application was created"
     TOKEN_ROTATED = "api.token_rotated", "An application's token was replaced"

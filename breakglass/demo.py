@@ -65,6 +65,9 @@ def seed_demo(password: str) -> list[DemoSignIn]:
     from recovery.demo import seed_recovery
 
     seed_recovery()
+    from backups.demo import seed_website
+
+    seed_website()
     return sign_ins
 
 

@@ -184,6 +184,10 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # Every other URL needs a user verified by a second factor, then the view's own role check.
 PUBLIC_URLS = frozenset({
     "accounts:login", "admin:login", "healthz", "api:openapi-json", "api:openapi-view",
+    # The emergency page and the narrow session it opens check their own access
+    # (backups/views.py): the browser stays anonymous everywhere else.
+    "emergency:start", "emergency:verify", "emergency:session", "emergency:start-backup",
+    "emergency:download", "emergency:end",
 })
 # The JSON API authenticates applications by bearer token on every operation (breakglass.api),
 # not by session: the session checks step aside for this namespace.
@@ -323,6 +327,8 @@ PERIODIC_TASKS = {
     "request-lapse-sweep": ("breakglass.tasks.lapse_due_requests", 1),
     "recovery-lapse-sweep": ("recovery.tasks.lapse_due_attempts", 1),
     "credential-rotation-reminders": ("recovery.tasks.send_rotation_reminders", 24 * 60),
+    "backup-stale-sweep": ("backups.tasks.sweep_stale_jobs", 1),
+    "backup-retention": ("backups.tasks.delete_expired_archives", 60),
 }
 
 # --- Static files, i18n, logging ------------------------------------------------------------

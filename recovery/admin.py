@@ -3,20 +3,29 @@ inline (write-only: the secret is typed, never shown) and the authorized applica
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from accounts.services import SecondFactorThrottled, verify_second_factor
 from recovery import services
 from recovery.models import EmergencyCredential, RecoveryEnrolment, RecoveryPolicy
 
 USER_FIELDS = ("first_user", "second_user", "third_user")
 
 
+RULE_FIELDS = (*USER_FIELDS, "required", "enabled")
+
+
 class RecoveryPolicyForm(forms.ModelForm):
+    code = forms.CharField(
+        label="Your one-time code", required=False, max_length=20,
+        help_text="A fresh code from your authenticator: needed to change the users, the "
+                  "number required or whether the policy is enabled.")
+    reason = forms.CharField(label="Reason for the change", required=False, max_length=2000,
+                             help_text="Needed with the code; the holders are told.")
     application_enabled = forms.BooleanField(
         label="Enabled", required=False,
         help_text="While off, the application's token is refused (403) and cannot fetch the "
@@ -27,8 +36,9 @@ class RecoveryPolicyForm(forms.ModelForm):
         fields = ("name", "slug", "description", *USER_FIELDS, "required", "enabled",
                   "attempt_minutes", "reveal_minutes")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.request = request
         application = self.instance.application if self.instance.pk else None
         self.fields["application_enabled"].initial = bool(application and application.enabled)
 
@@ -41,15 +51,30 @@ class RecoveryPolicyForm(forms.ModelForm):
         if required and required > len(users):
             self.add_error("required", f"{required} required, but only {len(users)} "
                                        f"authorized user{'s' if len(users) != 1 else ''}.")
-        if cleaned.get("enabled"):
-            enrolled = set(RecoveryEnrolment.objects.filter(
-                user__in=users).values_list("user_id", flat=True))
-            missing = [user.username for user in users if user.pk not in enrolled]
-            if missing:
-                self.add_error("enabled", "These users must set a recovery passphrase (on "
-                                          "/recovery/enrol/) before the policy can be "
-                                          f"enabled: {', '.join(missing)}.")
+        enrolled = set(RecoveryEnrolment.objects.filter(
+            user__in=users).values_list("user_id", flat=True))
+        missing = [user.username for user in users if user.pk not in enrolled]
+        users_changed = any(field in self.changed_data for field in USER_FIELDS)
+        # A bundle is only ever re-issued for enrolled users: naming someone who has not
+        # enrolled would leave the old bundle (and its former holders' shares) in service.
+        if missing and (cleaned.get("enabled") or (users_changed and self.instance.pk)):
+            self.add_error("enabled" if not users_changed else None,
+                           "These users must set a recovery passphrase (on /recovery/enrol/) "
+                           f"first: {', '.join(missing)}.")
+        if self.instance.pk and any(field in self.changed_data for field in RULE_FIELDS):
+            self._check_step_up(cleaned)
         return cleaned
+
+    def _check_step_up(self, cleaned) -> None:
+        if not (cleaned.get("reason") or "").strip():
+            self.add_error("reason", "Say why: the holders and the security reviewers are told.")
+        try:
+            accepted = verify_second_factor(self.request.user, cleaned.get("code") or "",
+                                            request=self.request)
+        except SecondFactorThrottled:
+            accepted = None
+        if accepted is None:
+            self.add_error("code", "A fresh one-time code is needed for this change.")
 
 
 class CredentialForm(forms.ModelForm):
@@ -100,6 +125,7 @@ class RecoveryPolicyAdmin(SimpleHistoryAdmin):
                        "modified_at", "bundle_status")
     fieldsets = (
         (None, {"fields": ("name", "slug", "description")}),
+        ("Step-up for rule changes", {"fields": ("code", "reason")}),
         ("Authorized users", {"fields": USER_FIELDS}),
         ("Number of users required to break the glass", {"fields": ("required", "enabled")}),
         ("Windows", {"fields": ("attempt_minutes", "reveal_minutes")}),
@@ -126,8 +152,9 @@ class RecoveryPolicyAdmin(SimpleHistoryAdmin):
         state = (f"{application.name}: token {application.token_prefix}…, last used "
                  f"{application.last_used_at or 'never'}" if application else "No token yet.")
         return format_html(
-            '{} <button type="submit" form="generate-token" class="button">Generate token'
-            '</button>', state)
+            '{}<br><input name="code" form="generate-token" placeholder="Your one-time code" '
+            'autocomplete="one-time-code" inputmode="numeric" size="12"> <button type="submit" '
+            'form="generate-token" class="button">Generate token</button>', state)
 
     @admin.display(description="Current bundle")
     def bundle_status(self, policy: RecoveryPolicy) -> str:
@@ -138,10 +165,20 @@ class RecoveryPolicyAdmin(SimpleHistoryAdmin):
         return format_html('Version {}, fingerprint <code>{}</code> — <a href="{}">recovery '
                            'kit</a>', bundle.version, bundle.fingerprint, kit)
 
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+
+        class RequestForm(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, request=request, **inner)
+
+        return RequestForm
+
     def save_model(self, request, obj, form, change):
+        form.rules_before = (services.policy_rules(RecoveryPolicy.objects.get(pk=obj.pk))
+                             if change else None)
         if not change:
             obj.created_by = request.user
-            obj.signing_seed = services.new_signing_seed()
         obj.modified_by = request.user
         super().save_model(request, obj, form, change)
         if obj.application and obj.application.enabled != form.cleaned_data[
@@ -151,10 +188,15 @@ class RecoveryPolicyAdmin(SimpleHistoryAdmin):
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
+        policy = RecoveryPolicy.objects.get(pk=form.instance.pk)
+        if form.rules_before is not None:
+            services.record_policy_change(policy, form.rules_before, actor=request.user,
+                                          reason=form.cleaned_data.get("reason", ""),
+                                          request=request)
         changed = form.has_changed() or any(formset.has_changed() for formset in formsets)
-        if changed or not services.current_bundle(form.instance):
-            transaction.on_commit(lambda: services.issue_bundle(
-                RecoveryPolicy.objects.get(pk=form.instance.pk)))
+        if changed or not services.current_bundle(policy):
+            # In the admin's transaction: a bundle that cannot be issued undoes the change.
+            services.issue_bundle(policy)
 
     def get_urls(self):
         return [path("<int:policy_id>/generate-token/",
@@ -167,6 +209,14 @@ class RecoveryPolicyAdmin(SimpleHistoryAdmin):
         policy = get_object_or_404(RecoveryPolicy, pk=policy_id)
         if not self.has_change_permission(request, policy):
             messages.error(request, "You may not change this policy.")
+            return redirect("admin:recovery_recoverypolicy_change", policy_id)
+        try:
+            accepted = verify_second_factor(request.user, request.POST.get("code", ""),
+                                            request=request)
+        except SecondFactorThrottled:
+            accepted = None
+        if accepted is None:
+            messages.error(request, "A fresh one-time code is needed to generate a token.")
             return redirect("admin:recovery_recoverypolicy_change", policy_id)
         token = services.generate_token(policy, actor=request.user, request=request)
         response = TemplateResponse(request, "admin/recovery/new_token.html", {
@@ -189,6 +239,9 @@ class EmergencyCredentialAdmin(SimpleHistoryAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # credentials are added on their policy's page
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # ...and removed there, so the bundle is re-issued with the change
 
     @admin.action(description="Record rotation (changed where it lives)",
                   permissions=["change"])

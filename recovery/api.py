@@ -35,10 +35,14 @@ def recovery_bundle(request: HttpRequest, slug: Text):
     bundle = services.current_bundle(policy)
     if bundle is None:
         raise HttpError(409, "No bundle yet: every authorized user must enrol first.")
+    if not services.bundle_is_current(policy, bundle):
+        # Never hand out shares of people the policy no longer names.
+        raise HttpError(409, "The bundle is out of date with the policy's users; it is "
+                             "re-issued once every authorized user has enrolled.")
     with transaction.atomic():
         record(EventKind.BUNDLE_FETCHED, actor=application, target=policy, request=request,
                data={"version": bundle.version, "fingerprint": bundle.fingerprint})
-    response = HttpResponse(bundle.content, content_type="application/json")
+    response = HttpResponse(services.bundle_bytes(bundle), content_type="application/json")
     response["Content-Disposition"] = (
         f'attachment; filename="recovery-{policy.slug}-v{bundle.version}.json"')
     response["Cache-Control"] = "no-store"

@@ -90,6 +90,13 @@ class RecoveryPolicy(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        if not self.signing_seed:  # every policy signs its bundles with a key of its own
+            from recovery.services import new_signing_seed
+
+            self.signing_seed = new_signing_seed()
+        super().save(*args, **kwargs)
+
     @property
     def authorized_user_ids(self) -> list[int]:
         return [pk for pk in (self.first_user_id, self.second_user_id, self.third_user_id)

@@ -61,6 +61,7 @@ def attempt_link(attempt: RecoveryAttempt) -> str:
 def enrol(user: User, passphrase: str, *, request: HttpRequest | None = None):
     """Set (or replace) the user's recovery passphrase: a new key pair whose private half only
     the passphrase opens. Every bundle the user holds a share of is re-issued for the new key."""
+    _check_strength(passphrase, user)
     try:
         fields = crypto.enrol(passphrase)
     except crypto.PassphraseTooWeak as weak:
@@ -72,6 +73,26 @@ def enrol(user: User, passphrase: str, *, request: HttpRequest | None = None):
     for policy in policies_of(user):
         issue_bundle(policy)
     return enrolment
+
+
+def _check_strength(passphrase: str, user: User) -> None:
+    """A passphrase guards a share that can be attacked offline: refuse the common, the
+    numeric and the ones close to the user's own names."""
+    from django.contrib.auth import password_validation
+    from django.core.exceptions import ValidationError
+
+    validators = password_validation.get_password_validators([
+        {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+        {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+        {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    ])
+    try:
+        password_validation.validate_password(passphrase, user, validators)
+    except ValidationError as weak:
+        raise InvalidInput("passphrase", " ".join(weak.messages)) from weak
+    if len(set(passphrase)) < 6:
+        raise InvalidInput("passphrase", "Use more different characters: a few unrelated "
+                                         "words work well.")
 
 
 def policies_of(user: User):
@@ -92,6 +113,9 @@ def new_signing_seed() -> str:
 def issue_bundle(policy: RecoveryPolicy) -> RecoveryBundle | None:
     """Seal the policy's credentials for its holders again (after any change of users, the
     threshold, a passphrase or a credential). None while a holder has not enrolled."""
+    # Locked, so two re-issues at once (two holders enrolling) build from the latest roster
+    # and take distinct versions.
+    policy = RecoveryPolicy.objects.select_for_update().get(pk=policy.pk)
     holders = list(User.objects.filter(pk__in=policy.authorized_user_ids)
                    .select_related("recovery_enrolment"))
     if not holders or any(not hasattr(user, "recovery_enrolment") for user in holders):
@@ -105,8 +129,10 @@ def issue_bundle(policy: RecoveryPolicy) -> RecoveryBundle | None:
         signing_key=signing_key(policy),
     )
     bundle = json.loads(raw)
+    # Encrypted at rest too: it holds every holder's sealed key and salt, which a stolen
+    # database dump must not get to attack offline.
     issued = RecoveryBundle.objects.create(
-        policy=policy, version=bundle["version"], content=raw.decode(),
+        policy=policy, version=bundle["version"], content=crypto.encrypt_field(raw.decode()),
         fingerprint=crypto.bundle_fingerprint(raw), issued_at=timezone.now())
     record(EventKind.BUNDLE_ISSUED, actor=None, target=policy,
            data={"version": issued.version, "fingerprint": issued.fingerprint,
@@ -122,6 +148,21 @@ def _next_version(policy: RecoveryPolicy) -> int:
 
 def current_bundle(policy: RecoveryPolicy) -> RecoveryBundle | None:
     return policy.bundles.order_by("-version").first()
+
+
+def bundle_bytes(bundle: RecoveryBundle) -> bytes:
+    """The bundle exactly as issued (its fingerprint is over these bytes)."""
+    return crypto.decrypt_field(bundle.content).encode()
+
+
+def bundle_is_current(policy: RecoveryPolicy, bundle: RecoveryBundle) -> bool:
+    """Whether the bundle still names the policy's holders and threshold."""
+    import json as _json
+
+    document = _json.loads(bundle_bytes(bundle))
+    usernames = [user.username for user, _ in holders(policy)]
+    return (document["threshold"] == policy.required
+            and [holder["username"] for holder in document["holders"]] == usernames)
 
 
 def _plain_credential(credential: EmergencyCredential) -> dict:
@@ -160,7 +201,9 @@ def generate_token(policy: RecoveryPolicy, *, actor: User,
     if policy.application is None:
         application, token = grants.create_application(
             f"Recovery bundle: {policy.slug}", [Scope.RECOVERY_BUNDLE], actor=actor)
-        RecoveryPolicy.objects.filter(pk=policy.pk).update(application=application)
+        policy.application = application
+        policy.modified_by = actor
+        policy.save(update_fields=["application", "modified_by", "modified_at"])  # history row
         return token
     return grants.rotate_token(policy.application, actor=actor, request=request)
 
@@ -249,6 +292,8 @@ def confirm(attempt: RecoveryAttempt, *, user: User, code: str,
         raise RecoveryRefused("You are not an authorized user of this policy.")
     if attempt.confirmations.filter(user=user).exists():
         raise RecoveryError("You have already confirmed this attempt.")  # no code spent on it
+    if not attempt.policy.enabled:
+        raise RecoveryError("This policy has been disabled.")
     _check_code(user, code, attempt_or_policy=attempt, request=request)
     refusal = None
     with transaction.atomic():
@@ -277,7 +322,11 @@ def confirm(attempt: RecoveryAttempt, *, user: User, code: str,
 
 
 def _break_if_enough(attempt: RecoveryAttempt, *, now, request) -> None:
-    confirmed = list(attempt.confirmations.values_list("user__username", flat=True))
+    # Only users still authorized (and active) count: a policy changed under an open attempt
+    # cannot be broken with confirmations of people it no longer names.
+    confirmed = list(attempt.confirmations.filter(
+        user__in=attempt.policy.authorized_user_ids, user__is_active=True).values_list(
+        "user__username", flat=True))
     if len(confirmed) < attempt.policy.required:
         return
     attempt.status = RecoveryAttempt.Status.BROKEN
@@ -296,6 +345,7 @@ def _break_if_enough(attempt: RecoveryAttempt, *, now, request) -> None:
 def may_reveal(attempt: RecoveryAttempt, user: User, at=None) -> bool:
     at = at or timezone.now()
     return (attempt.status == RecoveryAttempt.Status.BROKEN and attempt.reveal_until > at
+            and attempt.policy.is_authorized(user) and user.is_active
             and attempt.confirmations.filter(user=user).exists())
 
 
@@ -310,7 +360,13 @@ def reveal(attempt: RecoveryAttempt, *, user: User,
                               "the reveal window.")
     credentials = list(attempt.policy.credentials.select_for_update())
     now = timezone.now()
-    shown = [_plain_credential(credential) for credential in credentials]
+    shown = []
+    for credential in credentials:
+        try:
+            shown.append(_plain_credential(credential))
+        except crypto.CryptoError:  # one broken row must not hide the others
+            shown.append({"name": credential.name, "username": "", "notes": "",
+                          "secret": "", "unreadable": True})
     for credential in credentials:
         credential.rotation_due = True
         credential.revealed_at = now
@@ -323,11 +379,15 @@ def reveal(attempt: RecoveryAttempt, *, user: User,
 def cancel(attempt: RecoveryAttempt, *, actor: User,
            request: HttpRequest | None = None) -> RecoveryAttempt:
     """End an open attempt. Idempotent: cancelling a cancelled attempt changes nothing."""
-    if not (attempt.policy.is_authorized(actor) or actor.is_superuser):
-        raise RecoveryRefused("Only the policy's authorized users cancel its attempts.")
+    if actor.pk != attempt.initiator_id and not actor.is_superuser:
+        raise RecoveryRefused("Only the initiator (or an administrator) cancels an attempt.")
     with transaction.atomic():
         attempt = RecoveryAttempt.objects.select_for_update().get(pk=attempt.pk)
         if attempt.status == RecoveryAttempt.Status.CANCELLED:
+            return attempt
+        if attempt.effective_status(timezone.now()) == RecoveryAttempt.Status.LAPSED:
+            if attempt.status == RecoveryAttempt.Status.OPEN:
+                _lapse(attempt, timezone.now())
             return attempt
         if attempt.status != RecoveryAttempt.Status.OPEN:
             raise RecoveryError(f"This attempt is {attempt.get_status_display().lower()}.")
@@ -337,6 +397,44 @@ def cancel(attempt: RecoveryAttempt, *, actor: User,
         attempt.save(update_fields=["status", "ended_at", "ended_by"])
         record(EventKind.RECOVERY_CANCELLED, actor=actor, target=attempt, request=request)
     return attempt
+
+
+def record_policy_change(policy: RecoveryPolicy, before: dict, *, actor, reason: str,
+                         request=None) -> None:
+    """After the admin saved a change of users, required number or state: its open attempt
+    is cancelled, the change audited with its reason, and old and new holders and the
+    security reviewers told. Runs in the admin's transaction."""
+    after = policy_rules(policy)
+    if after == before:
+        return
+    close_open_attempts(policy, actor=actor, why="the policy changed", request=request)
+    event = record(EventKind.RECOVERY_POLICY_CHANGED, actor=actor, target=policy,
+                   reason=reason, request=request, data={"before": before, "after": after})
+    told = set(before["users"]) | set(after["users"])
+    alert(event, users=User.objects.filter(username__in=told, is_active=True),
+          channels=["email", "sms"], template="event")
+    alert_security_reviewers(event, template="event")
+
+
+def policy_rules(policy: RecoveryPolicy) -> dict:
+    return {"users": [user.username for user, _ in holders(policy)],
+            "required": policy.required, "enabled": policy.enabled}
+
+
+def close_open_attempts(policy: RecoveryPolicy, *, actor, why: str, request=None) -> int:
+    """A change of who may break the glass, how many must agree, or whether the policy is
+    enabled cancels its open attempt: it was started under rules that no longer hold."""
+    closed = 0
+    for attempt in RecoveryAttempt.objects.select_for_update().filter(
+            policy=policy, status=RecoveryAttempt.Status.OPEN):
+        attempt.status = RecoveryAttempt.Status.CANCELLED
+        attempt.ended_at = timezone.now()
+        attempt.ended_by = actor
+        attempt.save(update_fields=["status", "ended_at", "ended_by"])
+        record(EventKind.RECOVERY_CANCELLED, actor=actor, target=attempt, reason=why,
+               request=request)
+        closed += 1
+    return closed
 
 
 def _lapse(attempt: RecoveryAttempt, now) -> None:

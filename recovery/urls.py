@@ -11,5 +11,6 @@ urlpatterns = [
     path("recovery/<slug:slug>/kit/", views.kit, name="kit"),
     path("recovery/attempts/<int:attempt_id>/", views.attempt, name="attempt"),
     path("recovery/attempts/<int:attempt_id>/confirm/", views.confirm, name="confirm"),
+    path("recovery/attempts/<int:attempt_id>/reveal/", views.reveal, name="reveal"),
     path("recovery/attempts/<int:attempt_id>/cancel/", views.cancel, name="cancel"),
 ]

@@ -7,6 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from recovery import services
@@ -41,6 +42,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "recovery/overview.html", context)
 
 
+@sensitive_post_parameters("passphrase", "again", "code")
 @never_cache
 def enrol(request: HttpRequest) -> HttpResponse:
     form = EnrolForm(request.POST or None)
@@ -81,12 +83,9 @@ def attempt(request: HttpRequest, attempt_id: int) -> HttpResponse:
 
 
 def _render_attempt(request, attempt: RecoveryAttempt, *, form=None, error: str = "",
-                    status: int = 200) -> HttpResponse:
+                    status: int = 200, credentials=None) -> HttpResponse:
     now = timezone.now()
     confirmations = list(attempt.confirmations.select_related("user"))
-    credentials = None
-    if services.may_reveal(attempt, request.user, now):
-        credentials = services.reveal(attempt, user=request.user, request=request)
     context = {
         "attempt": attempt,
         "effective_status": attempt.effective_status(now),
@@ -95,6 +94,7 @@ def _render_attempt(request, attempt: RecoveryAttempt, *, form=None, error: str 
         "confirmed": any(item.user_id == request.user.pk for item in confirmations),
         "form": form or ConfirmForm(),
         "credentials": credentials,
+        "may_reveal": services.may_reveal(attempt, request.user, now),
         "error": error,
     }
     response = render(request, "recovery/attempt.html", context, status=status)
@@ -116,6 +116,19 @@ def confirm(request: HttpRequest, attempt_id: int) -> HttpResponse:
         return _render_attempt(request, attempt, form=ConfirmForm(), error=str(error),
                                status=error.status)
     return redirect("recovery:attempt", attempt_id=attempt.pk)
+
+
+@require_POST
+@never_cache
+def reveal(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    """Credentials are shown in answer to a POST (a state change: audited, rotation due),
+    never to a GET another site could trigger with a link."""
+    attempt = _my_attempt(request, attempt_id)
+    try:
+        credentials = services.reveal(attempt, user=request.user, request=request)
+    except services.RecoveryError as error:
+        return _render_attempt(request, attempt, error=str(error), status=error.status)
+    return _render_attempt(request, attempt, credentials=credentials)
 
 
 @require_POST

@@ -47,14 +47,17 @@ def test_alice_and_bob_break_the_glass_erin_sees_nothing(live_server, browser):
     bobs.goto(attempt_url)
     bobs.get_by_label("One-time code").fill(current_totp(bob_device, steps_ahead=1))
     bobs.get_by_role("button", name="Confirm").click()
+    bobs.get_by_role("button", name="Show credentials").click()
     assert bobs.get_by_text("demo-root-password-change-me").is_visible()
     page.goto(attempt_url)
+    page.get_by_role("button", name="Show credentials").click()
     assert page.get_by_text("demo-root-password-change-me").is_visible()
 
     erins, _ = signed_in(browser, live_server.url, erin)
     erins.goto(attempt_url)
     assert erins.get_by_text("Glass broken").is_visible()
     assert erins.get_by_text("demo-root-password-change-me").count() == 0
+    assert erins.get_by_role("button", name="Show credentials").count() == 0
     assert EmergencyCredential.objects.get().rotation_due
     for opened in (page, bobs, erins):
         opened.context.close()

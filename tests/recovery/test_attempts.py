@@ -134,8 +134,10 @@ def test_one_open_attempt_per_policy_and_cancel_is_idempotent(policy, trio):
     attempt = start(policy, alice)
     with pytest.raises(services.RecoveryError, match="already open"):
         start(policy, bob)
-    services.cancel(attempt, actor=bob)
-    services.cancel(attempt, actor=bob)
+    with pytest.raises(services.RecoveryRefused, match="initiator"):
+        services.cancel(attempt, actor=bob)
+    services.cancel(attempt, actor=alice)
+    services.cancel(attempt, actor=alice)
     assert kinds().count(EventKind.RECOVERY_CANCELLED) == 1
     again = services.start_attempt(policy, initiator=bob, reason="again",
                                    code=code(bob, steps_ahead=1))
@@ -202,4 +204,69 @@ def test_rotating_the_field_key_reencrypts_everything(policy, settings):
     settings.FIELD_ENCRYPTION_KEYS = settings.FIELD_ENCRYPTION_KEYS[:1]  # the old key is gone
     assert crypto.decrypt_field(new) == SECRET
     policy.refresh_from_db()
+    assert services.signing_fingerprint(policy)
+
+
+def test_confirmations_of_users_the_policy_no_longer_names_do_not_count(policy, trio):
+    alice, bob, _ = trio
+    attempt = start(policy, alice)
+    dave = make_user("dave")
+    policy.first_user = dave  # alice, who started it, is replaced...
+    policy.save()
+    services.confirm(attempt, user=bob, code=code(bob))
+    attempt.refresh_from_db()
+    assert attempt.status == "open"  # ...so bob's confirmation alone breaks nothing
+    assert not services.may_reveal(attempt, alice)
+
+
+def test_a_disabled_policy_takes_no_confirmation(policy, trio):
+    alice, bob, _ = trio
+    attempt = start(policy, alice)
+    policy.enabled = False
+    policy.save()
+    with pytest.raises(services.RecoveryError, match="disabled"):
+        services.confirm(attempt, user=bob, code=code(bob))
+    attempt.refresh_from_db()
+    assert attempt.status == "open" and attempt.confirmations.count() == 1
+
+
+def test_a_policy_change_cancels_its_open_attempt_and_tells_everyone(policy, trio):
+    alice, _, erin = trio
+    attempt = start(policy, alice)
+    before = services.policy_rules(policy)
+    policy.required = 1
+    policy.save()
+    services.record_policy_change(policy, before, actor=erin, reason="rota change")
+    attempt.refresh_from_db()
+    assert attempt.status == "cancelled"
+    event = AuditEvent.objects.get(kind=EventKind.RECOVERY_POLICY_CHANGED)
+    assert (event.reason, event.data["before"]["required"], event.data["after"]["required"]) == (
+        "rota change", 2, 1)
+
+
+def test_weak_passphrases_are_refused(trio):
+    alice, *_ = trio
+    for weak in ("aaaaaaaaaaaa", "password1234", "123456789012", "abababababab"):
+        with pytest.raises(services.InvalidInput):
+            services.enrol(alice, weak)
+
+
+def test_an_unreadable_credential_does_not_hide_the_others(policy, trio, settings):
+    alice, bob, _ = trio
+    from recovery import crypto
+
+    broken = EmergencyCredential(policy=policy, name="Old key",
+                                 secret_encrypted=crypto.encrypt_field("x"))
+    broken.save()
+    EmergencyCredential.objects.filter(pk=broken.pk).update(
+        secret_encrypted="enc1:00000000:AAAA")
+    attempt = start(policy, alice)
+    services.confirm(attempt, user=bob, code=code(bob))
+    shown = {item["name"]: item for item in services.reveal(attempt, user=bob)}
+    assert shown["Cloud root"]["secret"] == SECRET and shown["Old key"]["unreadable"]
+
+
+def test_a_policy_always_has_a_signing_key(trio):
+    alice, *_ = trio
+    policy = RecoveryPolicy.objects.create(name="Bare", slug="bare", first_user=alice)
     assert services.signing_fingerprint(policy)

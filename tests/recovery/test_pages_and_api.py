@@ -58,8 +58,10 @@ def test_start_and_confirm_through_the_pages(client, policy, pair):
     bobs = sign_in(type(client)(), bob)
     done = bobs.post(reverse("recovery:confirm", args=[attempt.pk]), {"code": fresh(bob)})
     assert done.status_code == 302
-    shown = bobs.get(reverse("recovery:attempt", args=[attempt.pk]))
-    assert SECRET.encode() in shown.content
+    page = bobs.get(reverse("recovery:attempt", args=[attempt.pk]))
+    assert SECRET.encode() not in page.content and b"Show credentials" in page.content
+    shown = bobs.post(reverse("recovery:reveal", args=[attempt.pk]))
+    assert SECRET.encode() in shown.content and "no-store" in shown["Cache-Control"]
     twice = bobs.post(reverse("recovery:confirm", args=[attempt.pk]), {"code": fresh(bob)})
     assert twice.status_code == 409 and b"already confirmed" in twice.content
 
@@ -173,11 +175,41 @@ def test_the_configuration_page_shows_no_secret_and_generates_a_token_once(
     page = client.get(url).content
     assert b"Apply changes" in page and b"Undo" in page and b"Generate token" in page
     assert SECRET.encode() not in page
-    response = client.post(reverse("admin:recovery_recoverypolicy_generate_token",
-                                   args=[policy.pk]))
+    url_token = reverse("admin:recovery_recoverypolicy_generate_token", args=[policy.pk])
+    refused = client.post(url_token, {"code": "000000"})
+    assert refused.status_code == 302 and RecoveryPolicy.objects.get().application is None
+    admin_user.totpdevice_set.get().throttle_reset()  # as if the back-off second had passed
+    response = client.post(url_token, {"code": current_totp(
+        admin_user.totpdevice_set.get(), steps_ahead=1)})
     token = json.dumps(response.content.decode())
     assert response.status_code == 200 and "bg_" in token
     policy.refresh_from_db()
     assert policy.application is not None
     assert policy.application.token_prefix in client.get(url).content.decode()
     assert policy.application.token_hash not in client.get(url).content.decode()
+
+
+def test_a_bundle_that_no_longer_matches_the_policy_is_not_served(client, policy, pair):
+    alice, _ = pair
+    token = services.generate_token(policy, actor=alice)
+    carol = make_user("carol")
+    RecoveryPolicy.objects.filter(pk=policy.pk).update(second_user=carol)  # not enrolled
+    response = client.get("/api/v1/recovery/root/bundle", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 409 and "out of date" in response.json()["detail"]
+
+
+def test_the_admin_refuses_naming_a_user_who_has_not_enrolled_and_asks_for_a_code(
+        verified_client, admin_user, policy, pair):
+    carol = make_user("carol")
+    client = verified_client(admin_user)
+    url = reverse("admin:recovery_recoverypolicy_change", args=[policy.pk])
+    response = client.post(url, config_form(policy, second_user=carol.pk, enabled=""))
+    assert b"must set a recovery passphrase" in response.content
+    response = client.post(url, config_form(policy, required=1))
+    assert b"A fresh one-time code is needed" in response.content and b"Say why" in response.content
+    code = current_totp(admin_user.totpdevice_set.get(), steps_ahead=1)
+    response = client.post(url, config_form(policy, required=1, code=code, reason="one is enough"))
+    assert response.status_code == 302
+    policy.refresh_from_db()
+    assert policy.required == 1
+    assert services.current_bundle(policy).version == 2  # re-issued with the change

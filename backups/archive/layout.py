@@ -1,0 +1,25 @@
+"""The archive's layout, shared by the writer and the verifier (format version 1):
+
+    files/<path>                 every regular file of the files directory, in name order
+    database/database.sqlite3    an SQLite online-backup copy, or
+    database/database.pg_dump    `pg_dump --format=custom` output (restore with pg_restore)
+    manifest.json                last, as its checksums are known only once the rest is written
+
+as a POSIX pax tar stream compressed by gzip at level 6.
+"""
+
+import re
+
+FORMAT = "breakglass-backup"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+FILES_PREFIX = "files/"
+SQLITE_MEMBER = "database/database.sqlite3"
+PG_DUMP_MEMBER = "database/database.pg_dump"
+CHUNK = 1 << 20
+# `<archive>.partial-<token>` and what hangs off it (a database dump, SQLite's journal).
+PARTIAL_NAME = re.compile(r"\.partial-[0-9a-f]{16}(\.|$)")
+
+
+class ArchiveError(Exception):
+    """The backup cannot be made (missing source, failed dump, name taken); nothing was left."""

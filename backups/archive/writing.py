@@ -1,0 +1,406 @@
+"""Writing an archive: a tar stream hashed as it goes and compressed in a second thread,
+under a temporary name until it is complete and durable."""
+
+import fcntl
+import hashlib
+import json
+import os
+import queue
+import secrets
+import stat
+import tarfile
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .dumps import database_estimate, dump_database
+from .layout import (
+    CHUNK,
+    FILES_PREFIX,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    PARTIAL_NAME,
+    ArchiveError,
+)
+
+GZIP_LEVEL = 6  # gzip's and `tar -cz`'s default
+QUEUED_CHUNKS = 8  # bounds the memory between the reading and the compressing thread
+PROGRESS_INTERVAL = 0.25  # seconds
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    path: Path
+    size: int
+    sha256: str  # of the .tar.gz as written: what the download is checked against
+    files: int
+    # The manifest without its per-file list, which stays in the archive so that memory does
+    # not grow with the number of files.
+    manifest: dict
+
+
+def write_archive(*, website: str, files_dir: Path | None, database_url: str | None,
+                  destination: Path, progress: Progress | None = None) -> ArchiveResult:
+    """Streams `files_dir` and a dump of `database_url` into the archive `destination`.
+
+    It is written as `<destination>.partial-<token>`, fsynced, then renamed, so `destination`
+    only ever names a complete archive. Files that cannot be read are listed as skipped in the
+    manifest. Raises ArchiveError (or OSError when the disk fails); partial files are removed
+    unless the process is killed, for which `clean_partials` exists.
+    """
+    if files_dir is None and database_url is None:
+        raise ArchiveError("nothing to back up: neither a files directory nor a database URL")
+    if destination.exists():
+        raise ArchiveError(f"{destination} already exists")
+    top = _files_root(files_dir) if files_dir is not None else None
+    estimate = database_estimate(database_url)
+    tracker = _Tracker(progress, (_tree_size(top) if top else 0) + estimate)
+    partial = destination.with_name(f"{destination.name}.partial-{secrets.token_hex(8)}")
+    dump = partial.with_name(f"{partial.name}.database")
+    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "website": website,
+                "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "files_count": 0, "files_bytes": 0, "database": None, "skipped": []}
+    try:
+        with _ArchiveWriter(partial, tracker) as archive:
+            if top is not None:
+                tracker.phase("files")
+                _add_files(archive, top, manifest)
+            if database_url is not None:
+                tracker.phase("database")
+                manifest["database"] = _add_database(archive, database_url, dump, estimate)
+            tracker.phase("finishing")
+            archive.finish(manifest)
+        os.replace(partial, destination)
+        _fsync_directory(destination.parent)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        dump.unlink(missing_ok=True)
+    tracker.phase("finishing", final=True)
+    return ArchiveResult(destination, archive.size, archive.sha256, manifest["files_count"],
+                         manifest)
+
+
+def clean_partials(folder: Path, older_than: timedelta) -> list[Path]:
+    """Removes the temporaries of backups that died (killed worker, power loss) from `folder`:
+    files named `<archive>.partial-<token>...` last modified more than `older_than` ago. A
+    backup still being written holds a lock on its files and is never touched."""
+    cutoff = time.time() - older_than.total_seconds()
+    removed = []
+    for entry in os.scandir(folder):
+        if not (PARTIAL_NAME.search(entry.name) and entry.is_file(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_mtime <= cutoff):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its backup is still running
+        finally:
+            os.close(fd)
+        os.unlink(entry.path)
+        removed.append(Path(entry.path))
+    return sorted(removed)
+
+
+# --- Writing ---------------------------------------------------------------------------------
+
+
+class _Tracker:
+    """Calls `progress(phase, done_bytes, total_bytes)` a few times a second at most."""
+
+    def __init__(self, callback: Progress | None, total: int):
+        self.callback, self.total, self.done = callback, total, 0
+        self.current, self.last = "", 0.0
+
+    def phase(self, name: str, *, final: bool = False) -> None:
+        self.current = name
+        self.report(force=True, total=max(self.total, self.done) if final else self.total)
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if time.monotonic() - self.last >= PROGRESS_INTERVAL:
+            self.report()
+
+    def report(self, *, force: bool = False, total: int | None = None) -> None:
+        if self.callback is not None:
+            self.last = time.monotonic()
+            self.callback(self.current, self.done, self.total if total is None else total)
+
+
+class _GzipSink:
+    """Compresses in a second thread (zlib releases the GIL), so that reading, hashing and tar
+    framing on one core overlap compression on the other; hashes the bytes as written."""
+
+    def __init__(self, file):
+        self.file, self.size, self.digest = file, 0, hashlib.sha256()
+        self.pending = bytearray()
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED_CHUNKS)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._compress, name="backup-gzip", daemon=True)
+        self.thread.start()
+
+    def write(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.pending += data
+        if len(self.pending) >= CHUNK:
+            self.queue.put(bytes(self.pending))
+            self.pending.clear()
+
+    def close(self) -> None:
+        self.queue.put(bytes(self.pending))
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _compress(self) -> None:
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip framing
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:  # after a failure, keep draining so the writer never blocks
+                try:
+                    self._emit(compressor.compress(chunk))
+                except BaseException as exc:
+                    self.error = exc
+        if self.error is None:
+            try:
+                self._emit(compressor.flush())
+            except BaseException as exc:
+                self.error = exc
+
+    def _emit(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.file.write(data)
+        self.size += len(data)
+
+
+class _ArchiveWriter:
+    """A tar stream written straight into a gzip sink: headers from tarfile, data copied in
+    bounded chunks and hashed on the way, so each source file is read once."""
+
+    def __init__(self, path: Path, tracker: _Tracker):
+        self.tracker, self.offset = tracker, 0
+        self.file = open(_create_locked(path), "wb", buffering=CHUNK)  # noqa: SIM115
+        self.sink = _GzipSink(self.file)
+        # The manifest's per-file lines wait in an anonymous file, not in memory.
+        self.entries = tempfile.TemporaryFile(dir=path.parent)  # noqa: SIM115
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        if exc_type is not None:
+            with suppress(BaseException):
+                self.sink.close()
+        self.entries.close()
+        self.file.close()  # also drops the lock
+
+    def member(self, name: str, size: int, chunks: Iterator[bytes], *, mode: int = 0o600,
+               mtime: float | None = None) -> tuple[str, bool]:
+        """Writes one member of `size` bytes; returns its SHA-256 and whether `chunks` held a
+        different length (a file that changed while read is cut or zero-padded to `size`)."""
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = size, mode & 0o777
+        info.mtime = int(time.time() if mtime is None else mtime)
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        digest, remaining, changed = hashlib.sha256(), size, False
+        for chunk in chunks if size else ():
+            if len(chunk) > remaining:
+                chunk, changed = chunk[:remaining], True
+            digest.update(chunk)
+            self._write(chunk)
+            self.tracker.advance(len(chunk))
+            remaining -= len(chunk)
+            if not remaining:
+                break
+        changed = changed or remaining > 0 or next(chunks, b"") != b""
+        for start in range(0, remaining, CHUNK):
+            zeros = bytes(min(CHUNK, remaining - start))
+            digest.update(zeros)
+            self._write(zeros)
+        self._write(bytes(-size % tarfile.BLOCKSIZE))
+        return digest.hexdigest(), changed
+
+    def add_entry(self, entry: dict) -> None:
+        separator = b",\n" if self.entries.tell() else b""
+        self.entries.write(separator + b"  " + json.dumps(entry).encode())
+
+    def finish(self, manifest: dict) -> None:
+        """Appends the manifest and the end of the archive, then makes the file durable."""
+        head = (json.dumps(manifest, indent=1)[:-2] + ',\n "files": [\n').encode()
+        tail = b"\n ]\n}\n"
+        size = len(head) + self.entries.tell() + len(tail)
+        self.entries.seek(0)
+        body = iter(lambda: self.entries.read(CHUNK), b"")
+        self.member(MANIFEST_NAME, size, _chain([head], body, [tail]), mode=0o644)
+        self._write(bytes(2 * tarfile.BLOCKSIZE))
+        self._write(bytes(-self.offset % tarfile.RECORDSIZE))
+        self.sink.close()
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.size, self.sha256 = self.sink.size, self.sink.digest.hexdigest()
+
+    def _write(self, data: bytes) -> None:
+        self.sink.write(data)
+        self.offset += len(data)
+
+
+def _chain(*parts) -> Iterator[bytes]:
+    for part in parts:
+        yield from part
+
+
+def _create_locked(path: Path) -> int:
+    """Creates `path` for this backup alone (owner-only: it holds the site's data) and locks it
+    so that `clean_partials` leaves it alone while this process lives."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _fsync_directory(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- Files -------------------------------------------------------------------------------------
+
+
+def _files_root(files_dir: Path) -> Path:
+    # The configured folder may itself be a symlink (a deploy's `current` release); nothing
+    # under it is followed.
+    top = files_dir.resolve()
+    if not top.is_dir():
+        raise ArchiveError(f"the files directory {files_dir} does not exist")
+    return top
+
+
+def _tree_size(top: Path) -> int:
+    return sum(entry.stat(follow_symlinks=False).st_size
+               for _, _, entry in _regular_files(top, lambda path, reason: None))
+
+
+def _add_files(archive: _ArchiveWriter, top: Path, manifest: dict) -> None:
+    def skip(path: str, reason: str) -> None:
+        manifest["skipped"].append({"path": FILES_PREFIX + path, "reason": reason})
+
+    for path, dir_fd, entry in _regular_files(top, skip):
+        try:
+            fd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=dir_fd)
+        except OSError as exc:
+            skip(path, exc.strerror or str(exc))
+            continue
+        try:
+            _add_file(archive, path, fd, manifest, skip)
+        finally:
+            os.close(fd)
+
+
+def _add_file(archive: _ArchiveWriter, path: str, fd: int, manifest: dict, skip) -> None:
+    before = os.fstat(fd)
+    if not stat.S_ISREG(before.st_mode):  # swapped for a fifo or device since it was listed
+        skip(path, "not a regular file")
+        return
+    errors: list[str] = []
+    name = FILES_PREFIX + path
+    sha256, changed = archive.member(name, before.st_size, _read_chunks(fd, errors),
+                                     mode=before.st_mode, mtime=before.st_mtime)
+    entry = {"path": name, "size": before.st_size, "sha256": sha256}
+    if errors:
+        entry["error"] = f"read failed, the rest is zeros: {errors[0]}"
+    elif changed or os.fstat(fd).st_mtime_ns != before.st_mtime_ns:
+        entry["changed"] = True
+    archive.add_entry(entry)
+    manifest["files_count"] += 1
+    manifest["files_bytes"] += before.st_size
+
+
+def _read_chunks(fd: int, errors: list[str]) -> Iterator[bytes]:
+    try:
+        while chunk := os.read(fd, CHUNK):
+            yield chunk
+    except OSError as exc:
+        errors.append(exc.strerror or str(exc))
+
+
+def _regular_files(top: Path, skip: Callable[[str, str], None]):
+    """Yields (relative path, directory fd, DirEntry) for every regular file under `top`, in
+    name order. Each folder is opened with O_NOFOLLOW relative to its parent's descriptor, so a
+    folder swapped for a symlink during the walk is refused, never followed. Symlinks, sockets
+    and other non-regular entries are reported to `skip`."""
+    yield from _walk(os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), "", skip)
+
+
+def _walk(dir_fd: int, prefix: str, skip: Callable[[str, str], None]):
+    try:
+        try:
+            with os.scandir(dir_fd) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            skip(prefix, exc.strerror or str(exc))
+            return
+        folders = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                yield prefix + entry.name, dir_fd, entry
+            else:
+                skip(prefix + entry.name, _kind(entry, dir_fd))
+        for name in folders:
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=dir_fd)
+            except OSError as exc:
+                skip(f"{prefix}{name}/", exc.strerror or str(exc))
+                continue
+            yield from _walk(fd, f"{prefix}{name}/", skip)
+    finally:
+        os.close(dir_fd)
+
+
+def _kind(entry: os.DirEntry, dir_fd: int) -> str:
+    if entry.is_symlink():
+        with suppress(OSError):
+            return f"symlink to {os.readlink(entry.name, dir_fd=dir_fd)}, not followed"
+    return "not a regular file"
+
+
+def _add_database(archive: _ArchiveWriter, database_url: str, dump: Path, estimate: int) -> dict:
+    """Dumps the database to `dump` (a partial name beside the archive, locked like it) and
+    streams the dump in; a pg_dump's size is not known before it ends, and a tar header needs
+    it."""
+    lock = _create_locked(dump)
+    try:
+        engine, name = dump_database(database_url, dump)
+        fd = os.open(dump, os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(lock)
+    try:
+        size = os.fstat(fd).st_size
+        archive.tracker.total += size - estimate
+        errors: list[str] = []
+        sha256, changed = archive.member(name, size, _read_chunks(fd, errors))
+    finally:
+        os.close(fd)
+    if errors or changed:
+        raise ArchiveError(f"the database dump could not be read back: {errors or 'changed'}")
+    return {"path": name, "engine": engine, "size": size, "sha256": sha256}

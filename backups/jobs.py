@@ -1,0 +1,211 @@
+"""Backup jobs: one in flight per website (concurrent requests join it), run by a django-q2
+worker through backups/archive.py, recorded complete only after the archive was renamed into
+place (QUALITY Q33), retried when a worker died, deleted after the retention.
+
+The archive is written outside any transaction; its job row is touched only to claim it,
+to report progress (at most once a second) and to record the outcome."""
+
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from audit.alerts import alert
+from audit.catalogue import EventKind, Outcome
+from audit.services import record
+from backups import archive
+from backups.models import BackupJob, EmergencySession, Website
+from backups.services import everyone_told
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+STALE_AFTER = timedelta(minutes=2)  # a running job whose worker stopped reporting
+PROGRESS_EVERY_SECONDS = 1.0
+
+
+def backup_storage() -> FileSystemStorage:
+    return FileSystemStorage(location=settings.BACKUP_ROOT)
+
+
+def start_backup(session: EmergencySession, *,
+                 request: HttpRequest | None = None) -> tuple[BackupJob, bool]:
+    """The job this session follows: the one in flight for its website (joined: True), or a
+    new one queued for the worker."""
+    try:
+        with transaction.atomic():
+            website = Website.objects.select_for_update().get(pk=session.website_id)
+            running = website.backups.filter(status__in=BackupJob.IN_FLIGHT).first()
+            if running is not None:
+                return running, True
+            job = BackupJob.objects.create(website=website, requested_by=session,
+                                           created_at=timezone.now())
+            event = record(EventKind.BACKUP_STARTED, actor=session, target=website,
+                           request=request, data={"job": job.pk})
+            alert(event, users=everyone_told(website), channels=["email", "sms"],
+                  template="event")
+            transaction.on_commit(lambda: _enqueue(job.pk))
+    except IntegrityError:  # a racing request queued it between our read and insert
+        return session.website.backups.get(status__in=BackupJob.IN_FLIGHT), True
+    return job, False
+
+
+def _enqueue(job_id: int) -> None:
+    from django_q.tasks import async_task
+
+    try:
+        async_task("backups.tasks.run_backup", job_id)
+    except Exception:  # the stale sweep starts it instead; the owner sees it queued
+        logger.warning("could not enqueue backup %s; the sweep will", job_id, exc_info=True)
+
+
+def _claim(job_id: int) -> BackupJob | None:
+    with transaction.atomic():
+        job = BackupJob.objects.select_for_update().select_related("website").filter(
+            pk=job_id).first()
+        if job is None or job.status != BackupJob.Status.QUEUED:
+            return None  # already running elsewhere, finished, or gone
+        now = timezone.now()
+        job.status = BackupJob.Status.RUNNING
+        job.attempts += 1
+        job.started_at = job.heartbeat_at = now
+        job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
+        return job
+
+
+def run_backup(job_id: int) -> str:
+    """The worker's task. Idempotent: only a queued job is claimed."""
+    job = _claim(job_id)
+    if job is None:
+        return "not claimed"
+    website = job.website
+    storage = backup_storage()
+    name = f"{website.address}/{website.address}-{job.pk}-{timezone.now():%Y%m%dT%H%M%SZ}.tar.gz"
+    destination = Path(storage.path(name))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    last = [0.0]
+
+    def progress(phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_SECONDS:
+            last[0] = now
+            BackupJob.objects.filter(pk=job.pk, status=BackupJob.Status.RUNNING).update(
+                phase=phase, done_bytes=done, total_bytes=total, heartbeat_at=timezone.now())
+
+    try:
+        result = archive.write_archive(
+            website=website.address, files_dir=Path(website.files_dir) if website.files_dir
+            else None, database_url=database_url(website), destination=destination,
+            progress=progress)
+    except Exception as exc:  # any failure is recorded, retried while attempts remain
+        logger.exception("backup %s of %s failed", job.pk, website.address)
+        _fail(job, f"{type(exc).__name__}: {exc}"[:500])
+        return "failed"
+    _complete(job, name, result)
+    return "complete"
+
+
+def database_url(website: Website) -> str | None:
+    if not website.database_url_encrypted:
+        return None
+    from recovery.crypto import decrypt_field
+
+    return decrypt_field(website.database_url_encrypted)
+
+
+@transaction.atomic
+def _complete(job: BackupJob, name: str, result) -> None:
+    """The archive is already under its final name: only now is it recorded complete."""
+    job = BackupJob.objects.select_for_update().get(pk=job.pk)
+    job.status = BackupJob.Status.COMPLETE
+    job.archive_name = name
+    job.size, job.sha256 = result.size, result.sha256
+    job.done_bytes = job.total_bytes = result.size
+    job.phase = ""
+    job.finished_at = timezone.now()
+    job.save()
+    event = record(EventKind.BACKUP_COMPLETED, actor=None, target=job.website,
+                   data={"job": job.pk, "size": job.size, "sha256": job.sha256,
+                         "files": result.files})
+    alert(event, users=everyone_told(job.website), channels=["email", "sms"], template="event")
+
+
+@transaction.atomic
+def _fail(job: BackupJob, error: str) -> None:
+    job = BackupJob.objects.select_for_update().get(pk=job.pk)
+    retry = job.attempts < MAX_ATTEMPTS
+    job.status = BackupJob.Status.QUEUED if retry else BackupJob.Status.FAILED
+    job.error = error
+    job.finished_at = None if retry else timezone.now()
+    job.save(update_fields=["status", "error", "finished_at"])
+    event = record(EventKind.BACKUP_FAILED, actor=None, target=job.website,
+                   outcome=Outcome.FAILURE, reason=error,
+                   data={"job": job.pk, "attempts": job.attempts, "retried": retry})
+    alert(event, users=everyone_told(job.website), channels=["email", "sms"], template="event")
+    if retry:
+        transaction.on_commit(lambda: _enqueue(job.pk))
+
+
+def sweep_stale_jobs() -> int:
+    """The minute sweep: a running job whose worker stopped reporting failed (retried while
+    attempts remain); a queued job nobody picked up is enqueued again; leftover temporary
+    files are removed."""
+    now = timezone.now()
+    handled = 0
+    for job in BackupJob.objects.filter(status=BackupJob.Status.RUNNING,
+                                        heartbeat_at__lt=now - STALE_AFTER):
+        _fail(job, "the worker stopped reporting progress")
+        handled += 1
+    for job_id in BackupJob.objects.filter(status=BackupJob.Status.QUEUED,
+                                           created_at__lt=now - STALE_AFTER).values_list(
+            "pk", flat=True):
+        _enqueue(job_id)
+        handled += 1
+    root = Path(settings.BACKUP_ROOT)
+    if root.exists():
+        for folder in [root, *(path for path in root.iterdir() if path.is_dir())]:
+            archive.clean_partials(folder, older_than=STALE_AFTER)
+    return handled
+
+
+def delete_expired_archives() -> int:
+    """Archives older than their website's retention are deleted, each audited."""
+    now = timezone.now()
+    deleted = 0
+    storage = backup_storage()
+    for job in BackupJob.objects.filter(status=BackupJob.Status.COMPLETE).select_related(
+            "website"):
+        if job.finished_at > now - timedelta(days=job.website.retention_days):
+            continue
+        with transaction.atomic():
+            locked = BackupJob.objects.select_for_update().get(pk=job.pk)
+            if locked.status != BackupJob.Status.COMPLETE:
+                continue
+            storage.delete(locked.archive_name)
+            locked.status = BackupJob.Status.DELETED
+            locked.save(update_fields=["status"])
+            record(EventKind.BACKUP_DELETED, actor=None, target=job.website,
+                   data={"job": job.pk, "sha256": job.sha256,
+                         "retention_days": job.website.retention_days})
+            deleted += 1
+    return deleted
+
+
+def open_archive(job: BackupJob):
+    """The archive as a file object: FileResponse streams it in chunks."""
+    return backup_storage().open(job.archive_name, "rb")
+
+
+def record_download(job: BackupJob, session: EmergencySession, *,
+                    request: HttpRequest | None = None) -> None:
+    with transaction.atomic():
+        event = record(EventKind.BACKUP_DOWNLOADED, actor=session, target=job.website,
+                       request=request, data={"job": job.pk, "sha256": job.sha256})
+        alert(event, users=everyone_told(job.website), channels=["email", "sms"],
+              template="event")

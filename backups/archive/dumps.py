@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .layout import PG_DUMP_MEMBER, SQLITE_MEMBER, ArchiveError
 
+POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql"}
 # libpq settings a database URL may carry as query parameters, passed on as environment.
 LIBPQ_PARAMETERS = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
                     "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "host": "PGHOST",
@@ -26,6 +27,18 @@ def database_estimate(database_url: str | None) -> int:
     return 0
 
 
+def check_database_url(database_url: str) -> None:
+    """Refuses a database URL that cannot be dumped before any file is archived."""
+    scheme = urlsplit(database_url).scheme
+    if scheme == "sqlite":
+        if not (path := _sqlite_path(database_url)).is_file():
+            raise ArchiveError(f"the SQLite database {path} does not exist")
+    elif scheme in POSTGRES_SCHEMES:
+        _libpq_environment(database_url)
+    else:
+        raise ArchiveError(f"unsupported database URL scheme {scheme!r}")
+
+
 def dump_database(database_url: str, dump: Path) -> tuple[str, str]:
     """Writes a dump of `database_url` into the existing file `dump`; returns the engine and
     the dump's member name in the archive."""
@@ -33,7 +46,7 @@ def dump_database(database_url: str, dump: Path) -> tuple[str, str]:
     if scheme == "sqlite":
         _snapshot_sqlite(_sqlite_path(database_url), dump)
         return "sqlite", SQLITE_MEMBER
-    if scheme in {"postgres", "postgresql", "pgsql"}:
+    if scheme in POSTGRES_SCHEMES:
         _pg_dump(database_url, dump)
         return "postgresql", PG_DUMP_MEMBER
     raise ArchiveError(f"unsupported database URL scheme {scheme!r}")
@@ -51,8 +64,6 @@ def _snapshot_sqlite(source: Path, target: Path) -> None:
     """A consistent copy through SQLite's online backup API, taken in one step: a stepwise
     backup restarts whenever the site writes, and might never finish on a busy site. In WAL
     mode the site keeps writing meanwhile; otherwise its writers wait for the copy."""
-    if not source.is_file():
-        raise ArchiveError(f"the SQLite database {source} does not exist")
     read_only = f"{source.as_uri()}?mode=ro"  # never creates an empty database by mistake
     try:
         with (closing(sqlite3.connect(read_only, uri=True, timeout=60)) as site,
@@ -63,10 +74,10 @@ def _snapshot_sqlite(source: Path, target: Path) -> None:
 
 
 def _pg_dump(database_url: str, target: Path) -> None:
+    environment, password = _libpq_environment(database_url)
     executable = shutil.which("pg_dump")
     if executable is None:
         raise ArchiveError("pg_dump is not installed (apt-get install postgresql-client)")
-    environment, password = _libpq_environment(database_url)
     # Connection settings, the password above all, travel in the child's environment: never on
     # a command line that `ps` shows to every local user.
     result = subprocess.run(  # noqa: S603

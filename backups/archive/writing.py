@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .dumps import database_estimate, dump_database
+from .dumps import check_database_url, database_estimate, dump_database
 from .layout import (
     CHUNK,
     FILES_PREFIX,
@@ -62,6 +62,8 @@ def write_archive(*, website: str, files_dir: Path | None, database_url: str | N
     if destination.exists():
         raise ArchiveError(f"{destination} already exists")
     top = _files_root(files_dir) if files_dir is not None else None
+    if database_url is not None:
+        check_database_url(database_url)
     estimate = database_estimate(database_url)
     tracker = _Tracker(progress, (_tree_size(top) if top else 0) + estimate)
     partial = destination.with_name(f"{destination.name}.partial-{secrets.token_hex(8)}")
@@ -401,6 +403,7 @@ def _add_database(archive: _ArchiveWriter, database_url: str, dump: Path, estima
         sha256, changed = archive.member(name, size, _read_chunks(fd, errors))
     finally:
         os.close(fd)
+        dump.unlink()  # its disk space, as early as possible
     if errors or changed:
         raise ArchiveError(f"the database dump could not be read back: {errors or 'changed'}")
     return {"path": name, "engine": engine, "size": size, "sha256": sha256}

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 
 from .dumps import check_database_url, database_estimate, dump_database
@@ -29,6 +30,7 @@ from .layout import (
     PARTIAL_NAME,
     ArchiveError,
 )
+from .tree import files_root, regular_files, tree_size
 
 GZIP_LEVEL = 6  # gzip's and `tar -cz`'s default
 QUEUED_CHUNKS = 8  # bounds the memory between the reading and the compressing thread
@@ -61,61 +63,76 @@ def write_archive(*, website: str, files_dir: Path | None, database_url: str | N
         raise ArchiveError("nothing to back up: neither a files directory nor a database URL")
     if destination.exists():
         raise ArchiveError(f"{destination} already exists")
-    top = _files_root(files_dir) if files_dir is not None else None
+    top = files_root(files_dir) if files_dir is not None else None
     if database_url is not None:
         check_database_url(database_url)
     estimate = database_estimate(database_url)
-    tracker = _Tracker(progress, (_tree_size(top) if top else 0) + estimate)
+    tracker = _Tracker(progress, (tree_size(top) if top else 0) + estimate)
     partial = destination.with_name(f"{destination.name}.partial-{secrets.token_hex(8)}")
-    dump = partial.with_name(f"{partial.name}.database")
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "website": website,
                 "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "files_count": 0, "files_bytes": 0, "database": None, "skipped": []}
     try:
-        with _ArchiveWriter(partial, tracker) as archive:
-            if top is not None:
-                tracker.phase("files")
-                _add_files(archive, top, manifest)
-            if database_url is not None:
-                tracker.phase("database")
-                manifest["database"] = _add_database(archive, database_url, dump, estimate)
-            tracker.phase("finishing")
-            archive.finish(manifest)
+        archive = _write(partial, tracker, manifest, top, (database_url, estimate))
         os.replace(partial, destination)
         _fsync_directory(destination.parent)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    finally:
-        dump.unlink(missing_ok=True)
     tracker.phase("finishing", final=True)
     return ArchiveResult(destination, archive.size, archive.sha256, manifest["files_count"],
                          manifest)
 
 
+def _write(partial: Path, tracker: "_Tracker", manifest: dict, top: Path | None,
+           database: tuple[str | None, int]) -> "_ArchiveWriter":
+    dump = partial.with_name(f"{partial.name}.database")
+    try:
+        with _ArchiveWriter(partial, tracker) as archive:
+            if top is not None:
+                tracker.phase("files")
+                _add_files(archive, top, manifest)
+            if database[0] is not None:
+                tracker.phase("database")
+                manifest["database"] = _add_database(archive, database[0], dump, database[1])
+            tracker.phase("finishing")
+            archive.finish(manifest)
+    finally:
+        dump.unlink(missing_ok=True)
+    return archive
+
+
 def clean_partials(folder: Path, older_than: timedelta) -> list[Path]:
     """Removes the temporaries of backups that died (killed worker, power loss) from `folder`:
     files named `<archive>.partial-<token>...` last modified more than `older_than` ago. A
-    backup still being written holds a lock on its files and is never touched."""
+    backup still being written holds a lock on its files and is never touched; `older_than`
+    (a few seconds at least) covers the instant between a temporary's creation and its lock.
+    Safe to run from several processes at once."""
     cutoff = time.time() - older_than.total_seconds()
     removed = []
     for entry in os.scandir(folder):
-        if not (PARTIAL_NAME.search(entry.name) and entry.is_file(follow_symlinks=False)
-                and entry.stat(follow_symlinks=False).st_mtime <= cutoff):
-            continue
-        try:
-            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # its backup is still running
-        finally:
-            os.close(fd)
-        os.unlink(entry.path)
-        removed.append(Path(entry.path))
+        if PARTIAL_NAME.search(entry.name) and _abandoned(entry, cutoff):
+            with suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
     return sorted(removed)
+
+
+def _abandoned(entry: os.DirEntry, cutoff: float) -> bool:
+    try:
+        if not entry.is_file(follow_symlinks=False) or (
+                entry.stat(follow_symlinks=False).st_mtime > cutoff):
+            return False
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # another sweep got there first
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its backup is still running
+    finally:
+        os.close(fd)
+    return True
 
 
 # --- Writing ---------------------------------------------------------------------------------
@@ -130,17 +147,19 @@ class _Tracker:
 
     def phase(self, name: str, *, final: bool = False) -> None:
         self.current = name
-        self.report(force=True, total=max(self.total, self.done) if final else self.total)
+        if final:
+            self.total = max(self.total, self.done)
+        self.report()
 
     def advance(self, count: int) -> None:
         self.done += count
         if time.monotonic() - self.last >= PROGRESS_INTERVAL:
             self.report()
 
-    def report(self, *, force: bool = False, total: int | None = None) -> None:
+    def report(self) -> None:
         if self.callback is not None:
             self.last = time.monotonic()
-            self.callback(self.current, self.done, self.total if total is None else total)
+            self.callback(self.current, self.done, self.total)
 
 
 class _GzipSink:
@@ -158,7 +177,10 @@ class _GzipSink:
     def write(self, data: bytes) -> None:
         if self.error is not None:
             raise self.error
-        self.pending += data
+        if not self.pending and len(data) >= CHUNK:
+            self.queue.put(data)  # file data: no copy
+            return
+        self.pending += data  # tar headers and padding: batched
         if len(self.pending) >= CHUNK:
             self.queue.put(bytes(self.pending))
             self.pending.clear()
@@ -248,7 +270,7 @@ class _ArchiveWriter:
         size = len(head) + self.entries.tell() + len(tail)
         self.entries.seek(0)
         body = iter(lambda: self.entries.read(CHUNK), b"")
-        self.member(MANIFEST_NAME, size, _chain([head], body, [tail]), mode=0o644)
+        self.member(MANIFEST_NAME, size, chain([head], body, [tail]), mode=0o644)
         self._write(bytes(2 * tarfile.BLOCKSIZE))
         self._write(bytes(-self.offset % tarfile.RECORDSIZE))
         self.sink.close()
@@ -259,11 +281,6 @@ class _ArchiveWriter:
     def _write(self, data: bytes) -> None:
         self.sink.write(data)
         self.offset += len(data)
-
-
-def _chain(*parts) -> Iterator[bytes]:
-    for part in parts:
-        yield from part
 
 
 def _create_locked(path: Path) -> int:
@@ -282,28 +299,14 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
-# --- Files -------------------------------------------------------------------------------------
-
-
-def _files_root(files_dir: Path) -> Path:
-    # The configured folder may itself be a symlink (a deploy's `current` release); nothing
-    # under it is followed.
-    top = files_dir.resolve()
-    if not top.is_dir():
-        raise ArchiveError(f"the files directory {files_dir} does not exist")
-    return top
-
-
-def _tree_size(top: Path) -> int:
-    return sum(entry.stat(follow_symlinks=False).st_size
-               for _, _, entry in _regular_files(top, lambda path, reason: None))
+# --- Files and database ------------------------------------------------------------------------
 
 
 def _add_files(archive: _ArchiveWriter, top: Path, manifest: dict) -> None:
     def skip(path: str, reason: str) -> None:
         manifest["skipped"].append({"path": FILES_PREFIX + path, "reason": reason})
 
-    for path, dir_fd, entry in _regular_files(top, skip):
+    for path, dir_fd, entry in regular_files(top, skip):
         try:
             fd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                          dir_fd=dir_fd)
@@ -341,49 +344,6 @@ def _read_chunks(fd: int, errors: list[str]) -> Iterator[bytes]:
             yield chunk
     except OSError as exc:
         errors.append(exc.strerror or str(exc))
-
-
-def _regular_files(top: Path, skip: Callable[[str, str], None]):
-    """Yields (relative path, directory fd, DirEntry) for every regular file under `top`, in
-    name order. Each folder is opened with O_NOFOLLOW relative to its parent's descriptor, so a
-    folder swapped for a symlink during the walk is refused, never followed. Symlinks, sockets
-    and other non-regular entries are reported to `skip`."""
-    yield from _walk(os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), "", skip)
-
-
-def _walk(dir_fd: int, prefix: str, skip: Callable[[str, str], None]):
-    try:
-        try:
-            with os.scandir(dir_fd) as listing:
-                entries = sorted(listing, key=lambda entry: entry.name)
-        except OSError as exc:
-            skip(prefix, exc.strerror or str(exc))
-            return
-        folders = []
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                folders.append(entry.name)
-            elif entry.is_file(follow_symlinks=False):
-                yield prefix + entry.name, dir_fd, entry
-            else:
-                skip(prefix + entry.name, _kind(entry, dir_fd))
-        for name in folders:
-            try:
-                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             dir_fd=dir_fd)
-            except OSError as exc:
-                skip(f"{prefix}{name}/", exc.strerror or str(exc))
-                continue
-            yield from _walk(fd, f"{prefix}{name}/", skip)
-    finally:
-        os.close(dir_fd)
-
-
-def _kind(entry: os.DirEntry, dir_fd: int) -> str:
-    if entry.is_symlink():
-        with suppress(OSError):
-            return f"symlink to {os.readlink(entry.name, dir_fd=dir_fd)}, not followed"
-    return "not a regular file"
 
 
 def _add_database(archive: _ArchiveWriter, database_url: str, dump: Path, estimate: int) -> dict:

@@ -111,6 +111,21 @@ def test_round_trip_reproduces_every_file_and_the_database(tmp_path, site, live_
     assert b"SENTINEL-outside-the-tree" not in gzip.decompress(result.path.read_bytes())
 
 
+def test_a_name_that_is_not_utf8_round_trips(tmp_path):
+    """Sites moved from old servers keep Latin-1 names; they are bytes, kept as bytes."""
+    site = tmp_path / "site"
+    site.mkdir()
+    legacy = os.path.join(os.fsencode(site), b"r\xe9sum\xe9.txt")
+    with open(legacy, "wb") as file:
+        file.write(b"CV")
+
+    result = archive(tmp_path, site, None)
+
+    assert verify_archive(result.path).files == 1
+    restored = extract(result.path, tmp_path / "restored")
+    assert os.listdir(os.fsencode(restored / "files")) == [b"r\xe9sum\xe9.txt"]
+
+
 def test_the_result_describes_the_archive_as_written(tmp_path, site, live_database):
     result = archive(tmp_path, site, live_database)
 
@@ -154,18 +169,15 @@ def test_symlinks_and_special_files_are_listed_as_skipped_not_followed(tmp_path,
         assert not [name for name in tar.getnames() if "link" in name or "pipe" in name]
 
 
-def test_the_files_are_archived_in_a_stable_order(tmp_path, site):
-    first = archive(tmp_path, site, None)
-    with tarfile.open(first.path, "r:gz") as tar:
-        order = tar.getnames()
-    first.path.unlink()
-    (site / "a" / "zzz-new.txt").write_bytes(b"new")
-    (site / "0-first.txt").write_bytes(b"first")
+def test_files_are_archived_in_name_order_folder_by_folder(tmp_path, site):
+    """The same tree gives the same archive layout, whatever order the filesystem lists."""
+    result = archive(tmp_path, site, None)
 
-    second = archive(tmp_path, site, None)
-    with tarfile.open(second.path, "r:gz") as tar:
-        assert [name for name in tar.getnames()
-                if name not in {"files/a/zzz-new.txt", "files/0-first.txt"}] == order
+    with tarfile.open(result.path, "r:gz") as tar:
+        assert tar.getnames() == [
+            "files/empty.txt", "files/index.html", "files/a/b/c/d/deep.txt",
+            "files/café/menü.txt", "files/css/site.css", "files/emoji 🚀/launch plan.md",
+            "files/media/big.bin", "files/日本語/ファイル.txt", "manifest.json"]
 
 
 def test_a_files_only_or_database_only_backup(tmp_path, site, live_database):
@@ -260,6 +272,24 @@ def test_a_file_that_shrinks_while_read_is_padded_and_flagged(tmp_path, site, mo
     assert restored.read_bytes() == BIG[:1_500_000] + bytes(len(BIG) - 1_500_000)
     assert not [entry for entry in report.manifest["files"]
                 if entry.get("changed") and not entry["path"].endswith("big.bin")]
+
+
+def test_a_file_deleted_during_the_backup_is_listed_as_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(archive_writing, "PROGRESS_INTERVAL", 0)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.txt").write_bytes(b"kept")
+    (site / "b-cache.txt").write_bytes(b"purged by the site while the backup runs")
+
+    def purge_the_cache(phase, done, total):
+        if done:  # a.txt was read; b-cache.txt was listed with it
+            (site / "b-cache.txt").unlink(missing_ok=True)
+
+    result = archive(tmp_path, site, None, progress=purge_the_cache)
+
+    assert result.manifest["skipped"] == [
+        {"path": "files/b-cache.txt", "reason": "No such file or directory"}]
+    assert verify_archive(result.path).files == 1
 
 
 def run_unprivileged(function) -> None:
@@ -388,10 +418,10 @@ def test_a_postgresql_database_round_trips_through_pg_dump(tmp_path):
 
     if shutil.which("pg_restore") is None:
         pytest.skip("needs pg_dump and pg_restore (postgresql-client)")
-    settings = connection.settings_dict
-    url = (f"postgresql://{quote(settings['USER'] or '', safe='')}:"
-           f"{quote(settings['PASSWORD'] or '', safe='')}@{settings['HOST'] or 'localhost'}:"
-           f"{settings['PORT'] or 5432}/{quote(settings['NAME'], safe='')}")
+    user, password, host, name = (quote(connection.settings_dict[key] or default, safe="")
+                                  for key, default in (("USER", ""), ("PASSWORD", ""),
+                                                       ("HOST", "localhost"), ("NAME", "")))
+    url = f"postgresql://{user}:{password}@{host}:{connection.settings_dict['PORT'] or 5432}/{name}"
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE backup_probe (id int PRIMARY KEY, note text)")
         cursor.execute("INSERT INTO backup_probe SELECT n, 'note ü ' || n "

@@ -1,0 +1,77 @@
+"""Walking a website's files directory for the archive: regular files only, in a stable
+order, never following a symlink out of the tree."""
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+
+from .layout import ArchiveError
+
+Skip = Callable[[str, str], None]  # (path relative to the top, reason)
+
+
+def files_root(files_dir: Path) -> Path:
+    # The configured folder may itself be a symlink (a deploy's `current` release); nothing
+    # under it is followed.
+    top = files_dir.resolve()
+    if not top.is_dir():
+        raise ArchiveError(f"the files directory {files_dir} does not exist")
+    return top
+
+
+def tree_size(top: Path) -> int:
+    total = 0
+    for _, _, entry in regular_files(top, lambda path, reason: None):
+        with suppress(OSError):  # gone since it was listed: the walk proper will say so
+            total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def regular_files(top: Path, skip: Skip) -> Iterator[tuple[str, int, os.DirEntry]]:
+    """Yields (relative path, directory fd, DirEntry) for every regular file under `top`, in
+    name order. Each folder is opened with O_NOFOLLOW relative to its parent's descriptor, so a
+    folder swapped for a symlink during the walk is refused, never followed. Symlinks, sockets
+    and other non-regular entries are reported to `skip`."""
+    yield from _walk(os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), "", skip)
+
+
+def _walk(dir_fd: int, prefix: str, skip: Skip) -> Iterator[tuple[str, int, os.DirEntry]]:
+    try:
+        try:
+            with os.scandir(dir_fd) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            skip(prefix, exc.strerror or str(exc))
+            return
+        folders = []
+        for entry in entries:
+            try:
+                is_dir, is_file = (entry.is_dir(follow_symlinks=False),
+                                   entry.is_file(follow_symlinks=False))
+            except OSError as exc:  # gone since the listing, on a filesystem without d_type
+                skip(prefix + entry.name, exc.strerror or str(exc))
+                continue
+            if is_dir:
+                folders.append(entry.name)
+            elif is_file:
+                yield prefix + entry.name, dir_fd, entry
+            else:
+                skip(prefix + entry.name, _kind(entry, dir_fd))
+        for name in folders:
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=dir_fd)
+            except OSError as exc:
+                skip(f"{prefix}{name}/", exc.strerror or str(exc))
+                continue
+            yield from _walk(fd, f"{prefix}{name}/", skip)
+    finally:
+        os.close(dir_fd)
+
+
+def _kind(entry: os.DirEntry, dir_fd: int) -> str:
+    if entry.is_symlink():
+        with suppress(OSError):
+            return f"symlink to {os.readlink(entry.name, dir_fd=dir_fd)}, not followed"
+    return "not a regular file"

@@ -16,6 +16,20 @@ def badge(value: str, label: str) -> str:
     return format_html('<span class="badge {}">{}</span>', BADGES.get(value, "badge--grey"), label)
 
 
+class RequestFormMixin:
+    """Hands the request to the admin form, whose step-up checks verify the acting user's
+    one-time code (forms take a `request` keyword)."""
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+
+        class RequestForm(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, request=request, **inner)
+
+        return RequestForm
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Nobody edits the trail through the admin, superusers included."""
 

@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.services import SecondFactorThrottled, verify_second_factor
+from audit.admin import RequestFormMixin
 from backups import services
 from backups.models import BackupJob, EmergencyChallenge, Website
 
@@ -59,7 +60,7 @@ class WebsiteForm(forms.ModelForm):
 
 
 @admin.register(Website)
-class WebsiteAdmin(SimpleHistoryAdmin):
+class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
     form = WebsiteForm
     list_display = ("address", "name", "manager", "emergency_enabled", "locked_at",
                     "contacts_hold_until")
@@ -68,15 +69,6 @@ class WebsiteAdmin(SimpleHistoryAdmin):
     readonly_fields = ("consecutive_failures", "locked_at", "contacts_changed_at",
                        "contacts_changed_by", "contacts_hold_until")
     actions = ["approve_contacts", "unlock"]
-
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-
-        class RequestForm(form):
-            def __init__(self, *args, **inner):
-                super().__init__(*args, request=request, **inner)
-
-        return RequestForm
 
     def save_model(self, request, obj, form, change):
         new_contacts = {field: form.cleaned_data.get(field, "") for field in CONTACT_FIELDS}

@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.services import SecondFactorThrottled, verify_second_factor
+from audit.admin import RequestFormMixin
 from recovery import services
 from recovery.models import EmergencyCredential, RecoveryEnrolment, RecoveryPolicy
 
@@ -116,7 +117,7 @@ class CredentialInline(admin.StackedInline):
 
 
 @admin.register(RecoveryPolicy)
-class RecoveryPolicyAdmin(SimpleHistoryAdmin):
+class RecoveryPolicyAdmin(RequestFormMixin, SimpleHistoryAdmin):
     form = RecoveryPolicyForm
     inlines = [CredentialInline]
     list_display = ("name", "authorized_users", "required", "enabled", "rotation_due")
@@ -164,15 +165,6 @@ class RecoveryPolicyAdmin(SimpleHistoryAdmin):
         kit = reverse("recovery:kit", args=[policy.slug])
         return format_html('Version {}, fingerprint <code>{}</code> — <a href="{}">recovery '
                            'kit</a>', bundle.version, bundle.fingerprint, kit)
-
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-
-        class RequestForm(form):
-            def __init__(self, *args, **inner):
-                super().__init__(*args, request=request, **inner)
-
-        return RequestForm
 
     def save_model(self, request, obj, form, change):
         form.rules_before = (services.policy_rules(RecoveryPolicy.objects.get(pk=obj.pk))

@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from tests.conftest import CHROMIUM, require_chromium
+from tests.conftest import CHROMIUM, PASSWORD, add_authenticator, current_totp, require_chromium
 
 # Debian's Chromium, headless, with every background connection off: the machines have no
 # internet, and Chromium's own attempts would otherwise be refused many times at start-up.
@@ -39,3 +41,16 @@ def page(browser, request):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+def sign_in_page(page, base: str, user):
+    """Sign `user` in through the pages (password, then a code); returns their authenticator."""
+    device = add_authenticator(user)
+    page.goto(f"{base}/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Code").fill(current_totp(device))
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url(re.compile(r"/catalog/$"))
+    return device

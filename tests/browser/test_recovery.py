@@ -9,25 +9,16 @@ import pytest
 from accounts.models import User
 from breakglass.demo import seed_demo
 from recovery.models import EmergencyCredential
-from tests.browser.conftest import DESKTOP
-from tests.conftest import PASSWORD, add_authenticator, current_totp
+from tests.browser.conftest import DESKTOP, sign_in_page
+from tests.conftest import PASSWORD, current_totp
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def signed_in(browser, base: str, user: User, viewport=DESKTOP):
-    device = add_authenticator(user)
-    context = browser.new_context(viewport=viewport)
-    page = context.new_page()
+    page = browser.new_context(viewport=viewport).new_page()
     page.set_default_timeout(15_000)
-    page.goto(f"{base}/")
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Code").fill(current_totp(device))
-    page.get_by_role("button", name="Verify").click()
-    page.wait_for_url(re.compile(r"/catalog/$"))
-    return page, device
+    return page, sign_in_page(page, base, user)
 
 
 def test_alice_and_bob_break_the_glass_erin_sees_nothing(live_server, browser):

@@ -11,27 +11,16 @@ from django.utils import timezone
 from accounts.models import User
 from breakglass.demo import seed_demo
 from breakglass.models import AccessRequest, Grant
-from tests.browser.conftest import DESKTOP
-from tests.conftest import PASSWORD, add_authenticator, current_totp
+from tests.browser.conftest import DESKTOP, sign_in_page
+from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def sign_in(page, base: str, user: User) -> None:
-    device = add_authenticator(user)
-    page.goto(f"{base}/")
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Code").fill(current_totp(device))
-    page.get_by_role("button", name="Verify").click()
-    page.wait_for_url(re.compile(r"/catalog/$"))
 
 
 def test_dave_requests_staging_and_bob_approves(live_server, page, browser):
     seed_demo(PASSWORD)
     dave, bob = User.objects.get(username="dave"), User.objects.get(username="bob")
-    sign_in(page, live_server.url, dave)
+    sign_in_page(page, live_server.url, dave)
     page.get_by_role("link", name="Staging environment").click()
     page.get_by_label("Duration").select_option(label="4 hours")
     page.get_by_label("Reason").fill("Deploy the payment hotfix to staging")
@@ -46,7 +35,7 @@ def test_dave_requests_staging_and_bob_approves(live_server, page, browser):
     bobs = browser.new_context(viewport=DESKTOP)
     other = bobs.new_page()
     other.set_default_timeout(15_000)
-    sign_in(other, live_server.url, bob)
+    sign_in_page(other, live_server.url, bob)
     other.goto(f"{live_server.url}/access/")
     other.get_by_role("link", name=re.compile("dave → Staging")).click()
     assert other.url == request_url

@@ -27,6 +27,7 @@ class EventKind(models.TextChoices):
     GRANT_REVOKED = "grant.revoked", "Access was ended early"
     GRANTS_REVOKED_ALL = "grant.revoked_all", "Every active grant of a group (or all) was ended"
     GRANT_EXPIRY_REMINDER = "grant.expiry_reminder", "The holder was reminded: 1 hour left"
+    GRANT_ACTIVITY = "grant.activity", "A system reported an action taken under a grant"
     BREAK_GLASS_USERS_CHANGED = (
         "group.break_glass_users_changed", "A group owner changed who may break glass"
     )

@@ -228,6 +228,36 @@ def revoke(request, grant_id: int, body: RevokeIn):
     return GrantOut.from_grant(grant)
 
 
+class ActivityIn(Schema):
+    action: Text = Field(min_length=1, max_length=100)
+    detail: Text = Field("", max_length=4000)
+    at: datetime | None = None
+
+
+class ActivityOut(Schema):
+    id: int
+    grant: int
+    action: str
+    detail: str
+    at: datetime
+    reported_at: datetime
+
+
+@api.post("/grants/{grant_id}/activity", response={201: ActivityOut},
+          summary="Report an action taken under a grant")
+def report_activity(request, grant_id: int, body: ActivityIn):
+    application = require(request, Scope.ACTIVITY_WRITE)
+    grant = get_object_or_404(Grant, pk=grant_id)
+    try:
+        activity = services.report_activity(grant, application=application, action=body.action,
+                                            detail=body.detail, at=body.at, request=request)
+    except services.InvalidInput as invalid:
+        raise HttpError(400, f"{invalid.field}: {invalid}") from invalid
+    return Status(201, {"id": activity.pk, "grant": grant.pk, "action": activity.action,
+                        "detail": activity.detail, "at": activity.happened_at,
+                        "reported_at": activity.reported_at})
+
+
 class BreakGlassIn(Schema):
     user: Text = Field(max_length=150)
     group: Text = Field(max_length=80)

@@ -188,6 +188,7 @@ class Scope(models.TextChoices):
     AUDIT_READ = "audit:read", "Read the audit trail (SIEM export)"
     SCHEDULES_WRITE = "schedules:write", "Replace on-call shifts"
     RECOVERY_BUNDLE = "recovery:bundle", "Fetch its recovery policy's offline bundle"
+    ACTIVITY_WRITE = "activity:write", "Report actions taken under a grant"
 
 
 class Application(models.Model):
@@ -342,3 +343,23 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.approver} approved request #{self.request_id}"
+
+
+class GrantActivity(models.Model):
+    """An action a system reports as taken under a grant (SPEC §2.7 full action logging):
+    shown on the grant's timeline, each report also in the audit trail."""
+
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="activities")
+    action = models.CharField(max_length=100)
+    detail = models.TextField(blank=True)
+    happened_at = models.DateTimeField(help_text="When the system says it happened.")
+    reported_at = models.DateTimeField()
+    application = models.ForeignKey(Application, on_delete=models.PROTECT, null=True,
+                                    blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["happened_at", "pk"]
+        verbose_name_plural = "grant activities"
+
+    def __str__(self) -> str:
+        return f"{self.action} under grant #{self.grant_id}"

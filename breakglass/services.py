@@ -386,3 +386,33 @@ def rotate_token(application, *, actor, request: HttpRequest | None = None) -> s
     record(EventKind.TOKEN_ROTATED, actor=actor, target=application, request=request,
            data={"old_prefix": old_prefix, "new_prefix": application.token_prefix})
     return token
+
+
+MAX_ACTIVITY_SKEW = timedelta(minutes=5)
+
+
+@transaction.atomic
+def report_activity(grant: Grant, *, application, action: str, detail: str = "",
+                    at=None, request: HttpRequest | None = None):
+    """A system reports an action taken under an active grant; refused (409) once it ended.
+    `at` may not lie in the future (beyond a little clock skew) or before the activation."""
+    from breakglass.models import GrantActivity
+
+    grant = Grant.objects.select_for_update().get(pk=grant.pk)
+    now = timezone.now()
+    if not grant.gives_access(now):
+        raise GrantError(f"this grant is {grant.get_status_display().lower()}, not active")
+    at = at or now
+    if timezone.is_naive(at):
+        raise InvalidInput("at", "needs a time zone offset (or Z for UTC)")
+    if at > now + MAX_ACTIVITY_SKEW:
+        raise InvalidInput("at", "lies in the future")
+    if at < grant.activated_at - MAX_ACTIVITY_SKEW:
+        raise InvalidInput("at", "lies before the grant was activated")
+    activity = GrantActivity.objects.create(grant=grant, action=action, detail=detail,
+                                            happened_at=at, reported_at=now,
+                                            application=application)
+    record(EventKind.GRANT_ACTIVITY, actor=application, target=grant, request=request,
+           data={"action": action, "detail": detail[:500], "at": at.isoformat(),
+                 "activity": activity.pk})
+    return activity

@@ -14,6 +14,7 @@ urlpatterns = [
     path("catalog/<slug:slug>/request-settings/", views.request_settings,
          name="request-settings"),
     path("access/", views.my_access, name="my-access"),
+    path("access/grants/<int:grant_id>/", views.grant_timeline, name="grant-timeline"),
     path("access/grants/<int:grant_id>/end/", views.end_grant, name="end-grant"),
     path("access/grants/<int:grant_id>/extend/", views.request_extension,
          name="request-extension"),

@@ -283,3 +283,30 @@ def request_extension(request: HttpRequest, grant_id: int) -> HttpResponse:
         return redirect("breakglass:my-access")
     messages.success(request, "More time requested. The owners have been alerted.")
     return redirect("breakglass:request-detail", request_id=access_request.pk)
+
+
+@require_GET
+def grant_timeline(request: HttpRequest, grant_id: int) -> HttpResponse:
+    """One grant's story in order: request and approvals, activation and extensions, the
+    alerts delivered, the actions systems reported under it, its end. For its holder, the
+    group's owners and reviewers (others get 404)."""
+    from audit.models import AuditEvent, Delivery
+
+    grant = (services.visible_grants(request.user).select_related("group", "user", "ended_by")
+             .filter(pk=grant_id).first())
+    if grant is None:
+        raise Http404("No such grant.")
+    events = list(AuditEvent.objects.filter(target_type="breakglass.grant",
+                                            target_id=str(grant.pk)).order_by("sequence"))
+    items = [(event.recorded_at, "event", event) for event in events]
+    for access_request in grant.requests.all():
+        items.append((access_request.created_at, "request", access_request))
+        items += [(approval.created_at, "approval", approval)
+                  for approval in access_request.approvals.select_related("approver")]
+    deliveries = Delivery.objects.filter(event__in=events, status=Delivery.Status.SENT).exclude(
+        channel=Delivery.Channel.FANOUT)
+    items += [(delivery.sent_at, "delivery", delivery) for delivery in deliveries]
+    items += [(activity.happened_at, "activity", activity)
+              for activity in grant.activities.select_related("application")]
+    items.sort(key=lambda item: item[0])
+    return render(request, "breakglass/grant_timeline.html", {"grant": grant, "items": items})

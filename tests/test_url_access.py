@@ -36,6 +36,7 @@ ACCESS = {
     "breakglass:break-glass-users": VERIFIED,
     "breakglass:my-access": VERIFIED,
     "breakglass:end-grant": VERIFIED,
+    "breakglass:grant-timeline": VERIFIED,
     "breakglass:request-access": VERIFIED,
     "breakglass:request-settings": VERIFIED,
     "breakglass:request-extension": VERIFIED,
@@ -68,6 +69,7 @@ ACCESS = {
     "api:audit_events": TOKEN,
     "api:replace_shifts": TOKEN,
     "api:recovery_bundle": TOKEN,
+    "api:report_activity": TOKEN,
 }
 NAMESPACE_ACCESS = {"admin": STAFF}
 SAMPLE_KWARGS = {"app_label": "accounts", "content_type_id": 1, "object_id": "1",
@@ -146,7 +148,7 @@ def test_anonymous_visitors_reach_only_public_urls(client, name, url):
     if classify(name) == PUBLIC:
         assert not redirected_to_login or name == "admin:login"
     elif classify(name) == TOKEN:
-        method = {"api:revoke": "POST", "api:break_glass": "POST",
+        method = {"api:revoke": "POST", "api:break_glass": "POST", "api:report_activity": "POST",
                   "api:replace_shifts": "PUT"}.get(name, "GET")
         response = client.generic(method, url, "{}", content_type="application/json")
         assert response.status_code in {401, 404}, (name, response.status_code)

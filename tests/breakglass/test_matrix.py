@@ -158,6 +158,11 @@ TABLE = [
     # 404, like any stranger.
     Row("breakglass:end-grant", "POST",
         (L,    V,    404,  404,  404,  DONE, DONE, 404,  DONE, 404,  DONE), effect=grant_ended),
+    # hal's grant's timeline: its holder, the group's owners, reviewers and administrators.
+    Row("breakglass:grant-timeline", "GET",
+        (L,    V,    404,  404,  404,  200,  200,  404,  200,  404,  200)),
+    Row("breakglass:grant-timeline", "POST",
+        (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
     Row("breakglass:end-grant", "GET",
         (L,    V,    405,  405,  405,  405,  405,  405,  405,  405,  405)),
     Row("breakglass:end-grant", "DELETE",
@@ -280,6 +285,10 @@ TABLE = [
     Row("api:break_glass", "PUT",
         (405,  405,  405,  405,  405,  405), send="api break glass",
         scope=Scope.BREAK_GLASS_WRITE),
+    Row("api:report_activity", "POST",
+        (401,  401,  401,  403,  403,  201), send="activity", scope=Scope.ACTIVITY_WRITE),
+    Row("api:report_activity", "GET",
+        (405,  405,  405,  405,  405,  405), scope=Scope.ACTIVITY_WRITE),
     Row("api:audit_events", "GET",
         (401,  401,  401,  403,  403,  200), scope=Scope.AUDIT_READ),
     Row("api:audit_events", "POST",
@@ -376,6 +385,7 @@ BODIES: dict[str, Callable[[World], dict]] = {
                                "request_expiry_minutes": 1440},
     "extension": lambda world: {"minutes": 30, "reason": "not done"},
     "comment": lambda world: {"comment": "not now"},
+    "activity": lambda world: {"action": "psql", "detail": "VACUUM FULL orders"},
     "bundle": lambda world: _bundle(world),
 }
 

@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
+from audit.catalogue import EventKind
 from breakglass import access_requests, services
 from breakglass.access import access_by_group, decide
 from breakglass.forms import (
@@ -298,7 +299,9 @@ def grant_timeline(request: HttpRequest, grant_id: int) -> HttpResponse:
         raise Http404("No such grant.")
     events = list(AuditEvent.objects.filter(target_type="breakglass.grant",
                                             target_id=str(grant.pk)).order_by("sequence"))
-    items = [(event.recorded_at, "event", event) for event in events]
+    # Reported actions appear once, at the time they happened (their events sealed them).
+    shown = [event for event in events if event.kind != EventKind.GRANT_ACTIVITY]
+    items = [(event.recorded_at, "event", event) for event in shown]
     for access_request in grant.requests.all():
         items.append((access_request.created_at, "request", access_request))
         items += [(approval.created_at, "approval", approval)

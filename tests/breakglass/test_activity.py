@@ -29,11 +29,12 @@ def grant(member, owner):
 
 def test_reported_actions_are_audited_and_shown_in_order(client, app_token, grant, member,
                                                          verified_client):
-    for seconds, action in ((1, "restart replica"), (3, "psql"), (2, "ALTER ROLE")):
+    # Just after the activation was recorded, and before the revocation below.
+    activated = AuditEvent.objects.get(kind=EventKind.GRANT_ACTIVATED).recorded_at
+    for step, action in ((1, "restart replica"), (3, "psql"), (2, "ALTER ROLE")):
         response = call(client, "POST", f"/grants/{grant.pk}/activity", app_token,
-                        body={"action": action, "detail": f"step {seconds}",
-                              "at": (grant.activated_at + timedelta(milliseconds=seconds)
-                                     ).isoformat()})
+                        body={"action": action, "detail": f"step {step}",
+                              "at": (activated + timedelta(microseconds=step)).isoformat()})
         assert response.status_code == 201, response.content
     assert AuditEvent.objects.filter(kind=EventKind.GRANT_ACTIVITY).count() == 3
     send_due_deliveries()

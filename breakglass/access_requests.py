@@ -39,12 +39,9 @@ def request_link(access_request: AccessRequest) -> str:
 
 
 def minutes_in_words(minutes: int) -> str:
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [f"{days} day{'s' * (days != 1)}" if days else "",
-             f"{hours} hour{'s' * (hours != 1)}" if hours else "",
-             f"{minutes} minutes" if minutes else ""]
-    return " ".join(part for part in parts if part)
+    from breakglass.templatetags.breakglass_extras import minutes_words
+
+    return minutes_words(minutes)
 
 
 def _checked(group: Group, *, minutes, reason: str, incident: str,

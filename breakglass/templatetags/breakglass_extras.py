@@ -32,16 +32,16 @@ def percent_used(grant) -> int:
 
 @register.filter
 def duration_words(duration) -> str:
-    minutes = int(duration.total_seconds() // 60)
-    hours, minutes = divmod(minutes, 60)
-    parts = [f"{hours} hour{'s' if hours != 1 else ''}" if hours else "",
-             f"{minutes} minutes" if minutes else ""]
-    return " ".join(part for part in parts if part)
+    """A timedelta in words: "12 hours", "1 hour 30 minutes", "3 days"."""
+    return minutes_words(int(duration.total_seconds() // 60))
 
 
 @register.filter
 def minutes_words(minutes: int) -> str:
     """480 → "8 hours", 4320 → "3 days"."""
-    from breakglass.access_requests import minutes_in_words
-
-    return minutes_in_words(int(minutes))
+    days, rest = divmod(int(minutes), 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} day{'s' * (days != 1)}" if days else "",
+             f"{hours} hour{'s' * (hours != 1)}" if hours else "",
+             f"{minutes} minutes" if minutes else ""]
+    return " ".join(part for part in parts if part)

@@ -2,11 +2,12 @@
 session expiry. Each records its audit event in the same transaction."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.contrib.auth import logout
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils import timezone
 from django_otp.models import Device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -119,3 +120,17 @@ def expire_session(request: HttpRequest, *, limit: str) -> None:
         record(EventKind.SESSION_EXPIRED, actor=user, target=user, request=request,
                data={"limit": limit})
     logout(request)
+
+
+STEP_UP_SESSION_KEY = "step_up_at"
+
+
+def note_step_up(request: HttpRequest) -> None:
+    """A one-time code was just verified in this session (at sign-in or on a form that asked
+    for one): risk rules that want a step-up accept it for the next 5 minutes."""
+    request.session[STEP_UP_SESSION_KEY] = timezone.now().timestamp()
+
+
+def stepped_up_at(request: HttpRequest) -> datetime | None:
+    stamp = request.session.get(STEP_UP_SESSION_KEY)
+    return datetime.fromtimestamp(stamp, tz=UTC) if isinstance(stamp, int | float) else None

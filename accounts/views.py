@@ -38,6 +38,7 @@ def _complete_verification(request: HttpRequest, device) -> None:
     otp_login(request, device)
     # A new session key at each step up in privilege defeats session fixation.
     request.session.cycle_key()
+    services.note_step_up(request)
 
 
 def _render_backup_codes(request: HttpRequest, codes: list[str], next_url: str) -> HttpResponse:

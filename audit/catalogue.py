@@ -84,6 +84,11 @@ class EventKind(models.TextChoices):
     CONTACTS_APPROVED = (
         "website.contacts_approved", "A second administrator released new contacts at once"
     )
+    # Risk-based controls (risk).
+    RISK_RULES_CHANGED = "risk.rules_changed", "An administrator changed the risk rule table"
+    INCIDENT_OPENED = "incident.opened", "An incident was opened (API or admin)"
+    INCIDENT_UPDATED = "incident.updated", "An incident's title, severity, links or status changed"
+    INCIDENT_RESOLVED = "incident.resolved", "An incident was resolved: grants opened under it end"
     # Applications and the API.
     APPLICATION_CREATED = "api.application_created", "An API application was created"
     TOKEN_ROTATED = "api.token_rotated", "An application's token was replaced"

@@ -16,13 +16,14 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.alerts import alert
-from audit.catalogue import EventKind
+from audit.catalogue import EventKind, Outcome
 from audit.db import fast_insert
 from audit.services import record
 from breakglass import services
 from breakglass.access import decide
 from breakglass.models import MIN_REQUEST_MINUTES, AccessRequest, Approval, Grant, Group
 from breakglass.services import GrantError, InvalidInput
+from risk.rules import Path, RiskRefused, decide_risk, severity_of
 
 MAX_INCIDENT_LENGTH = 200
 VIA_WORDS = {"member": "a member of", "grant": "holds access to",
@@ -68,7 +69,9 @@ def _request_data(access_request: AccessRequest) -> dict:
     return {"group": access_request.group.slug, "requester": access_request.requester.username,
             "kind": access_request.kind, "minutes": access_request.minutes,
             "grant": access_request.grant_id, "incident": access_request.incident,
-            "expires_at": access_request.expires_at.isoformat()}
+            "expires_at": access_request.expires_at.isoformat(),
+            "approvals_needed": access_request.approvals_required,
+            **({"risk": access_request.risk} if access_request.risk else {})}
 
 
 def auto_approval_rule(group: Group, requester: User) -> str:
@@ -83,23 +86,45 @@ def auto_approval_rule(group: Group, requester: User) -> str:
 
 
 def request_access(group: Group, *, requester: User, minutes: int, reason: str = "",
-                   incident: str = "", request: HttpRequest | None = None) -> AccessRequest:
+                   incident: str = "", severity: str = "", request: HttpRequest | None = None,
+                   stepped_up_at=None) -> AccessRequest:
     """Ask for `minutes` of access to `group`, counted from approval. The grant waits in
-    `requested`; owners are alerted, or the auto-approve rule activates it at once."""
+    `requested`; owners are alerted, or the auto-approve rule activates it at once.
+
+    `incident` is an open incident's external id; its severity (or `severity` without one)
+    and the group's sensitivity pick the risk rule: it caps the duration, may raise the
+    approvals needed (above one, the auto-approve rule no longer applies) and may want a
+    step-up code verified in the last 5 minutes (`stepped_up_at`)."""
     if not group.requestable:
         raise RequestRefused(f"{group.name} does not take access requests.")
-    reason, incident = _checked(group, minutes=minutes, reason=reason, incident=incident)
+    reason, _ = _checked(group, minutes=minutes, reason=reason, incident=incident)
+    linked = services.find_incident(incident)
+    decision = decide_risk(Path.REQUEST, sensitivity=group.sensitivity,
+                           severity=severity_of(linked, severity), stepped_up_at=stepped_up_at)
+    if not decision.allowed:
+        with transaction.atomic():
+            record(EventKind.GRANT_REFUSED, actor=requester, target=group, request=request,
+                   outcome=Outcome.DENIED, reason=decision.why,
+                   data={"risk": decision.as_data()})
+        raise RiskRefused(decision)
+    if minutes > decision.max_minutes:
+        raise InvalidInput("minutes", f"Risk rule {decision.cell} allows at most "
+                                      f"{minutes_in_words(decision.max_minutes)}.")
     with transaction.atomic():
         now = timezone.now()
         grant = Grant(user=requester, group=group, status=Grant.Status.REQUESTED,
-                      source=Grant.Source.REQUEST, reason=reason, incident=incident,
-                      requested_at=now)
+                      source=Grant.Source.REQUEST, reason=reason,
+                      incident=linked.external_id if linked else "", incident_record=linked,
+                      severity=decision.severity if (linked or severity) else "",
+                      requested_at=now, risk=decision.as_data())
         if not fast_insert(grant, unless_conflict=services.OPEN_GRANT_CONFLICT):
             _explain_open_grant(group, requester, now)
             fast_insert(grant)  # the open grant was past its instant and has been ended
         access_request = AccessRequest.objects.create(
             kind=AccessRequest.Kind.ACCESS, requester=requester, group=group, grant=grant,
-            minutes=minutes, reason=reason, incident=incident, created_at=now,
+            minutes=minutes, reason=reason, incident=grant.incident, created_at=now,
+            approvals_needed=max(group.approvals_needed, decision.approvals),
+            risk=decision.as_data(),
             expires_at=now + timedelta(minutes=group.request_expiry_minutes),
         )
         _opened(access_request, request=request, now=now)
@@ -154,7 +179,9 @@ def _opened(access_request: AccessRequest, *, request, now) -> None:
     event = record(EventKind.REQUEST_CREATED, actor=access_request.requester,
                    target=access_request, reason=access_request.reason,
                    data=_request_data(access_request), request=request)
-    rule = auto_approval_rule(access_request.group, access_request.requester)
+    # The auto-approve rule stands for one approval: a risk rule wanting more sets it aside.
+    rule = (auto_approval_rule(access_request.group, access_request.requester)
+            if access_request.approvals_required <= 1 else "")
     if rule:
         access_request.auto_rule = rule[:200]
         _activate(access_request, actor=None, kind=EventKind.REQUEST_AUTO_APPROVED, now=now,
@@ -253,7 +280,7 @@ def approve(access_request: AccessRequest, *, approver: User, comment: str = "",
             Approval.objects.create(request=access_request, approver=approver,
                                     comment=comment, created_at=now)
             count = access_request.approvals.count()
-            needed = access_request.group.approvals_needed
+            needed = access_request.approvals_required
             if count >= needed:
                 _activate(access_request, actor=approver, kind=EventKind.REQUEST_APPROVED,
                           now=now, request=request)

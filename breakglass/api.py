@@ -345,6 +345,8 @@ def audit_events(request, query: Query[AuditQuery]):
 # On-call schedules and quorum recovery have routers of their own, mounted once `api` exists.
 from oncall.api import router as schedules_router  # noqa: E402 (after api exists)
 from recovery.api import router as recovery_router  # noqa: E402 (after api exists)
+from risk.api import router as incidents_router  # noqa: E402 (after api exists)
 
 api.add_router("/schedules", schedules_router)
 api.add_router("/recovery", recovery_router)
+api.add_router("/incidents", incidents_router)

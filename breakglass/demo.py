@@ -37,6 +37,9 @@ DEMO_GROUPS = [
 ]
 
 
+DEMO_INCIDENT = "INC-2041"
+
+
 @dataclass
 class DemoSignIn:
     username: str
@@ -98,6 +101,13 @@ def seed_groups() -> None:
         for field, value in values.items():
             setattr(groups[slug], field, value)
         groups[slug].save()
+    # An open SEV1 from the pager: under it, the production groups' risk rule (critical ×
+    # SEV1) allows self-service with a step-up code, for at most 4 hours.
+    from risk.incidents import upsert_incident
+
+    upsert_incident(external_id=DEMO_INCIDENT, title="Primary database refuses connections",
+                    severity="sev1", status="open", url="https://pager.example.org/INC-2041",
+                    groups=["prod-database", "breakglass-prod-database"], actor=None)
 
 def seed_rota(on_call: User) -> Schedule:
     """The primary rota, with `on_call` on call now (a week from today's midnight, UTC)."""

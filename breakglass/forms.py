@@ -5,16 +5,54 @@ from breakglass.models import Group, Severity
 from breakglass.services import MAX_REASON_LENGTH
 
 
-class BreakGlassForm(forms.Form):
+def incident_choices(group: Group, *, only_linked: bool) -> list[tuple[str, str]]:
+    """Open incidents, those linked to the group first; only those when it is armed by them."""
+    from risk.incidents import open_incidents
+
+    incidents = list(open_incidents().prefetch_related("groups"))
+    linked = [item for item in incidents if group.pk in {g.pk for g in item.groups.all()}]
+    others = [] if only_linked else [item for item in incidents if item not in linked]
+    return [(item.external_id, str(item)) for item in linked + others]
+
+
+class IncidentFieldsMixin:
+    """An incident chosen from the open ones (its severity counts), or a declared severity."""
+
+    def add_incident_fields(self, group: Group, *, required: bool, armed: bool) -> None:
+        choices = incident_choices(group, only_linked=armed)
+        self.fields["incident"] = forms.ChoiceField(
+            label="Incident", required=required,
+            choices=choices if required else [("", "— none —"), *choices],
+            help_text=("Only while an incident linked to this group is open." if armed else
+                       "An open incident: its severity decides what the risk rules allow."))
+        self.fields["severity"] = forms.ChoiceField(
+            label="Severity", required=False, choices=[("", "—"), *Severity.choices],
+            help_text="Without an incident: the severity you declare (none counts as SEV4).")
+
+
+class StepUpField(forms.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(
+            label="One-time code", required=False, max_length=32, strip=True,
+            widget=forms.TextInput(attrs={"autocomplete": "one-time-code",
+                                          "inputmode": "numeric"}),
+            help_text="From your authenticator. Needed where the risk rule asks for a step-up "
+                      "and you have not verified a code in the last 5 minutes.", **kwargs)
+
+
+class BreakGlassForm(IncidentFieldsMixin, forms.Form):
     reason = forms.CharField(
         label="Reason", max_length=MAX_REASON_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Shown to every security reviewer and owner who is alerted.",
     )
-    incident = forms.CharField(label="Incident", max_length=200, required=False,
-                               help_text="A ticket or incident reference, if there is one.")
-    severity = forms.ChoiceField(label="Severity", required=False,
-                                 choices=[("", "—"), *Severity.choices])
+    code = StepUpField()
+
+    def __init__(self, group: Group, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_incident_fields(group, required=group.armed_by_incident,
+                                 armed=group.armed_by_incident)
+        self.order_fields(["reason", "incident", "severity", "code"])
 
 
 class EndAccessForm(forms.Form):
@@ -40,21 +78,20 @@ def duration_choices(max_minutes: int) -> list[tuple[int, str]]:
     return [(step, minutes_in_words(step)) for step in steps]
 
 
-class RequestAccessForm(forms.Form):
+class RequestAccessForm(IncidentFieldsMixin, forms.Form):
     minutes = forms.TypedChoiceField(label="Duration", coerce=int,
                                      help_text="Counted from approval, not from now.")
     reason = forms.CharField(label="Reason", max_length=MAX_REASON_LENGTH,
                              widget=forms.Textarea(attrs={"rows": 3}))
-    incident = forms.CharField(label="Incident", max_length=200)
+    code = StepUpField()
 
     def __init__(self, group: Group, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["minutes"].choices = duration_choices(group.request_max_minutes)
         self.fields["minutes"].initial = min(60, group.request_max_minutes)
         self.fields["reason"].required = group.request_reason_required
-        self.fields["incident"].required = group.request_incident_required
-        if not group.request_incident_required:
-            self.fields["incident"].help_text = "A ticket or incident reference, if any."
+        self.add_incident_fields(group, required=group.request_incident_required, armed=False)
+        self.order_fields(["minutes", "incident", "severity", "reason", "code"])
 
 
 class ExtensionForm(forms.Form):

@@ -61,6 +61,14 @@ class Group(models.Model):
         "oncall.Schedule", on_delete=models.PROTECT, null=True, blank=True,
         related_name="groups",
         help_text="Whoever is on call now in this schedule has access, like a member.")
+    # Risk-based controls (SPEC §2.7).
+    armed_by_incident = models.BooleanField(
+        "only during a linked incident", default=False,
+        help_text="Break glass only while an open incident is linked to this group; it is "
+                  "chosen when breaking glass.")
+    end_grants_on_resolve = models.BooleanField(
+        "end access when the incident is resolved", default=True,
+        help_text="Resolving an incident ends the grants opened under it.")
     # Access requests (SPEC §2.3).
     requestable = models.BooleanField(
         default=False, help_text="Anyone may ask for time-bound access; owners approve.")
@@ -147,6 +155,12 @@ class Grant(models.Model):
     reason = models.TextField()
     incident = models.CharField(max_length=200, blank=True)
     severity = models.CharField(max_length=8, choices=Severity.choices, blank=True)
+    incident_record = models.ForeignKey(
+        "risk.Incident", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="grants", verbose_name="linked incident")
+    risk = models.JSONField(
+        default=dict, blank=True,
+        help_text="The rule cell that allowed it and the anomaly flags raised at activation.")
     requested_at = models.DateTimeField()
     activated_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -189,6 +203,7 @@ class Scope(models.TextChoices):
     SCHEDULES_WRITE = "schedules:write", "Replace on-call shifts"
     RECOVERY_BUNDLE = "recovery:bundle", "Fetch its recovery policy's offline bundle"
     ACTIVITY_WRITE = "activity:write", "Report actions taken under a grant"
+    INCIDENTS_WRITE = "incidents:write", "Open, update and resolve incidents"
 
 
 class Application(models.Model):
@@ -288,6 +303,11 @@ class AccessRequest(models.Model):
                     MaxValueValidator(MAX_REQUEST_MINUTES)])
     reason = models.TextField(blank=True)
     incident = models.CharField(max_length=200, blank=True)
+    approvals_needed = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="The group's number, or the risk rule's if higher, "
+                                         "fixed when the request was made.")
+    risk = models.JSONField(default=dict, blank=True,
+                            help_text="The risk rule decision that let the request be made.")
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField(help_text="Lapses if still pending then.")
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -314,6 +334,10 @@ class AccessRequest(models.Model):
     def __str__(self) -> str:
         kind = "extension" if self.kind == self.Kind.EXTENSION else "access"
         return f"request #{self.pk}: {kind} to {self.group} for {self.requester}"
+
+    @property
+    def approvals_required(self) -> int:
+        return self.approvals_needed or self.group.approvals_needed
 
     @property
     def duration(self) -> timedelta:

@@ -11,13 +11,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
+from accounts.client_ip import client_ip
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
 from audit.alerts import alert, alert_later
 from audit.catalogue import EventKind, Outcome
-from audit.db import fast_insert, prepared_cursor
+from audit.db import fast_insert, load_instance, prepared_cursor
 from audit.services import record
 from breakglass.connectors import provision
 from breakglass.models import Grant, Group
+from risk.anomalies import anomaly_flags
+from risk.anomalies import describe as describe_flags
+from risk.models import Incident, RiskRule
+from risk.rules import UNSPECIFIED_SEVERITY, Path, RiskDecision, decide_risk, severity_of
 
 MAX_REASON_LENGTH = 2000
 REMINDER_BEFORE = timedelta(hours=1)
@@ -50,19 +55,19 @@ def grant_data(grant: Grant) -> dict:
 
 
 def follow_up(event, *, action: str, template: str = "", audience: tuple = (),
-               channels: tuple = ("email", "sms", "webhook")) -> None:
+              channels: tuple = ("email", "sms", "webhook"), flagged: bool = False) -> None:
     """One outbox row for everything a grant event sets off; the relay expands it with
     expand_grant_event: alerts to `audience` ("concerned", "holder") and the connectors'
-    `action` ("grant" or "revoke")."""
+    `action` ("grant" or "revoke"). A `flagged` use also reaches reviewers by SMS."""
     alert_later(event, GRANT_FANOUT, action=action, template=template,
-                audience=list(audience), channels=list(channels))
+                audience=list(audience), channels=list(channels), flagged=flagged)
 
 
 GRANT_FANOUT = "breakglass.grant"
 
 
 def expand_grant_event(event, *, action: str, template: str, audience: list,
-                       channels: list) -> None:
+                       channels: list, flagged: bool = False) -> None:
     """The relay's half of follow_up, in its transaction. The grant is shown as the event
     recorded it (expiry and status), whatever happened to it since."""
     grant = Grant.objects.select_related("group", "user").get(pk=int(event.target_id))
@@ -74,9 +79,13 @@ def expand_grant_event(event, *, action: str, template: str, audience: list,
         users += concerned(grant)
     if "holder" in audience:
         users.append(grant.user)
+    context = {"grant": grant, "flags": describe_flags(event.data.get("risk", {}).get("flags", []))}
     if template and users:
-        alert(event, users=users, channels=channels, template=template,
-              context={"grant": grant})
+        alert(event, users=users, channels=channels, template=template, context=context)
+    if template and flagged and "sms" not in channels:
+        # High priority: reviewers hear of a flagged use by SMS whatever the cell says.
+        alert(event, users=User.objects.security_reviewers(), channels=["sms"],
+              template=template, context=context)
     provision(event, grant, action)
 
 
@@ -108,8 +117,15 @@ _LOCK_GROUP_SQL = f"""
 SELECT g.break_glass_minutes, EXISTS (
     SELECT 1 FROM {Group.break_glass_users.through._meta.db_table} b
       JOIN {User._meta.db_table} u ON u.id = b.user_id
-     WHERE b.group_id = g.id AND b.user_id = %s AND u.is_active)
-  FROM {Group._meta.db_table} g WHERE g.id = %s"""  # noqa: S608 (table names only)
+     WHERE b.group_id = g.id AND b.user_id = %s AND u.is_active),
+       g.sensitivity, g.armed_by_incident, g.end_grants_on_resolve,
+       r.id, r.self_service, r.max_minutes, r.approvals, r.step_up, r.alert_email,
+       r.alert_sms, r.alert_webhook
+  FROM {Group._meta.db_table} g
+  LEFT JOIN {RiskRule._meta.db_table} r ON r.sensitivity = g.sensitivity AND r.severity = %s
+ WHERE g.id = %s"""  # noqa: S608 (table names only)
+_RULE_FIELDS = ["id", "self_service", "max_minutes", "approvals", "step_up", "alert_email",
+                "alert_sms", "alert_webhook"]
 # The conflict target of the one_open_grant_per_user_and_group constraint.
 OPEN_GRANT_CONFLICT = "(user_id, group_id) WHERE status IN ({})".format(
     ", ".join(f"'{status}'" for status in Grant.OPEN_STATUSES))
@@ -124,57 +140,105 @@ def check_reason(reason: str) -> str:
     return reason
 
 
-def refuse_break_glass(group: Group, *, actor, why: str, request=None) -> None:
+def refuse_break_glass(group: Group, *, actor, why: str, request=None,
+                       decision: RiskDecision | None = None) -> None:
     """Record a refused attempt in its own transaction, then raise."""
     with transaction.atomic():
         record(EventKind.GRANT_REFUSED, actor=actor, target=group, request=request,
-               outcome=Outcome.DENIED, reason=why)
+               outcome=Outcome.DENIED, reason=why,
+               data={"risk": decision.as_data()} if decision else None)
+    if decision is not None and decision.needs_code:
+        raise StepUpRequired(why)
     raise BreakGlassRefused(why)
+
+
+class StepUpRequired(BreakGlassRefused):
+    """The rule cell wants a one-time code verified in the last 5 minutes."""
+
+
+def find_incident(external_id: str) -> Incident | None:
+    """The incident a break glass or request names by its external id; an unknown or resolved
+    one is bad input."""
+    external_id = (external_id or "").strip()
+    if not external_id:
+        return None
+    incident = Incident.objects.filter(external_id=external_id).first()
+    if incident is None:
+        raise InvalidInput("incident", f"No incident {external_id!r} is known: open it through "
+                                       "the API or the admin first.")
+    if not incident.is_open:
+        raise InvalidInput("incident", f"Incident {external_id} is resolved.")
+    return incident
 
 
 def break_glass(
     group: Group, *, actor, reason: str, incident: str = "", severity: str = "",
     holder: User | None = None, source: str = Grant.Source.BREAK_GLASS,
-    request: HttpRequest | None = None,
+    request: HttpRequest | None = None, stepped_up_at: datetime | None = None,
 ) -> Grant:
     """Give `holder` (by default the actor themself) access to `group` at once, for the
-    group's break-glass duration. `actor` may also be an application acting for the holder.
+    group's break-glass duration capped by the risk rule. `actor` may also be an application
+    acting for the holder. `incident` is an open incident's external id; its severity (or
+    `severity` without one) picks the risk rule cell with the group's sensitivity.
 
-    Only the group's break-glass users may hold it. Pressing again while active extends to
-    now + duration (audited as an extension). Alerts security reviewers and the owners.
+    Only the group's break-glass users may hold it; a group armed by incidents needs an open
+    one linked to it. Pressing again while active extends to now + duration (audited as an
+    extension). Alerts security reviewers and the owners on the cell's channels, by SMS as
+    well when an anomaly is flagged.
     """
     holder = holder or actor
     reason = check_reason(reason)
-    grant = _open_or_extend(group, actor=actor, holder=holder, reason=reason,
-                            incident=incident, severity=severity, source=source,
-                            request=request)
-    if grant is None:
-        refuse_break_glass(group, actor=actor, request=request,
-                           why=f"{holder.get_username()} is not a break-glass user of this group")
-    return grant
+    linked = find_incident(incident)
+    outcome = _open_or_extend(group, actor=actor, holder=holder, reason=reason,
+                              incident=linked, severity=severity_of(linked, severity),
+                              source=source, request=request, stepped_up_at=stepped_up_at)
+    if isinstance(outcome, Grant):
+        return outcome
+    if isinstance(outcome, RiskDecision):
+        refuse_break_glass(group, actor=actor, request=request, why=outcome.why,
+                           decision=outcome)
+    refuse_break_glass(group, actor=actor, request=request, why=outcome)
 
 
 @transaction.atomic
 def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
-                    request) -> Grant | None:
-    """None when `holder` is not one of the group's break-glass users."""
+                    request, stepped_up_at) -> Grant | RiskDecision | str:
+    """The grant, or why not: a refused risk decision, or a sentence."""
     now = timezone.now()
     # Locking the group row serialises activations for it, so 50 simultaneous presses give
     # one activation and extensions. The same read tells whether the holder may break glass
-    # here. A prepared statement, like the insert below: this is the hot path.
+    # here, and brings the risk rule's cell. A prepared statement, like the insert below: this
+    # is the hot path.
     with prepared_cursor() as cursor:
-        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        cursor.execute(_LOCK_GROUP_SQL + lock, [holder.pk, group.pk])
+        lock = " FOR UPDATE OF g" if connection.features.has_select_for_update else ""
+        cursor.execute(_LOCK_GROUP_SQL + lock,
+                       [holder.pk, severity or UNSPECIFIED_SEVERITY, group.pk])
         locked = cursor.fetchone()
     if locked is None:
         raise GrantError("this group no longer exists")
-    group.break_glass_minutes, allowed = locked
+    (group.break_glass_minutes, allowed, group.sensitivity, group.armed_by_incident,
+     group.end_grants_on_resolve, *rule_row) = locked
     if not allowed:
-        return None
+        return f"{holder.get_username()} is not a break-glass user of this group"
+    if group.armed_by_incident and (
+            incident is None or not incident.groups.filter(pk=group.pk).exists()):
+        return (f"{group.name} can be broken into only during an open incident linked to it: "
+                "choose that incident.")
+    rule = load_instance(RiskRule, _RULE_FIELDS, rule_row) if rule_row[0] else None
+    decision = decide_risk(Path.API if source == Grant.Source.API else Path.BREAK_GLASS,
+                           sensitivity=group.sensitivity, severity=severity,
+                           stepped_up_at=stepped_up_at, now=now,
+                           rule=rule)
+    if not decision.allowed:
+        return decision
+    duration = min(group.break_glass_duration, timedelta(minutes=decision.max_minutes))
+    flags = anomaly_flags(holder, group, now=now, **_whence(actor, holder, request))
+    risk = {**decision.as_data(), "flags": flags, "priority": "high" if flags else "normal"}
     grant = Grant(
         user=holder, group=group, status=Grant.Status.ACTIVE, source=source, reason=reason,
-        incident=incident[:200], severity=severity, requested_at=now, activated_at=now,
-        expires_at=now + group.break_glass_duration,
+        incident=incident.external_id if incident else "", incident_record=incident,
+        severity=severity, requested_at=now, activated_at=now, expires_at=now + duration,
+        risk=risk,
     )
     # The open-grant constraint decides: no row comes back when the holder already has an
     # open grant (the insert sees what the previous holder of the lock committed).
@@ -186,33 +250,45 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
 
             supersede(current, actor=holder, request=request)
         elif current.expires_at > now:
-            return _extend(current, actor=actor, reason=reason, request=request, now=now)
+            return _extend(current, actor=actor, reason=reason, request=request, now=now,
+                           duration=duration, risk=risk)
         else:
             # Its instant passed but no worker has ended it yet: end it now, then open anew.
             _end(current, Grant.Status.EXPIRED, ended_at=current.expires_at, actor=None)
         fast_insert(grant)
     event = record(EventKind.GRANT_ACTIVATED, actor=actor, target=grant, reason=reason,
-                   data=grant_data(grant), request=request)
-    follow_up(event, action="grant", template="break_glass", audience=("concerned",))
+                   data={**grant_data(grant), "risk": risk}, request=request)
+    follow_up(event, action="grant", template="break_glass", audience=("concerned",),
+              channels=decision.channels, flagged=bool(flags))
     schedule_expiry(grant, new=True)
     return grant
 
 
-def _extend(grant: Grant, *, actor, reason, request, now) -> Grant:
+def _whence(actor, holder, request) -> dict:
+    """The holder's own address and session start for the new-IP flag; an application acting
+    for them has neither."""
+    if request is None or actor is not holder or not isinstance(actor, User):
+        return {}
+    return {"ip": client_ip(request), "session_began": getattr(actor, "last_login", None)}
+
+
+def _extend(grant: Grant, *, actor, reason, request, now, duration, risk) -> Grant:
     previous = grant.expires_at
-    grant.expires_at = now + grant.group.break_glass_duration
+    grant.expires_at = now + duration
     grant.reminded_at = None
     grant.save(update_fields=["expires_at", "reminded_at"])
-    data = {**grant_data(grant), "previous_expires_at": previous.isoformat()}
+    data = {**grant_data(grant), "previous_expires_at": previous.isoformat(), "risk": risk}
     event = record(EventKind.GRANT_EXTENDED, actor=actor, target=grant, reason=reason,
                    data=data, request=request)
-    follow_up(event, action="grant", template="break_glass", audience=("concerned",))
+    follow_up(event, action="grant", template="break_glass", audience=("concerned",),
+              channels=tuple(risk["channels"]), flagged=bool(risk["flags"]))
     schedule_expiry(grant)
     return grant
 
 
 def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", request=None,
-         template: str = "", audience: tuple = (), channels: tuple = ("email", "sms", "webhook")):
+         template: str = "", audience: tuple = (), channels: tuple = ("email", "sms", "webhook"),
+         cause: dict | None = None):
     kind = EventKind.GRANT_EXPIRED if status == Grant.Status.EXPIRED else EventKind.GRANT_REVOKED
     grant.status = status
     grant.ended_at = ended_at
@@ -220,8 +296,8 @@ def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", reques
     grant.end_reason = reason
     grant.save(update_fields=["status", "ended_at", "ended_by", "end_reason"])
     Schedule.objects.filter(name=f"expire-grant-{grant.pk}").delete()
-    event = record(kind, actor=actor, target=grant, reason=reason, data=grant_data(grant),
-                   request=request)
+    data = grant_data(grant) if cause is None else {**grant_data(grant), "cause": cause}
+    event = record(kind, actor=actor, target=grant, reason=reason, data=data, request=request)
     follow_up(event, action="revoke", template=template, audience=audience,
                channels=channels)
     return event

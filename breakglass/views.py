@@ -6,6 +6,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
+from accounts.services import (
+    SecondFactorThrottled,
+    note_step_up,
+    stepped_up_at,
+    verify_second_factor,
+)
 from audit.catalogue import EventKind
 from breakglass import access_requests, services
 from breakglass.access import access_by_group, decide
@@ -19,6 +25,9 @@ from breakglass.forms import (
     RequestSettingsForm,
 )
 from breakglass.models import AccessRequest, Grant, Group
+from risk.anomalies import describe as describe_flags
+from risk.models import RiskRule
+from risk.rules import RiskRefused
 
 
 def _is_reviewer(user) -> bool:
@@ -47,7 +56,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
 @require_GET
 def group_detail(request: HttpRequest, slug: str) -> HttpResponse:
     group = get_object_or_404(Group, slug=slug)
-    return _render_group(request, group, BreakGlassForm())
+    return _render_group(request, group, BreakGlassForm(group))
 
 
 def _render_group(request, group: Group, form, status: int = 200, *, request_form=None,
@@ -68,6 +77,9 @@ def _render_group(request, group: Group, form, status: int = 200, *, request_for
         "pending_requests": (group.access_requests.filter(status=AccessRequest.Status.PENDING)
                              .select_related("requester") if may_see_grants else None),
         "decision": decide(user, group),
+        "risk_rules": sorted(RiskRule.objects.filter(sensitivity=group.sensitivity),
+                             key=lambda rule: rule.severity),
+        "linked_incidents": group.incidents.exclude(status="resolved"),
         "can_break_glass": group.break_glass_users.filter(pk=user.pk).exists(),
         "my_grant": Grant.objects.active().filter(user=user, group=group).first(),
         "is_owner": is_owner,
@@ -81,24 +93,53 @@ def _render_group(request, group: Group, form, status: int = 200, *, request_for
     return render(request, "breakglass/group_detail.html", context, status=status)
 
 
+def _step_up(request: HttpRequest, form) -> bool:
+    """Verify the form's one-time code, if one was typed; False (with the error on the form)
+    when it is wrong. A right code counts as a step-up for the next 5 minutes."""
+    code = form.cleaned_data.pop("code", "")
+    if not code:
+        return True
+    try:
+        accepted = verify_second_factor(request.user, code, request=request)
+    except SecondFactorThrottled:
+        form.add_error("code", "Too many wrong codes: wait a moment, then try again.")
+        return False
+    if accepted is None:
+        form.add_error("code", "That code is not right. Enter a fresh one from your "
+                               "authenticator.")
+        return False
+    note_step_up(request)
+    return True
+
+
 @require_POST
 def break_glass(request: HttpRequest, slug: str) -> HttpResponse:
     group = get_object_or_404(Group, slug=slug)
-    form = BreakGlassForm(request.POST)
-    if not form.is_valid():
+    form = BreakGlassForm(group, request.POST)
+    if not form.is_valid() or not _step_up(request, form):
         return _render_group(request, group, form, status=400)
     try:
         grant = services.break_glass(
-            group, actor=request.user, request=request, **form.cleaned_data
+            group, actor=request.user, request=request, stepped_up_at=stepped_up_at(request),
+            **form.cleaned_data
         )
+    except services.StepUpRequired as refused:
+        form.add_error("code", str(refused))
+        return _render_group(request, group, form, status=403)
     except services.BreakGlassRefused as refused:
-        raise PermissionDenied(str(refused)) from refused
+        if not group.break_glass_users.filter(pk=request.user.pk).exists():
+            raise PermissionDenied(str(refused)) from refused
+        form.add_error(None, str(refused))
+        return _render_group(request, group, form, status=403)
     except services.InvalidInput as invalid:
-        form.add_error(invalid.field, str(invalid))
+        form.add_error(invalid.field if invalid.field in form.fields else None, str(invalid))
         return _render_group(request, group, form, status=400)
+    flagged = grant.risk.get("flags")
     messages.success(
         request, f"You have access to {group.name} until {grant.expires_at:%H:%M} UTC. "
-        "Security reviewers and the owners have been alerted.",
+        "Security reviewers and the owners have been alerted"
+        + (" at high priority (flagged: " + ", ".join(describe_flags(flagged)) + ")."
+           if flagged else "."),
     )
     return redirect("breakglass:my-access")
 
@@ -114,7 +155,7 @@ def manage_break_glass_users(request: HttpRequest, slug: str) -> HttpResponse:
                                        actor=request.user, request=request)
         messages.success(request, "Break-glass users saved.")
         return redirect("breakglass:group-detail", slug=group.slug)
-    return _render_group(request, group, BreakGlassForm(), status=400)
+    return _render_group(request, group, BreakGlassForm(group), status=400)
 
 
 @require_GET
@@ -164,17 +205,22 @@ def _back(request, grant: Grant) -> HttpResponse:
 def request_access(request: HttpRequest, slug: str) -> HttpResponse:
     group = get_object_or_404(Group, slug=slug)
     form = RequestAccessForm(group, request.POST)
-    if not form.is_valid():
-        return _render_group(request, group, BreakGlassForm(), status=400, request_form=form)
+    if not form.is_valid() or not _step_up(request, form):
+        return _render_group(request, group, BreakGlassForm(group), status=400, request_form=form)
     try:
         access_request = access_requests.request_access(
-            group, requester=request.user, request=request, **form.cleaned_data)
+            group, requester=request.user, request=request,
+            stepped_up_at=stepped_up_at(request), **form.cleaned_data)
+    except RiskRefused as refused:
+        form.add_error("code" if refused.decision.needs_code else None, str(refused))
+        return _render_group(request, group, BreakGlassForm(group), status=403,
+                             request_form=form)
     except services.InvalidInput as invalid:
         form.add_error(invalid.field if invalid.field in form.fields else None, str(invalid))
-        return _render_group(request, group, BreakGlassForm(), status=400, request_form=form)
+        return _render_group(request, group, BreakGlassForm(group), status=400, request_form=form)
     except services.GrantError as error:
         form.add_error(None, str(error))
-        return _render_group(request, group, BreakGlassForm(), status=error.status,
+        return _render_group(request, group, BreakGlassForm(group), status=error.status,
                              request_form=form)
     if access_request.status == AccessRequest.Status.APPROVED:
         messages.success(request, f"Approved at once: {access_request.auto_rule}.")
@@ -190,7 +236,7 @@ def request_settings(request: HttpRequest, slug: str) -> HttpResponse:
         raise PermissionDenied("Only the group's owners change its request settings.")
     form = RequestSettingsForm(request.POST, instance=Group.objects.get(pk=group.pk))
     if not form.is_valid():
-        return _render_group(request, group, BreakGlassForm(), status=400, settings_form=form)
+        return _render_group(request, group, BreakGlassForm(group), status=400, settings_form=form)
     changed = access_requests.set_request_settings(group, form.cleaned_data,
                                                    actor=request.user, request=request)
     messages.success(request, "Request settings saved." if changed else "Nothing changed.")

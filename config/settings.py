@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "recovery",
     "breakglass",
     "backups",
+    "risk",
 ]
 
 MIDDLEWARE = [
@@ -291,6 +292,9 @@ CHECKPOINT_MAX_AGE = timedelta(minutes=65)
 
 # --- Product settings -----------------------------------------------------------------------
 BREAKGLASS_DURATION_HOURS = env.int("BREAKGLASS_DURATION_HOURS", default=12)
+# Break glass outside these hours is flagged (risk/anomalies.py); empty turns the flag off.
+WORKING_HOURS = env.str("WORKING_HOURS", default="mon-fri 08:00-18:00")
+WORKING_HOURS_TIME_ZONE = env.str("WORKING_HOURS_TIME_ZONE", default="UTC")
 BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
 BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=7)
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="demo-breakglass")

@@ -1,5 +1,6 @@
 from django import forms
 
+from breakglass.models import Severity
 from recovery.services import MAX_REASON_LENGTH
 
 
@@ -15,7 +16,26 @@ class StartAttemptForm(forms.Form):
     reason = forms.CharField(label="Reason", max_length=MAX_REASON_LENGTH,
                              widget=forms.Textarea(attrs={"rows": 3}),
                              help_text="Every authorized user and the security reviewers see it.")
+    incident = forms.ChoiceField(label="Incident", required=False)
+    severity = forms.ChoiceField(
+        label="Severity", required=False, choices=[("", "—"), *Severity.choices],
+        help_text="Without an incident: the severity you declare (none counts as SEV4).")
     code = CodeField()
+
+    def __init__(self, policy, *args, **kwargs):
+        from risk.incidents import open_incidents
+
+        super().__init__(*args, **kwargs)
+        incidents = open_incidents()
+        if policy.armed_by_incident:
+            incidents = incidents.filter(policies=policy)
+        choices = [(item.external_id, str(item)) for item in incidents]
+        field = self.fields["incident"]
+        field.required = policy.armed_by_incident
+        field.choices = choices if policy.armed_by_incident else [("", "— none —"), *choices]
+        field.help_text = ("Only while an incident linked to this policy is open."
+                           if policy.armed_by_incident else
+                           "An open incident: its severity decides what the risk rules allow.")
 
 
 class ConfirmForm(forms.Form):

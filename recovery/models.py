@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 
 from audit.history import ConfigurationHistory
+from breakglass.models import Sensitivity
 
 ENCRYPTED = "Encrypted at rest with FIELD_ENCRYPTION_KEY; never shown in lists or history."
 
@@ -54,6 +55,12 @@ class RecoveryPolicy(models.Model):
     required = models.PositiveSmallIntegerField(
         "number of users required to break the glass", default=1,
         validators=[MinValueValidator(1), MaxValueValidator(3)])
+    sensitivity = models.CharField(
+        max_length=16, choices=Sensitivity.choices, default=Sensitivity.HIGH,
+        help_text="With the incident's severity, picks the risk rule that applies.")
+    armed_by_incident = models.BooleanField(
+        "only during a linked incident", default=False,
+        help_text="Attempts can start only while an open incident is linked to this policy.")
     enabled = models.BooleanField(
         default=False, help_text="Every authorized user must have enrolled a recovery "
                                  "passphrase before the policy can be enabled.")
@@ -179,6 +186,12 @@ class RecoveryAttempt(models.Model):
                                   related_name="recovery_attempts")
     reason = models.TextField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    required = models.PositiveSmallIntegerField(
+        "confirmations needed", null=True,
+        help_text="The policy's number, or the risk rule's where that is higher.")
+    incident = models.ForeignKey("risk.Incident", on_delete=models.PROTECT, null=True,
+                                 blank=True, related_name="recovery_attempts")
+    risk = models.JSONField(default=dict, blank=True)
     opened_at = models.DateTimeField()
     expires_at = models.DateTimeField(help_text="Lapses if not enough have confirmed by then.")
     broken_at = models.DateTimeField(null=True, blank=True)
@@ -195,6 +208,10 @@ class RecoveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"recovery attempt #{self.pk} on {self.policy}"
+
+    @property
+    def confirmations_needed(self) -> int:
+        return self.required or self.policy.required
 
     def effective_status(self, at) -> str:
         """Open past its window counts as lapsed at once, whether or not the sweep ran."""

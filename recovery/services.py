@@ -6,6 +6,7 @@ alerts in one transaction. A refusal that is a security event (a wrong code, a c
 after the window) is recorded in its own transaction and then raised."""
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,6 +20,8 @@ from accounts.services import SecondFactorThrottled, verify_second_factor
 from audit.alerts import alert, alert_security_reviewers
 from audit.catalogue import EventKind, Outcome
 from audit.services import record
+from breakglass.services import InvalidInput as GrantInvalidInput
+from breakglass.services import find_incident
 from recovery import crypto
 from recovery.models import (
     Confirmation,
@@ -28,6 +31,7 @@ from recovery.models import (
     RecoveryEnrolment,
     RecoveryPolicy,
 )
+from risk.rules import Path, decide_risk, severity_of
 
 MAX_REASON_LENGTH = 2000
 ROTATION_REMINDER_EVERY = timedelta(days=1)
@@ -239,16 +243,21 @@ def signing_fingerprint(policy: RecoveryPolicy) -> str:
     return crypto.signing_key_fingerprint(signing_key(policy).verify_key)
 
 
-def _refuse(target, user, why: str, request) -> None:
+def _refuse(target, user, why: str, request, data: dict | None = None) -> None:
     with transaction.atomic():
         record(EventKind.RECOVERY_REFUSED, actor=user, target=target, outcome=Outcome.DENIED,
-               reason=why, request=request)
+               reason=why, request=request, data=data)
 
 
 def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code: str,
+                  incident: str = "", severity: str = "",
                   request: HttpRequest | None = None) -> RecoveryAttempt:
     """An authorized user asks to break the glass, with a reason and a fresh code; they count
-    as the first confirmation. The others are alerted by email and SMS with a link."""
+    as the first confirmation. The others are alerted by email and SMS with a link.
+
+    The risk rule for the policy's sensitivity and the incident's severity (or `severity`
+    without one) may refuse, raise the confirmations needed above the policy's number, and
+    cap the reveal window. A policy armed by incidents needs an open one linked to it."""
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("reason", "Give a reason: every authorized user is told.")
@@ -258,6 +267,26 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
         raise RecoveryRefused("You are not an authorized user of this policy.")
     if not policy.enabled:
         raise RecoveryError("This policy is not enabled.")
+    try:
+        linked = find_incident(incident)
+    except GrantInvalidInput as invalid:
+        raise InvalidInput("incident", str(invalid)) from invalid
+    if policy.armed_by_incident and (
+            linked is None or not linked.policies.filter(pk=policy.pk).exists()):
+        why = (f"{policy.name} can be used only during an open incident linked to it: "
+               "choose that incident.")
+        _refuse(policy, initiator, why, request)
+        raise RecoveryRefused(why)
+    decision = decide_risk(Path.QUORUM, sensitivity=policy.sensitivity,
+                           severity=severity_of(linked, severity))
+    required = max(policy.required, decision.approvals)
+    if decision.allowed and required > len(policy.authorized_user_ids):
+        decision = replace(decision, allowed=False, why=(
+            f"Risk rule {decision.cell} needs {required} confirmations, but this policy has "
+            f"{len(policy.authorized_user_ids)} authorized user(s)."))
+    if not decision.allowed:
+        _refuse(policy, initiator, decision.why, request, data={"risk": decision.as_data()})
+        raise RecoveryRefused(decision.why)
     _check_code(initiator, code, attempt_or_policy=policy, request=request)
     now = timezone.now()
     try:
@@ -265,11 +294,14 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
             lapse_due_attempts(policy=policy)
             attempt = RecoveryAttempt.objects.create(
                 policy=policy, initiator=initiator, reason=reason, opened_at=now,
-                expires_at=now + policy.attempt_window)
+                expires_at=now + policy.attempt_window, required=required, incident=linked,
+                risk=decision.as_data())
             Confirmation.objects.create(attempt=attempt, user=initiator, confirmed_at=now)
             event = record(EventKind.RECOVERY_STARTED, actor=initiator, target=attempt,
                            reason=reason, request=request,
-                           data={"policy": policy.slug, "required": policy.required,
+                           data={"policy": policy.slug, "required": required,
+                                 "incident": linked.external_id if linked else "",
+                                 "risk": decision.as_data(),
                                  "expires_at": attempt.expires_at.isoformat()})
             others = User.objects.filter(pk__in=policy.authorized_user_ids,
                                          is_active=True).exclude(pk=initiator.pk)
@@ -314,7 +346,7 @@ def confirm(attempt: RecoveryAttempt, *, user: User, code: str,
             Confirmation.objects.create(attempt=attempt, user=user, confirmed_at=now)
             record(EventKind.RECOVERY_CONFIRMED, actor=user, target=attempt, request=request,
                    data={"confirmations": attempt.confirmations.count(),
-                         "required": attempt.policy.required})
+                         "required": attempt.confirmations_needed})
             _break_if_enough(attempt, now=now, request=request)
     if refusal is not None:
         raise refusal
@@ -327,11 +359,13 @@ def _break_if_enough(attempt: RecoveryAttempt, *, now, request) -> None:
     confirmed = list(attempt.confirmations.filter(
         user__in=attempt.policy.authorized_user_ids, user__is_active=True).values_list(
         "user__username", flat=True))
-    if len(confirmed) < attempt.policy.required:
+    if len(confirmed) < attempt.confirmations_needed:
         return
     attempt.status = RecoveryAttempt.Status.BROKEN
     attempt.broken_at = now
-    attempt.reveal_until = now + attempt.policy.reveal_window
+    attempt.reveal_until = now + min(
+        attempt.policy.reveal_window,
+        timedelta(minutes=attempt.risk.get("max_minutes") or attempt.policy.reveal_minutes))
     attempt.save(update_fields=["status", "broken_at", "reveal_until"])
     event = record(EventKind.GLASS_BROKEN, actor=None, target=attempt, request=request,
                    reason=attempt.reason,
@@ -443,7 +477,7 @@ def _lapse(attempt: RecoveryAttempt, now) -> None:
     attempt.save(update_fields=["status", "ended_at"])
     record(EventKind.RECOVERY_LAPSED, actor=None, target=attempt,
            data={"confirmations": attempt.confirmations.count(),
-                 "required": attempt.policy.required})
+                 "required": attempt.confirmations_needed})
 
 
 def lapse_due_attempts(policy: RecoveryPolicy | None = None) -> int:

@@ -36,7 +36,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     for policy in policies:
         policy.open_attempt = policy.attempts.filter(
             status=RecoveryAttempt.Status.OPEN, expires_at__gt=timezone.now()).first()
-        policy.start_form = StartAttemptForm()
+        policy.start_form = StartAttemptForm(policy)
     context = {"policies": policies,
                "enrolled": RecoveryEnrolment.objects.filter(user=request.user).first()}
     return render(request, "recovery/overview.html", context)
@@ -63,7 +63,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
 @require_POST
 def start(request: HttpRequest, slug: str) -> HttpResponse:
     policy = _my_policy(request, slug)
-    form = StartAttemptForm(request.POST)
+    form = StartAttemptForm(policy, request.POST)
     if form.is_valid():
         try:
             attempt = services.start_attempt(policy, initiator=request.user,
@@ -72,7 +72,8 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
             messages.error(request, str(error))
             return redirect("recovery:overview")
         return redirect("recovery:attempt", attempt_id=attempt.pk)
-    messages.error(request, "Give a reason and a fresh one-time code.")
+    messages.error(request, "Give a reason and a fresh one-time code"
+                   + (", and choose the incident." if "incident" in form.errors else "."))
     return redirect("recovery:overview")
 
 

@@ -9,3 +9,13 @@ def nest_under(bottom: Group, depth: int) -> Group:
         parent.contains.add(top)
         top = parent
     return top
+
+
+def open_incident(external_id: str = "INC-1", severity: str = "sev2", *, groups=(),
+                  policies=(), title: str = ""):
+    """An open incident, as a paging system would report it, linked to `groups` (slugs)."""
+    from risk.incidents import upsert_incident
+
+    return upsert_incident(external_id=external_id, title=title or f"Incident {external_id}",
+                           severity=severity, groups=list(groups) or None,
+                           policies=list(policies) or None, actor=None).incident

@@ -60,8 +60,13 @@ def test_the_demo_holds_opals_pattern_carol_on_call_and_staging_for_owners(setti
     assert decide(carol, Group.objects.get(slug="primary-oncall")).via == "on_call"
     assert carol.shifts.count() == 1
     target = Group.objects.get(slug="breakglass-prod-database")
-    request = access_requests.request_access(target, requester=carol, minutes=60, reason="r")
-    assert request.status == "approved"
+    # Under the demo's open SEV1 the rule (critical × SEV1) wants a step-up code; without an
+    # incident (SEV4) it wants two owners, so on-call auto-approval no longer applies.
+    from django.utils import timezone
+
+    request = access_requests.request_access(target, requester=carol, minutes=60, reason="r",
+                                             incident="INC-2041", stepped_up_at=timezone.now())
+    assert request.status == "approved" and request.grant.incident == "INC-2041"
     assert decide(carol, Group.objects.get(slug="prod-database")).via == "nested"
     staging = Group.objects.get(slug="staging")
     assert access_requests.request_access(staging, requester=dave, minutes=60,

@@ -14,6 +14,7 @@ from audit.services import verify_trail
 from breakglass import access_requests, services
 from breakglass.access import decide
 from breakglass.models import AccessRequest, Grant, Group
+from tests.breakglass.helpers import open_incident
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -129,6 +130,7 @@ def test_a_duration_outside_the_groups_limits_is_refused(staging, member, minute
 def test_reason_and_incident_follow_the_group_settings(staging, member):
     staging.request_incident_required = True
     staging.save()
+    open_incident("INC-1", "sev3")
     with pytest.raises(services.InvalidInput, match="incident"):
         ask(staging, member)
     with pytest.raises(services.InvalidInput, match="reason"):

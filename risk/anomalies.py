@@ -1,0 +1,101 @@
+"""Anomaly flags raised when break glass activates (SPEC §2.7). They are stored on the grant
+and its audit event, shown in the alerts, and make the alert high priority: security reviewers
+then get an SMS even where the rule cell alerts by email only."""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from audit.catalogue import ActorType
+from audit.models import AuditEvent
+
+FREQUENT_USES = 3  # more than this many in the window is flagged
+FREQUENT_WINDOW = timedelta(days=7)
+IP_MEMORY = timedelta(days=30)
+
+FLAGS = {
+    "frequent_use": "more than 3 break-glass uses by this user in 7 days",
+    "not_on_call": "not on call at the time",
+    "first_access": "first-ever access to this group",
+    "new_ip": "a new IP address for this user (none of their last 30 days)",
+    "outside_hours": "outside working hours",
+}
+DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_HOURS = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)-(mon|tue|wed|thu|fri|sat|sun) "
+                    r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    first_day: int
+    last_day: int
+    opens: time
+    closes: time
+    zone: ZoneInfo
+
+    def include(self, moment: datetime) -> bool:
+        local = moment.astimezone(self.zone)
+        if self.first_day <= self.last_day:
+            on_day = self.first_day <= local.weekday() <= self.last_day
+        else:  # "fri-mon" wraps round the week
+            on_day = local.weekday() >= self.first_day or local.weekday() <= self.last_day
+        return on_day and self.opens <= local.time() < self.closes
+
+
+def working_hours() -> WorkingHours | None:
+    """The WORKING_HOURS setting ("mon-fri 08:00-18:00"), or None when it is empty."""
+    text = (settings.WORKING_HOURS or "").strip().lower()
+    if not text:
+        return None
+    match = _HOURS.match(text)
+    if not match:
+        raise ImproperlyConfigured(
+            f"WORKING_HOURS={text!r}: write it like 'mon-fri 08:00-18:00'.")
+    first, last, open_h, open_m, close_h, close_m = match.groups()
+    closes = time.max if (close_h, close_m) == ("24", "00") else time(int(close_h), int(close_m))
+    if close_h == "24" and close_m != "00":
+        raise ImproperlyConfigured(f"WORKING_HOURS={text!r}: 24:00 is the latest closing time.")
+    return WorkingHours(DAYS.index(first), DAYS.index(last), time(int(open_h), int(open_m)),
+                        closes, ZoneInfo(settings.WORKING_HOURS_TIME_ZONE))
+
+
+def anomaly_flags(user, group, *, now: datetime, ip: str = "",
+                  session_began: datetime | None = None) -> list[str]:
+    """The flags of a break-glass activation by `user` on `group`, asked before it is written.
+    `ip` is the user's own address (empty when an application acts for them), and
+    `session_began` when their current session signed in: addresses seen only since then do
+    not make an address familiar."""
+    from breakglass.models import Grant
+    from oncall.models import Shift
+
+    flags = []
+    recent = Grant.objects.filter(
+        user=user, source__in=[Grant.Source.BREAK_GLASS, Grant.Source.API],
+        activated_at__gte=now - FREQUENT_WINDOW)
+    if recent.count() >= FREQUENT_USES:
+        flags.append("frequent_use")
+    # Only a deployment with on-call shifts can tell who is not on call.
+    if (Shift.objects.exists()
+            and not Shift.objects.filter(user=user, starts_at__lte=now, ends_at__gt=now).exists()):
+        flags.append("not_on_call")
+    if not Grant.objects.filter(user=user, group=group, activated_at__isnull=False).exists():
+        flags.append("first_access")
+    if ip:
+        before = min(session_began or now, now)
+        familiar = AuditEvent.objects.filter(
+            actor_type=ActorType.USER, actor_id=str(user.pk), ip=ip,
+            recorded_at__gte=now - IP_MEMORY, recorded_at__lt=before - timedelta(seconds=60))
+        if not familiar.exists():
+            flags.append("new_ip")
+    hours = working_hours()
+    if hours is not None and not hours.include(now):
+        flags.append("outside_hours")
+    return flags
+
+
+def describe(flags: list[str]) -> list[str]:
+    return [FLAGS.get(flag, flag) for flag in flags]

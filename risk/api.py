@@ -1,0 +1,62 @@
+"""The incidents part of the JSON API, mounted under /api/v1/incidents by breakglass/api.py
+(which holds the token check and turns invalid bodies into 400 naming the field)."""
+
+from datetime import datetime
+
+from django.http import HttpRequest
+from ninja import Field, Router, Schema
+from ninja.errors import HttpError
+from ninja.responses import Status
+
+from breakglass.api_types import Text
+from breakglass.models import Scope
+from risk.incidents import IncidentError, describe, upsert_incident
+
+router = Router(tags=["incidents"])
+
+
+class IncidentIn(Schema):
+    external_id: Text = Field(min_length=1, max_length=200)
+    title: Text = Field("", max_length=300)
+    severity: Text = Field(max_length=8, description="sev1 … sev4")
+    status: Text = Field("open", max_length=16,
+                         description="open, acknowledged or resolved (triggered, closed)")
+    url: Text = Field("", max_length=500)
+    groups: list[Text] | None = Field(None, description="Slugs of the groups it arms; "
+                                                        "replaces the links when given.")
+    policies: list[Text] | None = Field(None, description="Slugs of the recovery policies "
+                                                          "it arms.")
+
+
+class IncidentOut(Schema):
+    external_id: str
+    title: str
+    severity: str
+    status: str
+    url: str
+    groups: list[str]
+    policies: list[str]
+    opened_at: datetime
+    resolved_at: datetime | None
+    changed: list[str]
+    grants_ended: int
+
+
+@router.post("", response={200: IncidentOut, 201: IncidentOut}, url_name="incidents",
+             summary="Open, update or resolve an incident (upsert by external id)")
+def upsert(request: HttpRequest, body: IncidentIn):
+    application = request.auth
+    if not application.has_scope(Scope.INCIDENTS_WRITE):
+        raise HttpError(403, f"This token lacks the {Scope.INCIDENTS_WRITE} scope.")
+    try:
+        change = upsert_incident(
+            external_id=body.external_id, title=body.title, severity=body.severity,
+            status=body.status, url=body.url, groups=body.groups, policies=body.policies,
+            actor=application, request=request)
+    except IncidentError as invalid:
+        raise HttpError(400, f"{invalid.field}: {invalid}") from invalid
+    incident = change.incident
+    return Status(201 if change.created else 200, {
+        **describe(incident), "opened_at": incident.opened_at,
+        "resolved_at": incident.resolved_at, "changed": change.changed,
+        "grants_ended": change.grants_ended})

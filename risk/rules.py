@@ -1,0 +1,195 @@
+"""The one decision every break-glass path asks (SPEC §2.7): given the sensitivity of the group
+or policy and the severity of the incident, what does the rule table allow? Group break glass
+on the page and through the API, access requests and quorum attempts all call `decide_risk`,
+and each stores the decision (with the cell that made it) on its audit event.
+
+Also the table's own checks: a table with a gap or a contradiction is refused at save."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from django.utils import timezone
+
+from breakglass.models import MAX_REQUEST_MINUTES, MIN_REQUEST_MINUTES, Sensitivity, Severity
+from risk.models import RiskRule, cell_label
+
+STEP_UP_WINDOW = timedelta(minutes=5)
+# No incident and no severity given: treated as the least severe, so as the strictest.
+UNSPECIFIED_SEVERITY = Severity.SEV4
+SENSITIVITIES = [value for value, _ in Sensitivity.choices]  # least to most sensitive
+SEVERITIES = [value for value, _ in Severity.choices]  # most to least severe
+RULE_FIELDS = ("self_service", "max_minutes", "approvals", "step_up", "alert_email",
+               "alert_sms", "alert_webhook")
+
+
+class Path:
+    BREAK_GLASS = "break_glass"  # the group page
+    API = "api"  # POST /api/v1/break-glass
+    REQUEST = "request"
+    QUORUM = "quorum"
+
+    SELF_SERVICE = (BREAK_GLASS, API)
+
+
+@dataclass(frozen=True)
+class RiskDecision:
+    path: str
+    sensitivity: str
+    severity: str
+    allowed: bool
+    why: str = ""
+    max_minutes: int = 0
+    approvals: int = 1
+    step_up: bool = False
+    channels: tuple[str, ...] = ()
+    needs_code: bool = field(default=False, compare=False)
+
+    @property
+    def cell(self) -> str:
+        return cell_label(self.sensitivity, self.severity)
+
+    def as_data(self) -> dict:
+        """What the audit event keeps: the decision and the cell that made it."""
+        return {"path": self.path, "cell": self.cell, "decision":
+                "allowed" if self.allowed else "refused", "why": self.why,
+                "max_minutes": self.max_minutes, "approvals": self.approvals,
+                "step_up": self.step_up, "channels": list(self.channels)}
+
+
+class RiskRefused(Exception):
+    """The rule table refuses this use; `status` is the HTTP answer."""
+
+    status = 403
+
+    def __init__(self, decision: RiskDecision):
+        super().__init__(decision.why)
+        self.decision = decision
+
+
+def decide_risk(path: str, *, sensitivity: str, severity: str = "",
+                stepped_up_at: datetime | None = None, now: datetime | None = None,
+                rule: RiskRule | None = None) -> RiskDecision:
+    """Apply the cell for `sensitivity` × `severity` to a use by `path`. `stepped_up_at` is when
+    the person acting last verified a one-time code (None: never, or an application). Pass
+    `rule` when the caller already read it (the break-glass hot path reads it with its lock)."""
+    severity = severity or UNSPECIFIED_SEVERITY
+    now = now or timezone.now()
+    label = cell_label(sensitivity, severity)
+    if rule is None:
+        rule = RiskRule.objects.filter(sensitivity=sensitivity, severity=severity).first()
+    if rule is None:
+        return RiskDecision(path, sensitivity, severity, allowed=False,
+                            why=f"No risk rule for {label}: the rule table has a gap.")
+    decided = dict(max_minutes=rule.max_minutes, approvals=rule.approvals,
+                   step_up=rule.step_up, channels=tuple(rule.channels))
+    if path in Path.SELF_SERVICE and not rule.self_service:
+        return RiskDecision(path, sensitivity, severity, allowed=False, **decided, why=(
+            f"Self-service break glass is not allowed for {label} (risk rule {label}): "
+            "request access instead, or choose a more severe incident if there is one."))
+    # A quorum attempt always takes a fresh code from every participant: step-up is built in.
+    if rule.step_up and path != Path.QUORUM:
+        if path == Path.API:
+            return RiskDecision(path, sensitivity, severity, allowed=False, **decided, why=(
+                f"Risk rule {label} needs a one-time code verified in the last 5 minutes, "
+                "which an application cannot give: break glass on the group's page."))
+        if stepped_up_at is None or now - stepped_up_at > STEP_UP_WINDOW:
+            return RiskDecision(path, sensitivity, severity, allowed=False, needs_code=True,
+                                **decided, why=(
+                                    f"Risk rule {label} needs a one-time code verified in the "
+                                    "last 5 minutes: enter a code from your authenticator."))
+    return RiskDecision(path, sensitivity, severity, allowed=True, **decided)
+
+
+def severity_of(incident, severity: str = "") -> str:
+    """An incident's severity wins over one typed beside it."""
+    return incident.severity if incident is not None else (severity or "")
+
+
+# The table's own checks.
+
+def table_problems(cells: dict[tuple[str, str], dict]) -> list[str]:
+    """Every gap and contradiction of a whole table, each naming its cell. `cells` maps
+    (sensitivity, severity) to the rule's values (RULE_FIELDS)."""
+    problems = []
+    for sensitivity in SENSITIVITIES:
+        for severity in SEVERITIES:
+            values = cells.get((sensitivity, severity))
+            label = cell_label(sensitivity, severity)
+            if values is None:
+                problems.append(f"{label}: missing. Every sensitivity needs a rule for every "
+                                "severity.")
+                continue
+            if not (values["alert_email"] or values["alert_sms"] or values["alert_webhook"]):
+                problems.append(f"{label}: choose at least one alert channel; every use alerts.")
+            if not MIN_REQUEST_MINUTES <= values["max_minutes"] <= MAX_REQUEST_MINUTES:
+                problems.append(f"{label}: the maximum duration must be 15 minutes to 14 days.")
+            if not 1 <= values["approvals"] <= 3:
+                problems.append(f"{label}: approvals needed must be 1 to 3.")
+    for severity in SEVERITIES:
+        for lower, higher in pairwise(SENSITIVITIES):
+            problems += _looser((higher, severity), (lower, severity), cells,
+                                "a more sensitive system")
+    for sensitivity in SENSITIVITIES:
+        for graver, milder in pairwise(SEVERITIES):
+            problems += _looser((sensitivity, milder), (sensitivity, graver), cells,
+                                "a less severe incident")
+    return problems
+
+
+def _looser(strict_key, loose_key, cells, what: str) -> list[str]:
+    """Where the cell that must be at least as strict (`strict_key`) is looser than the other."""
+    strict, loose = cells.get(strict_key), cells.get(loose_key)
+    if strict is None or loose is None:
+        return []
+    here, there = cell_label(*strict_key), cell_label(*loose_key)
+    found = []
+    if strict["self_service"] and not loose["self_service"]:
+        found.append(f"{here}: allows self-service break glass but {there} does not; "
+                     f"{what} cannot be looser.")
+    if strict["max_minutes"] > loose["max_minutes"]:
+        found.append(f"{here}: allows longer access ({strict['max_minutes']} min) than {there} "
+                     f"({loose['max_minutes']} min); {what} cannot be looser.")
+    if strict["approvals"] < loose["approvals"]:
+        found.append(f"{here}: needs fewer approvals ({strict['approvals']}) than {there} "
+                     f"({loose['approvals']}); {what} cannot be looser.")
+    if loose["step_up"] and not strict["step_up"]:
+        found.append(f"{here}: needs no step-up code but {there} does; {what} cannot be looser.")
+    if what.startswith("a more sensitive"):
+        for channel in ("alert_email", "alert_sms", "alert_webhook"):
+            if loose[channel] and not strict[channel]:
+                name = channel.removeprefix("alert_")
+                found.append(f"{here}: does not alert by {name} but {there} does; {what} "
+                             "cannot alert fewer people.")
+    return found
+
+
+def current_table() -> dict[tuple[str, str], dict]:
+    return {(rule.sensitivity, rule.severity): {name: getattr(rule, name) for name in RULE_FIELDS}
+            for rule in RiskRule.objects.all()}
+
+
+# The table that ships (a data migration loads it): (self-service, maximum minutes, approvals,
+# step-up, email, SMS, webhook) per severity SEV1..SEV4.
+FOURTEEN_DAYS = 14 * 24 * 60
+DEFAULT_TABLE = {
+    Sensitivity.LOW: [(True, FOURTEEN_DAYS, 1, False, True, True, True),
+                      (True, FOURTEEN_DAYS, 1, False, True, True, True),
+                      (True, FOURTEEN_DAYS, 1, False, True, False, True),
+                      (True, FOURTEEN_DAYS, 1, False, True, False, True)],
+    Sensitivity.MEDIUM: [(True, FOURTEEN_DAYS, 1, False, True, True, True)] * 4,
+    Sensitivity.HIGH: [(True, 24 * 60, 1, False, True, True, True),
+                       (True, 12 * 60, 1, False, True, True, True),
+                       (True, 4 * 60, 1, True, True, True, True),
+                       (False, 4 * 60, 1, True, True, True, True)],
+    Sensitivity.CRITICAL: [(True, 4 * 60, 1, True, True, True, True),
+                           (True, 2 * 60, 1, True, True, True, True),
+                           (False, 2 * 60, 2, True, True, True, True),
+                           (False, 60, 2, True, True, True, True)],
+}
+
+
+def default_cells() -> dict[tuple[str, str], dict]:
+    return {(str(sensitivity), severity): dict(zip(RULE_FIELDS, row, strict=True))
+            for sensitivity, rows in DEFAULT_TABLE.items()
+            for severity, row in zip(SEVERITIES, rows, strict=True)}

@@ -357,6 +357,26 @@ def _lapse(access_request: AccessRequest, now) -> None:
     _tell_requester(event, access_request, "lapsed (nobody decided in time)")
 
 
+def close_for_incident(incident, *, now) -> int:
+    """A resolved incident's pending requests lapse: nothing would end the access they ask for
+    early, so they are not approved after the incident they were made under."""
+    closed = 0
+    pending = (AccessRequest.objects.select_for_update(of=("self",))
+               .select_related("group", "requester")
+               .filter(grant__incident_record=incident, status=AccessRequest.Status.PENDING,
+                       group__end_grants_on_resolve=True))
+    for access_request in pending:
+        _close(access_request, AccessRequest.Status.LAPSED, by=None, now=now,
+               comment=f"incident {incident.external_id} was resolved")
+        event = record(EventKind.REQUEST_LAPSED, actor=None, target=access_request,
+                       data={**_request_data(access_request),
+                             "cause": {"incident": incident.external_id}})
+        _tell_requester(event, access_request,
+                        f"lapsed (incident {incident.external_id} was resolved)")
+        closed += 1
+    return closed
+
+
 def supersede(grant: Grant, *, actor: User, request=None) -> None:
     """Breaking glass while a request for the same group waits: the request is withdrawn (or
     lapses, if its time is already up), so the emergency path is never blocked by it."""

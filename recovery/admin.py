@@ -17,7 +17,7 @@ from recovery.models import EmergencyCredential, RecoveryEnrolment, RecoveryPoli
 USER_FIELDS = ("first_user", "second_user", "third_user")
 
 
-RULE_FIELDS = (*USER_FIELDS, "required", "enabled")
+RULE_FIELDS = (*USER_FIELDS, "required", "enabled", "sensitivity", "armed_by_incident")
 
 
 class RecoveryPolicyForm(forms.ModelForm):
@@ -35,7 +35,7 @@ class RecoveryPolicyForm(forms.ModelForm):
     class Meta:
         model = RecoveryPolicy
         fields = ("name", "slug", "description", *USER_FIELDS, "required", "enabled",
-                  "attempt_minutes", "reveal_minutes")
+                  "sensitivity", "armed_by_incident", "attempt_minutes", "reveal_minutes")
 
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -129,6 +129,7 @@ class RecoveryPolicyAdmin(RequestFormMixin, SimpleHistoryAdmin):
         ("Step-up for rule changes", {"fields": ("code", "reason")}),
         ("Authorized users", {"fields": USER_FIELDS}),
         ("Number of users required to break the glass", {"fields": ("required", "enabled")}),
+        ("Risk", {"fields": ("sensitivity", "armed_by_incident")}),
         ("Windows", {"fields": ("attempt_minutes", "reveal_minutes")}),
         ("Authorized application", {"fields": ("application_enabled", "token_status")}),
         ("Offline bundle", {"fields": ("bundle_status",)}),

@@ -452,7 +452,8 @@ def record_policy_change(policy: RecoveryPolicy, before: dict, *, actor, reason:
 
 def policy_rules(policy: RecoveryPolicy) -> dict:
     return {"users": [user.username for user, _ in holders(policy)],
-            "required": policy.required, "enabled": policy.enabled}
+            "required": policy.required, "enabled": policy.enabled,
+            "sensitivity": policy.sensitivity, "armed_by_incident": policy.armed_by_incident}
 
 
 def close_open_attempts(policy: RecoveryPolicy, *, actor, why: str, request=None) -> int:

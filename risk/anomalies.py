@@ -5,7 +5,7 @@ then get an SMS even where the rule cell alerts by email only."""
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -26,7 +26,7 @@ FLAGS = {
 }
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _HOURS = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)-(mon|tue|wed|thu|fri|sat|sun) "
-                    r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+                    r"([01]\d|2[0-3]):([0-5]\d)-(?:([01]\d|2[0-3]):([0-5]\d)|(24):(00))$")
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,19 @@ class WorkingHours:
     closes: time
     zone: ZoneInfo
 
+    def works_on(self, weekday: int) -> bool:
+        if self.first_day <= self.last_day:
+            return self.first_day <= weekday <= self.last_day
+        return weekday >= self.first_day or weekday <= self.last_day  # "fri-mon" wraps
+
     def include(self, moment: datetime) -> bool:
         local = moment.astimezone(self.zone)
-        if self.first_day <= self.last_day:
-            on_day = self.first_day <= local.weekday() <= self.last_day
-        else:  # "fri-mon" wraps round the week
-            on_day = local.weekday() >= self.first_day or local.weekday() <= self.last_day
-        return on_day and self.opens <= local.time() < self.closes
+        now, today = local.time(), local.weekday()
+        if self.opens < self.closes:
+            return self.works_on(today) and self.opens <= now < self.closes
+        # A night shift ("22:00-06:00"): the hours after midnight belong to the day before.
+        return ((self.works_on(today) and now >= self.opens)
+                or (self.works_on((today - 1) % 7) and now < self.closes))
 
 
 def working_hours() -> WorkingHours | None:
@@ -55,12 +61,30 @@ def working_hours() -> WorkingHours | None:
     if not match:
         raise ImproperlyConfigured(
             f"WORKING_HOURS={text!r}: write it like 'mon-fri 08:00-18:00'.")
-    first, last, open_h, open_m, close_h, close_m = match.groups()
-    closes = time.max if (close_h, close_m) == ("24", "00") else time(int(close_h), int(close_m))
-    if close_h == "24" and close_m != "00":
-        raise ImproperlyConfigured(f"WORKING_HOURS={text!r}: 24:00 is the latest closing time.")
-    return WorkingHours(DAYS.index(first), DAYS.index(last), time(int(open_h), int(open_m)),
-                        closes, ZoneInfo(settings.WORKING_HOURS_TIME_ZONE))
+    first, last, open_h, open_m, close_h, close_m, midnight, _ = match.groups()
+    closes = time.max if midnight else time(int(close_h), int(close_m))
+    opens = time(int(open_h), int(open_m))
+    if opens == closes:
+        raise ImproperlyConfigured(f"WORKING_HOURS={text!r}: opening and closing are the same.")
+    try:
+        zone = ZoneInfo(settings.WORKING_HOURS_TIME_ZONE)
+    except (ZoneInfoNotFoundError, ValueError) as unknown:
+        raise ImproperlyConfigured(
+            f"WORKING_HOURS_TIME_ZONE={settings.WORKING_HOURS_TIME_ZONE!r} is not a known time "
+            "zone (write it like Europe/Paris).") from unknown
+    return WorkingHours(DAYS.index(first), DAYS.index(last), opens, closes, zone)
+
+
+def check_working_hours(app_configs=None, **kwargs) -> list:
+    """A system check, so that a bad setting stops the deployment at start, not at the first
+    break glass."""
+    from django.core.checks import Error
+
+    try:
+        working_hours()
+    except ImproperlyConfigured as bad:
+        return [Error(str(bad), id="risk.E001")]
+    return []
 
 
 def anomaly_flags(user, group, *, now: datetime, ip: str = "",
@@ -91,7 +115,13 @@ def anomaly_flags(user, group, *, now: datetime, ip: str = "",
             recorded_at__gte=now - IP_MEMORY, recorded_at__lt=before - timedelta(seconds=60))
         if not familiar.exists():
             flags.append("new_ip")
-    hours = working_hours()
+    try:
+        hours = working_hours()
+    except ImproperlyConfigured:
+        # The system check reports it; access is never blocked by it, and an unknown
+        # answer is flagged rather than let through quietly.
+        hours = None
+        flags.append("outside_hours")
     if hours is not None and not hours.include(now):
         flags.append("outside_hours")
     return flags

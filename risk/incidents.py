@@ -164,6 +164,9 @@ def end_grants_under(incident: Incident, *, actor, request=None, now=None) -> in
               .filter(incident_record=incident, status=Grant.Status.ACTIVE,
                       group__end_grants_on_resolve=True).order_by("pk"))
     cause = {"incident": incident.external_id, "incident_id": incident.pk}
+    from breakglass.access_requests import close_for_incident
+
+    close_for_incident(incident, now=now)
     ended = 0
     for grant in grants:
         if grant.expires_at <= now:

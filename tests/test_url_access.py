@@ -70,6 +70,7 @@ ACCESS = {
     "api:replace_shifts": TOKEN,
     "api:recovery_bundle": TOKEN,
     "api:report_activity": TOKEN,
+    "api:incidents": TOKEN,
 }
 NAMESPACE_ACCESS = {"admin": STAFF}
 SAMPLE_KWARGS = {"app_label": "accounts", "content_type_id": 1, "object_id": "1",
@@ -149,6 +150,7 @@ def test_anonymous_visitors_reach_only_public_urls(client, name, url):
         assert not redirected_to_login or name == "admin:login"
     elif classify(name) == TOKEN:
         method = {"api:revoke": "POST", "api:break_glass": "POST", "api:report_activity": "POST",
+                  "api:incidents": "POST",
                   "api:replace_shifts": "PUT"}.get(name, "GET")
         response = client.generic(method, url, "{}", content_type="application/json")
         assert response.status_code in {401, 404}, (name, response.status_code)

@@ -68,6 +68,13 @@ def grant_ended(world: World, actor: User | None) -> bool:
     return Grant.objects.get(pk=world.grant.pk).status == Grant.Status.REVOKED
 
 
+def incident_opened(world: World, actor: User | None) -> bool:
+    from risk.models import Incident
+
+    return list(Incident.objects.values_list("external_id", "groups__slug")) == [
+        ("PD-77", world.group.slug)]
+
+
 def bg_users_replaced_by_outsider(world: World, actor: User | None) -> bool:
     return list(world.group.break_glass_users.all()) == [world.users["outsider"]]
 
@@ -289,6 +296,11 @@ TABLE = [
         (401,  401,  401,  403,  403,  201), send="activity", scope=Scope.ACTIVITY_WRITE),
     Row("api:report_activity", "GET",
         (405,  405,  405,  405,  405,  405), scope=Scope.ACTIVITY_WRITE),
+    Row("api:incidents", "POST",
+        (401,  401,  401,  403,  403,  201), send="incident", effect=incident_opened,
+        scope=Scope.INCIDENTS_WRITE),
+    Row("api:incidents", "GET",
+        (405,  405,  405,  405,  405,  405), scope=Scope.INCIDENTS_WRITE),
     Row("api:audit_events", "GET",
         (401,  401,  401,  403,  403,  200), scope=Scope.AUDIT_READ),
     Row("api:audit_events", "POST",
@@ -386,6 +398,8 @@ BODIES: dict[str, Callable[[World], dict]] = {
     "extension": lambda world: {"minutes": 30, "reason": "not done"},
     "comment": lambda world: {"comment": "not now"},
     "activity": lambda world: {"action": "psql", "detail": "VACUUM FULL orders"},
+    "incident": lambda world: {"external_id": "PD-77", "title": "DB down", "severity": "sev1",
+                               "groups": [world.group.slug]},
     "bundle": lambda world: _bundle(world),
 }
 

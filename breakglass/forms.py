@@ -5,24 +5,26 @@ from breakglass.models import Group, Severity
 from breakglass.services import MAX_REASON_LENGTH
 
 
-def incident_choices(group: Group, *, only_linked: bool) -> list[tuple[str, str]]:
+def incident_choices(group: Group, *, only_linked: bool) -> tuple[list[tuple[str, str]], int]:
     """Open incidents, those linked to the group first; only those when it is armed by them."""
     from risk.incidents import open_incidents
 
     incidents = list(open_incidents().prefetch_related("groups"))
     linked = [item for item in incidents if group.pk in {g.pk for g in item.groups.all()}]
     others = [] if only_linked else [item for item in incidents if item not in linked]
-    return [(item.external_id, str(item)) for item in linked + others]
+    return [(item.external_id, str(item)) for item in linked + others], len(linked)
 
 
 class IncidentFieldsMixin:
     """An incident chosen from the open ones (its severity counts), or a declared severity."""
 
     def add_incident_fields(self, group: Group, *, required: bool, armed: bool) -> None:
-        choices = incident_choices(group, only_linked=armed)
+        choices, linked = incident_choices(group, only_linked=armed)
         self.fields["incident"] = forms.ChoiceField(
             label="Incident", required=required,
             choices=choices if required else [("", "— none —"), *choices],
+            # An open incident linked to this group is most likely the one at hand.
+            initial=choices[0][0] if linked else "",
             help_text=("Only while an incident linked to this group is open." if armed else
                        "An open incident: its severity decides what the risk rules allow."))
         self.fields["severity"] = forms.ChoiceField(

@@ -59,8 +59,7 @@ class RiskRuleAdmin(SimpleHistoryAdmin):
     list_display = ("cell", *RULE_FIELDS)
     list_editable = RULE_FIELDS
     list_display_links = ("cell",)
-    list_filter = ("sensitivity", "severity")
-    list_per_page = 16
+    list_per_page = 16  # the whole table on one page
     fields = RULE_FIELDS
     actions = None
 
@@ -76,7 +75,7 @@ class RiskRuleAdmin(SimpleHistoryAdmin):
         kwargs["formset"] = RuleTableFormSet
         return super().get_changelist_formset(request, **kwargs)
 
-    @admin.display(description="Cell (sensitivity × severity)")
+    @admin.display(description="Sensitivity × severity")
     def cell(self, rule: RiskRule) -> str:
         return rule.cell
 

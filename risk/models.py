@@ -16,19 +16,19 @@ class RiskRule(models.Model):
     sensitivity = models.CharField(max_length=16, choices=Sensitivity.choices)
     severity = models.CharField(max_length=8, choices=Severity.choices)
     self_service = models.BooleanField(
-        "self-service break glass", default=True,
+        "self-service", default=True,
         help_text="Break-glass users may give themselves access at once (and an on-call "
                   "auto-approval counts). Off: access needs owners' approval.")
     max_minutes = models.PositiveIntegerField(
-        "maximum duration (minutes)",
+        "max minutes",
         validators=[MinValueValidator(MIN_REQUEST_MINUTES), MaxValueValidator(MAX_REQUEST_MINUTES)],
         help_text="Caps break-glass and requested access, 15 minutes to 14 days.")
     approvals = models.PositiveSmallIntegerField(
-        "approvals needed", default=1, validators=[MinValueValidator(1), MaxValueValidator(3)],
+        "approvals", default=1, validators=[MinValueValidator(1), MaxValueValidator(3)],
         help_text="At least this many owners approve a request, or authorized users confirm "
                   "a quorum attempt (the group's or policy's own number applies if higher).")
     step_up = models.BooleanField(
-        "step-up one-time code", default=False,
+        "step-up", default=False,
         help_text="Activation needs a one-time code verified in the last 5 minutes.")
     alert_email = models.BooleanField("email", default=True)
     alert_sms = models.BooleanField("SMS", default=True)

@@ -85,8 +85,8 @@ def decide_risk(path: str, *, sensitivity: str, severity: str = "",
                    step_up=rule.step_up, channels=tuple(rule.channels))
     if path in Path.SELF_SERVICE and not rule.self_service:
         return RiskDecision(path, sensitivity, severity, allowed=False, **decided, why=(
-            f"Self-service break glass is not allowed for {label} (risk rule {label}): "
-            "request access instead, or choose a more severe incident if there is one."))
+            f"Risk rule {label} does not allow self-service break glass: request access "
+            "instead, or choose a more severe incident if there is one."))
     # A quorum attempt always takes a fresh code from every participant: step-up is built in.
     if rule.step_up and path != Path.QUORUM:
         if path == Path.API:

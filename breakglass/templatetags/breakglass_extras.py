@@ -45,3 +45,11 @@ def minutes_words(minutes: int) -> str:
              f"{hours} hour{'s' * (hours != 1)}" if hours else "",
              f"{minutes} minutes" if minutes else ""]
     return " ".join(part for part in parts if part)
+
+
+@register.filter
+def flag_words(flags) -> list[str]:
+    """Anomaly flag codes in words."""
+    from risk.anomalies import describe
+
+    return describe(list(flags or []))

@@ -11,7 +11,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from audit.catalogue import EventKind
 from audit.services import record
-from risk.incidents import IncidentError, upsert_incident
+from risk.incidents import IncidentError, clean_fields, upsert_incident
 from risk.models import Incident, RiskRule
 from risk.rules import RULE_FIELDS, SENSITIVITIES, current_table, table_problems
 
@@ -102,6 +102,19 @@ class IncidentForm(forms.ModelForm):
     class Meta:
         model = Incident
         fields = ("external_id", "title", "severity", "status", "url", "groups", "policies")
+
+    def clean(self):
+        """The service's own checks, shown on their fields (the API answers 400 with them)."""
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            clean_fields(external_id=cleaned.get("external_id") or self.instance.external_id,
+                         title=cleaned.get("title", ""), severity=cleaned.get("severity", ""),
+                         status=cleaned.get("status", ""), url=cleaned.get("url", ""))
+        except IncidentError as invalid:
+            self.add_error(invalid.field if invalid.field in self.fields else None, str(invalid))
+        return cleaned
 
 
 @admin.register(Incident)

@@ -5,12 +5,15 @@ then get an SMS even where the rule cell alerts by email only."""
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 
 from audit.catalogue import ActorType
+from audit.db import prepared_cursor
 from audit.models import AuditEvent
 
 FREQUENT_USES = 3  # more than this many in the window is flagged
@@ -92,29 +95,26 @@ def anomaly_flags(user, group, *, now: datetime, ip: str = "",
     """The flags of a break-glass activation by `user` on `group`, asked before it is written.
     `ip` is the user's own address (empty when an application acts for them), and
     `session_began` when their current session signed in: addresses seen only since then do
-    not make an address familiar."""
-    from breakglass.models import Grant
-    from oncall.models import Shift
-
+    not make an address familiar. One prepared statement: activation is a hot path."""
+    adapt = connection.ops.adapt_datetimefield_value
+    before = min(session_began or now, now) - timedelta(seconds=60)
+    with prepared_cursor() as cursor:
+        cursor.execute(_flags_sql(), [
+            user.pk, adapt(now - FREQUENT_WINDOW),
+            user.pk, adapt(now), adapt(now),
+            user.pk, group.pk,
+            str(user.pk), ip, adapt(now - IP_MEMORY), adapt(before)])
+        recent_uses, any_shift, on_call, accessed_before, familiar_ip = cursor.fetchone()
     flags = []
-    recent = Grant.objects.filter(
-        user=user, source__in=[Grant.Source.BREAK_GLASS, Grant.Source.API],
-        activated_at__gte=now - FREQUENT_WINDOW)
-    if recent.count() >= FREQUENT_USES:
+    if recent_uses >= FREQUENT_USES:
         flags.append("frequent_use")
     # Only a deployment with on-call shifts can tell who is not on call.
-    if (Shift.objects.exists()
-            and not Shift.objects.filter(user=user, starts_at__lte=now, ends_at__gt=now).exists()):
+    if any_shift and not on_call:
         flags.append("not_on_call")
-    if not Grant.objects.filter(user=user, group=group, activated_at__isnull=False).exists():
+    if not accessed_before:
         flags.append("first_access")
-    if ip:
-        before = min(session_began or now, now)
-        familiar = AuditEvent.objects.filter(
-            actor_type=ActorType.USER, actor_id=str(user.pk), ip=ip,
-            recorded_at__gte=now - IP_MEMORY, recorded_at__lt=before - timedelta(seconds=60))
-        if not familiar.exists():
-            flags.append("new_ip")
+    if ip and not familiar_ip:
+        flags.append("new_ip")
     try:
         hours = working_hours()
     except ImproperlyConfigured:
@@ -125,6 +125,27 @@ def anomaly_flags(user, group, *, now: datetime, ip: str = "",
     if hours is not None and not hours.include(now):
         flags.append("outside_hours")
     return flags
+
+
+@cache
+def _flags_sql() -> str:
+    from breakglass.models import Grant
+    from oncall.models import Shift
+
+    grants, shifts = Grant._meta.db_table, Shift._meta.db_table
+    events = AuditEvent._meta.db_table
+    sources = ", ".join(f"'{source}'" for source in (Grant.Source.BREAK_GLASS,
+                                                      Grant.Source.API))
+    return f"""
+SELECT (SELECT COUNT(*) FROM {grants}
+         WHERE user_id = %s AND source IN ({sources}) AND activated_at >= %s),
+       EXISTS (SELECT 1 FROM {shifts}),
+       EXISTS (SELECT 1 FROM {shifts} WHERE user_id = %s AND starts_at <= %s AND ends_at > %s),
+       EXISTS (SELECT 1 FROM {grants}
+                WHERE user_id = %s AND group_id = %s AND activated_at IS NOT NULL),
+       EXISTS (SELECT 1 FROM {events}
+                WHERE actor_type = '{ActorType.USER}' AND actor_id = %s AND ip = %s
+                  AND recorded_at >= %s AND recorded_at < %s)"""  # noqa: S608 (names only)
 
 
 def describe(flags: list[str]) -> list[str]:

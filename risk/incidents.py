@@ -55,7 +55,7 @@ def clean_fields(*, external_id: str, title: str, severity: str, status: str, ur
     if len(title) > MAX_TITLE:
         raise IncidentError("title", f"Keep the title under {MAX_TITLE} characters.")
     url = (url or "").strip()
-    if url and not url.startswith(("https://", "http://")):
+    if url and not url.lower().startswith(("https://", "http://")):
         raise IncidentError("url", "The link must start with https:// or http://.")
     if len(url) > 500:
         raise IncidentError("url", "Keep the link under 500 characters.")

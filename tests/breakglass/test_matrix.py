@@ -5,7 +5,9 @@ TABLE holds every expected answer; each of its cells is one generated test. A ce
 status code (and where a redirect leads). A refused cell also checks that no grant, group or
 membership changed; a cell where a state-changing URL succeeds checks the change itself.
 A URL of the breakglass or api namespaces, or of the Group and Grant
-admin, that has no row fails `test_every_url_has_a_row`.
+admin, that has no row fails `test_every_url_has_a_row`. The risk admin (the rule table and
+incidents) has rows too: staff without its permissions are refused, superusers edit the table
+and incidents but never add or delete a rule nor delete an incident.
 """
 
 import json
@@ -25,6 +27,8 @@ from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from breakglass import access_requests, services
 from breakglass.models import AccessRequest, Application, Grant, Group, Scope
+from risk.models import Incident, RiskRule
+from risk.rules import RULE_FIELDS, SENSITIVITIES, current_table, table_problems
 from tests.conftest import PASSWORD, add_authenticator, make_user, sign_in
 from tests.test_url_access import walk
 
@@ -52,6 +56,7 @@ class World:
     grant: Grant  # hal's active grant to prod-db
     users: dict[str, User]  # by role
     request: AccessRequest  # mark's pending request for an hour of prod-db (requestable)
+    incident: Incident | None = None  # INC-9, made by the incident admin rows (world_incident)
 
 
 def holds_longer_access(world: World, actor: User) -> bool:
@@ -69,8 +74,6 @@ def grant_ended(world: World, actor: User | None) -> bool:
 
 
 def incident_opened(world: World, actor: User | None) -> bool:
-    from risk.models import Incident
-
     return list(Incident.objects.values_list("external_id", "groups__slug")) == [
         ("PD-77", world.group.slug)]
 
@@ -105,6 +108,33 @@ def outsider_added_to_bg_users(world: World, actor: User | None) -> bool:
     change = AuditEvent.objects.filter(kind=EventKind.BREAK_GLASS_USERS_CHANGED).get()
     return names == {"bella", "hal", "oscar"} and (
         change.actor_label, change.data) == (actor.username, {"added": ["oscar"], "removed": []})
+
+
+# The cell of the rule table the risk admin rows change: low × SEV3 ships without SMS alerts,
+# and turning them on keeps the table consistent (more sensitive cells already alert by SMS).
+RULE_CELL = ("low", "sev3")
+
+
+def the_rule() -> RiskRule:
+    return RiskRule.objects.get(sensitivity=RULE_CELL[0], severity=RULE_CELL[1])
+
+
+def rule_cell_alerts_by_sms(world: World, actor: User) -> bool:
+    """Only that cell changed, audited once with before and after, and the table is whole."""
+    change = AuditEvent.objects.filter(kind=EventKind.RISK_RULES_CHANGED).get()
+    return the_rule().alert_sms and table_problems(current_table()) == [] and (
+        change.actor_label, change.data["changed"], change.data["before"]["alert_sms"],
+        change.data["after"]["alert_sms"]) == (actor.username, ["alert_sms"], False, True)
+
+
+def incident_resolved_and_its_grant_ended(world: World, actor: User) -> bool:
+    """Resolving INC-9 ends bella's grant opened under it (not hal's), the incident as cause."""
+    incident = Incident.objects.get(pk=world.incident.pk)
+    bellas = Grant.objects.get(user=world.users["bg_user"], incident_record=incident)
+    revoked = AuditEvent.objects.filter(kind=EventKind.GRANT_REVOKED).get()
+    return (incident.status, bellas.status, Grant.objects.get(pk=world.grant.pk).status,
+            revoked.data["cause"]["incident"]) == (
+        Incident.Status.RESOLVED, Grant.Status.REVOKED, Grant.Status.ACTIVE, "INC-9")
 
 
 @dataclass(frozen=True)
@@ -269,6 +299,57 @@ TABLE = [
     Row("admin:breakglass_grant_history", "GET",
         (L,    V,    A,    A,    A,    A,    A,    A,    A,    200,  200)),
 
+    # The risk admin. The staff viewer holds no risk permission: 403 everywhere. The rule
+    # table is edited as a whole on its list page or one cell at a time; a table with a
+    # contradiction is shown again with the error (200) and nothing changes. Cells are never
+    # added or deleted, incidents never deleted, superusers included.
+    #    anon  unver outsd membr bgusr holdr owner other revwr viewr admin
+    Row("admin:risk_riskrule_changelist", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+    Row("admin:risk_riskrule_changelist", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  DONE),
+        send="rule table", effect=rule_cell_alerts_by_sms),
+    Row("admin:risk_riskrule_changelist", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  SHOWN),
+        send="contradictory rule table"),
+    Row("admin:risk_riskrule_add", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403)),
+    Row("admin:risk_riskrule_add", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403), send="rule form"),
+    Row("admin:risk_riskrule_change", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+    Row("admin:risk_riskrule_change", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  DONE),
+        send="rule form", effect=rule_cell_alerts_by_sms),
+    Row("admin:risk_riskrule_change", "DELETE",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+    Row("admin:risk_riskrule_delete", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403)),
+    Row("admin:risk_riskrule_delete", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403), send="confirm"),
+    Row("admin:risk_riskrule_history", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+    Row("admin:risk_incident_changelist", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+    Row("admin:risk_incident_add", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+    Row("admin:risk_incident_add", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  DONE),
+        send="incident form", effect=incident_opened),
+    Row("admin:risk_incident_change", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+    Row("admin:risk_incident_change", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  DONE),
+        send="resolve", effect=incident_resolved_and_its_grant_ended),
+    Row("admin:risk_incident_delete", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403)),
+    Row("admin:risk_incident_delete", "POST",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  403), send="confirm"),
+    Row("admin:risk_incident_history", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+    Row("admin:risk_incident_simple_history", "GET",
+        (L,    V,    A,    A,    A,    A,    A,    A,    A,    403,  200)),
+
     # The API under /api/v1/. "scoped" holds only the operation's scope, "no_scope" all the
     # others. Ninja answers an unsupported method 405 before it looks at the token.
     #    none  malf  unkn  disab nosc  scoped
@@ -360,6 +441,56 @@ def _shifts(world: World) -> dict:
                         "ends_at": world.grant.expires_at.isoformat()}]}
 
 
+def rule_table_form(changes: dict[tuple[str, str], dict] | None = None) -> dict:
+    """The rule table's list page as submitted: every cell in the page's order (sensitivity
+    rank, then severity) with the management form, `changes` applied to their cells."""
+    changes = changes or {}
+    rules = sorted(RiskRule.objects.all(),
+                   key=lambda rule: (SENSITIVITIES.index(rule.sensitivity), rule.severity))
+    data = {"form-TOTAL_FORMS": len(rules), "form-INITIAL_FORMS": len(rules),
+            "form-MIN_NUM_FORMS": 0, "form-MAX_NUM_FORMS": 1000, "_save": "Save"}
+    for index, rule in enumerate(rules):
+        values = {name: getattr(rule, name) for name in RULE_FIELDS}
+        values.update(changes.get((rule.sensitivity, rule.severity), {}))
+        data[f"form-{index}-id"] = rule.pk
+        data.update(form_values(values, prefix=f"form-{index}-"))
+    return data
+
+
+def form_values(values: dict, prefix: str = "") -> dict:
+    """Field values as a browser posts them: a ticked box as "on", an unticked one left out."""
+    posted = {}
+    for name, value in values.items():
+        if value is True:
+            posted[prefix + name] = "on"
+        elif value is not False:
+            posted[prefix + name] = value
+    return posted
+
+
+def _rule_form(world: World) -> dict:
+    values = {name: getattr(the_rule(), name) for name in RULE_FIELDS}
+    return {**form_values({**values, "alert_sms": True}), "_save": "Save"}
+
+
+def world_incident(world: World) -> Incident:
+    """INC-9 (SEV2) arming prod-db, with bella's grant opened under it."""
+    if world.incident is None:
+        from risk.incidents import upsert_incident
+
+        world.incident = upsert_incident(external_id="INC-9", title="Checkout errors",
+                                         severity="sev2", groups=[world.group.slug],
+                                         actor=None).incident
+        services.break_glass(world.group, actor=world.users["bg_user"], reason="checkout",
+                             incident="INC-9")
+    return world.incident
+
+
+def _incident_form(world: World, **fields) -> dict:
+    return {"external_id": "PD-77", "title": "DB down", "severity": "sev1", "status": "open",
+            "url": "", "groups": [world.group.pk], "policies": [], "_save": "Save", **fields}
+
+
 def _bundle(world: World) -> dict:
     """A recovery policy under the group's slug (the slug url_of() passes), held by olivia,
     whose authorized application is the one the cell's token belongs to."""
@@ -401,18 +532,38 @@ BODIES: dict[str, Callable[[World], dict]] = {
     "incident": lambda world: {"external_id": "PD-77", "title": "DB down", "severity": "sev1",
                                "groups": [world.group.slug]},
     "bundle": lambda world: _bundle(world),
+    "rule table": lambda world: rule_table_form({RULE_CELL: {"alert_sms": True}}),
+    # high × SEV1 would no longer allow self-service while critical × SEV1 still does.
+    "contradictory rule table": lambda world: rule_table_form(
+        {RULE_CELL: {"alert_sms": True}, ("high", "sev1"): {"self_service": False}}),
+    "rule form": _rule_form,
+    "incident form": _incident_form,
+    "resolve": lambda world: _incident_form(world, title=world.incident.title,
+                                            severity="sev2", status="resolved"),
 }
 
 PATTERNS = dict(walk(get_resolver().url_patterns))
 
 
 def url_of(row: Row, world: World) -> str:
+    """The row's URL for the world. Incident rows make INC-9 (and bella's grant under it)
+    here, before the cell takes its snapshot."""
     if row.url == "admin:breakglass_group_simple_history":
         return reverse(row.url, args=[world.group.pk, world.group.history.earliest().pk])
-    values = {"slug": world.group.slug, "grant_id": world.grant.pk,
-              "request_id": world.request.pk,
-              "object_id": world.group.pk if "_group_" in row.url else world.grant.pk}
+    if row.url == "admin:risk_incident_simple_history":
+        incident = world_incident(world)
+        return reverse(row.url, args=[incident.pk, incident.history.earliest().pk])
     params = PATTERNS[row.url].pattern.regex.groupindex
+    if "object_id" not in params:
+        object_id = None
+    elif "_riskrule_" in row.url:
+        object_id = the_rule().pk
+    elif "_incident_" in row.url:
+        object_id = world_incident(world).pk
+    else:
+        object_id = world.group.pk if "_group_" in row.url else world.grant.pk
+    values = {"slug": world.group.slug, "grant_id": world.grant.pk,
+              "request_id": world.request.pk, "object_id": object_id}
     return reverse(row.url, kwargs={name: values[name] for name in params})
 
 
@@ -508,7 +659,7 @@ def send(client: Client, row: Row, url: str, data: dict, headers: dict):
 
 def snapshot() -> tuple:
     """Everything a break-glass URL could change: grants, groups and their memberships,
-    requests and request settings."""
+    requests and request settings, the risk rule table and incidents."""
     through = (Group.owners.through, Group.members.through, Group.break_glass_users.through,
                Group.contains.through)
     return (
@@ -520,6 +671,10 @@ def snapshot() -> tuple:
         list(Application.objects.order_by("pk").values_list("pk", "enabled", "token_hash")),
         list(AccessRequest.objects.order_by("pk").values_list("pk", "status")),
         list(Group.objects.order_by("pk").values_list("requestable", "request_max_minutes")),
+        list(RiskRule.objects.order_by("pk").values_list()),
+        list(Incident.objects.order_by("pk").values_list("pk", "external_id", "title",
+                                                         "severity", "status", "resolved_at")),
+        sorted(Incident.groups.through.objects.values_list()),
     )
 
 
@@ -555,8 +710,9 @@ def test_cell(request, world, row, role, expected):
     else:
         actor = None if role == "anonymous" else actor_for(role, world, request)
         client, headers = client_for(role, actor), {}
+    url = url_of(row, world)
     before = snapshot()
-    response = send(client, row, url_of(row, world), BODIES[row.send](world), headers)
+    response = send(client, row, url, BODIES[row.send](world), headers)
     check_status(response, expected, client)
     if row.effect is not None and expected in {DONE, 200, 201}:
         assert row.effect(world, actor)

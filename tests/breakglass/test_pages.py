@@ -6,6 +6,7 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from accounts.services import STEP_UP_SESSION_KEY
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from breakglass import services
@@ -191,6 +192,66 @@ def test_the_catalog_costs_the_same_queries_for_any_number_of_groups(
 def test_generated_break_glass_input_never_causes_a_500(member_client, database, data):
     response = member_client.post(reverse("breakglass:break-glass", args=["prod-db"]), data)
     assert response.status_code in {302, 400}
+
+
+# The new fields: open incidents by their external ids (and ones that are not open or not
+# known), severities, and one-time codes that are wrong, malformed or carry a NUL.
+RISK_TEXT = st.one_of(st.text(max_size=40), st.text(max_size=10).map(lambda text: text + "\x00"),
+                      st.text(min_size=2000, max_size=2100))
+INCIDENTS = st.sampled_from(["INC-1", "INC-2", "INC-3", "INC-4", " INC-1", "", "inc-1"])
+SEVERITIES = st.sampled_from(["sev1", "sev2", "sev3", "sev4", "", "SEV1"])
+CODES = st.one_of(st.from_regex(r"\A[0-9]{6}\Z"), st.from_regex(r"\A[0-9 ]{1,12}\Z"),
+                  st.text(max_size=40), st.text(max_size=8).map(lambda text: text + "\x00"))
+# Mostly values the form knows (so that the risk rules decide), sometimes anything.
+INCIDENT_CHOICES = st.one_of(INCIDENTS, INCIDENTS, INCIDENTS, RISK_TEXT)
+SEVERITY_CHOICES = st.one_of(SEVERITIES, SEVERITIES, SEVERITIES, RISK_TEXT)
+CODE_CHOICES = st.one_of(st.just(""), st.just(""), CODES)
+
+
+@pytest.fixture
+def vault(database, member):
+    """A high-sensitivity group armed by incidents linked to it: open INC-1 (SEV1, linked to it
+    and prod-db: self-service), INC-2 (SEV3: self-service after a step-up) and INC-4 (SEV4: no
+    self-service), and INC-3, resolved."""
+    from risk.incidents import upsert_incident
+
+    group = Group.objects.create(name="Vault", slug="vault", sensitivity=Sensitivity.HIGH,
+                                 armed_by_incident=True)
+    group.break_glass_users.add(member)
+    open_incident("INC-1", "sev1", groups=["vault", "prod-db"])
+    open_incident("INC-2", "sev3", groups=["vault"])
+    open_incident("INC-4", "sev4", groups=["vault"])
+    open_incident("INC-3", "sev2", groups=["vault"])
+    upsert_incident(external_id="INC-3", severity="sev2", status="resolved", actor=None)
+    return group
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(slug=st.sampled_from(["prod-db", "vault"]), stepped_up=st.booleans(),
+       data=st.fixed_dictionaries(
+           {"reason": st.one_of(st.just("primary is down"), st.just("primary is down"),
+                                st.text(max_size=2100))},
+           optional={"incident": INCIDENT_CHOICES, "severity": SEVERITY_CHOICES,
+                     "code": CODE_CHOICES}))
+def test_generated_incident_severity_and_code_never_cause_a_500(member_client, vault, slug,
+                                                                stepped_up, data):
+    """Refused (400/403), sent on (302) or throttled after wrong codes, never a 500; and never
+    a grant outside what the fields allowed."""
+    if not stepped_up:  # the sign-in code counts as a step-up for 5 minutes: forget it
+        session = member_client.session
+        session.pop(STEP_UP_SESSION_KEY, None)
+        session.save()
+    response = member_client.post(reverse("breakglass:break-glass", args=[slug]), data)
+    assert response.status_code in {302, 400, 403}
+    if response.status_code == 302:
+        grant = Grant.objects.get(group__slug=slug)
+        assert grant.status == Grant.Status.ACTIVE
+        if slug == "vault":
+            assert grant.incident == "INC-1" or (grant.incident == "INC-2" and stepped_up)
+        else:
+            assert grant.incident in {"", "INC-1", "INC-2", "INC-4"}
+    Grant.objects.all().delete()
 
 
 @pytest.mark.parametrize("count", [10, 1000])

@@ -6,7 +6,9 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from breakglass.models import AccessRequest, Grant, Group
+from accounts.services import STEP_UP_SESSION_KEY
+from breakglass.models import AccessRequest, Grant, Group, Sensitivity
+from tests.breakglass.helpers import open_incident
 from tests.conftest import make_user, sign_in
 
 pytestmark = pytest.mark.django_db
@@ -143,5 +145,64 @@ def test_owners_change_request_settings_others_cannot(client, staging, owner, me
 def test_generated_request_forms_never_cause_a_500(member_client, staging, data):
     response = member_client.post(reverse("breakglass:request-access", args=["staging"]), data)
     assert response.status_code in {302, 400, 409}
+    AccessRequest.objects.all().delete()
+    Grant.objects.all().delete()
+
+
+@pytest.fixture
+def vault(owner):
+    """A requestable high-sensitivity group (requests at SEV3 and SEV4 need a step-up) that
+    needs an incident, and open INC-1 (SEV1), INC-2 (SEV3), INC-4 (SEV4), resolved INC-3."""
+    from risk.incidents import upsert_incident
+
+    group = Group.objects.create(name="Vault", slug="vault", requestable=True,
+                                 sensitivity=Sensitivity.HIGH, request_incident_required=True,
+                                 request_max_minutes=24 * 60)
+    group.owners.add(owner)
+    for external_id, severity in (("INC-1", "sev1"), ("INC-2", "sev3"), ("INC-4", "sev4"),
+                                  ("INC-3", "sev2")):
+        open_incident(external_id, severity, groups=["vault"])
+    upsert_incident(external_id="INC-3", severity="sev2", status="resolved", actor=None)
+    return group
+
+
+RISK_TEXT = st.one_of(st.text(max_size=40), st.text(max_size=10).map(lambda text: text + "\x00"),
+                      st.text(min_size=2000, max_size=2100))
+INCIDENTS = st.sampled_from(["INC-1", "INC-2", "INC-3", "INC-4", " INC-1", "", "inc-1"])
+SEVERITIES = st.sampled_from(["sev1", "sev2", "sev3", "sev4", "", "SEV1"])
+CODES = st.one_of(st.just(""), st.just(""), st.from_regex(r"\A[0-9]{6}\Z"),
+                  st.from_regex(r"\A[0-9 ]{1,12}\Z"), st.text(max_size=40),
+                  st.text(max_size=8).map(lambda text: text + "\x00"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(slug=st.sampled_from(["staging", "vault"]), stepped_up=st.booleans(),
+       data=st.fixed_dictionaries(
+           {"minutes": st.one_of(st.sampled_from(["60", "240", "1440"]),
+                                 st.integers(-10**9, 10**9).map(str)),
+            "reason": st.one_of(st.just("deploy the hotfix"), st.text(max_size=300))},
+           optional={"incident": st.one_of(INCIDENTS, INCIDENTS, INCIDENTS, RISK_TEXT),
+                     "severity": st.one_of(SEVERITIES, SEVERITIES, SEVERITIES, RISK_TEXT),
+                     "code": CODES}))
+def test_generated_incident_severity_and_code_on_requests_never_cause_a_500(
+        member_client, staging, vault, slug, stepped_up, data):
+    """Refused (400/403/409) or sent on (302), never a 500; a request that needs a step-up is
+    never made without one."""
+    if not stepped_up:  # the sign-in code counts as a step-up for 5 minutes: forget it
+        session = member_client.session
+        session.pop(STEP_UP_SESSION_KEY, None)
+        session.save()
+    response = member_client.post(reverse("breakglass:request-access", args=[slug]), data)
+    from hypothesis import event
+    event(str(response.status_code))
+    assert response.status_code in {302, 400, 403, 409}
+    if response.status_code == 302:
+        made = AccessRequest.objects.get(group__slug=slug)
+        if slug == "vault":
+            assert made.incident == "INC-1" or (made.incident in {"INC-2", "INC-4"}
+                                                and stepped_up)
+        else:
+            assert made.incident in {"", "INC-1", "INC-2", "INC-4"}
     AccessRequest.objects.all().delete()
     Grant.objects.all().delete()

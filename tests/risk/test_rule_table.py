@@ -114,7 +114,7 @@ def test_the_page_follows_the_cell(verified_client, make_group, member, sensitiv
     response = client.post(url, form)
     if not cell["self_service"]:
         assert response.status_code == 403
-        assert f"Self-service break glass is not allowed for {label}" in response.content.decode()
+        assert f"Risk rule {label} does not allow self-service break glass" in response.content.decode()
         assert_decision_stored(last_event(EventKind.GRANT_REFUSED), path="break_glass",
                                label=label, cell=cell, decision="refused")
         # A fresh code does not change a cell that refuses self-service.
@@ -189,7 +189,7 @@ def test_the_api_follows_the_cell(client, token, make_group, member, sensitivity
         if cell["self_service"]:
             assert "one-time code" in detail
         else:
-            assert "Self-service break glass is not allowed" in detail
+            assert "does not allow self-service break glass" in detail
         assert not Grant.objects.exists()
         assert_decision_stored(last_event(EventKind.GRANT_REFUSED), path="api", label=label,
                                cell=cell, decision="refused")

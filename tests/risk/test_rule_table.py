@@ -114,7 +114,8 @@ def test_the_page_follows_the_cell(verified_client, make_group, member, sensitiv
     response = client.post(url, form)
     if not cell["self_service"]:
         assert response.status_code == 403
-        assert f"Risk rule {label} does not allow self-service break glass" in response.content.decode()
+        refusal = f"Risk rule {label} does not allow self-service break glass"
+        assert refusal in response.content.decode()
         assert_decision_stored(last_event(EventKind.GRANT_REFUSED), path="break_glass",
                                label=label, cell=cell, decision="refused")
         # A fresh code does not change a cell that refuses self-service.

@@ -19,8 +19,8 @@ from audit.db import fast_insert, load_instance, prepared_cursor
 from audit.services import record
 from breakglass.connectors import provision
 from breakglass.models import Grant, Group
-from risk.anomalies import anomaly_flags
 from risk.anomalies import describe as describe_flags
+from risk.anomalies import flag_columns, flag_params, flags_from
 from risk.models import Incident, RiskRule
 from risk.rules import UNSPECIFIED_SEVERITY, Path, RiskDecision, decide_risk, severity_of
 
@@ -120,7 +120,7 @@ SELECT g.break_glass_minutes, EXISTS (
      WHERE b.group_id = g.id AND b.user_id = %s AND u.is_active),
        g.sensitivity, g.armed_by_incident, g.end_grants_on_resolve,
        r.id, r.self_service, r.max_minutes, r.approvals, r.step_up, r.alert_email,
-       r.alert_sms, r.alert_webhook
+       r.alert_sms, r.alert_webhook, {{flags}}
   FROM {Group._meta.db_table} g
   LEFT JOIN {RiskRule._meta.db_table} r ON r.sensitivity = g.sensitivity AND r.severity = %s
  WHERE g.id = %s"""  # noqa: S608 (table names only)
@@ -209,15 +209,19 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
     # one activation and extensions. The same read tells whether the holder may break glass
     # here, and brings the risk rule's cell. A prepared statement, like the insert below: this
     # is the hot path.
+    whence = _whence(actor, holder, request)
     with prepared_cursor() as cursor:
         lock = " FOR UPDATE OF g" if connection.features.has_select_for_update else ""
-        cursor.execute(_LOCK_GROUP_SQL + lock,
-                       [holder.pk, severity or UNSPECIFIED_SEVERITY, group.pk])
+        cursor.execute(_LOCK_GROUP_SQL.format(
+            flags=flag_columns(with_ip=bool(whence.get("ip")))) + lock, [
+            holder.pk, *flag_params(holder, group, now=now, **whence),
+            severity or UNSPECIFIED_SEVERITY, group.pk])
         locked = cursor.fetchone()
     if locked is None:
         raise GrantError("this group no longer exists")
     (group.break_glass_minutes, allowed, group.sensitivity, group.armed_by_incident,
-     group.end_grants_on_resolve, *rule_row) = locked
+     group.end_grants_on_resolve, *rule_row) = locked[:13]
+    flag_values = locked[13:]
     if not allowed:
         return f"{holder.get_username()} is not a break-glass user of this group"
     if group.armed_by_incident and (
@@ -232,7 +236,7 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
     if not decision.allowed:
         return decision
     duration = min(group.break_glass_duration, timedelta(minutes=decision.max_minutes))
-    flags = anomaly_flags(holder, group, now=now, **_whence(actor, holder, request))
+    flags = flags_from(flag_values, now=now, ip=whence.get("ip", ""))
     risk = {**decision.as_data(), "flags": flags, "priority": "high" if flags else "normal"}
     grant = Grant(
         user=holder, group=group, status=Grant.Status.ACTIVE, source=source, reason=reason,

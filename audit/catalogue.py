@@ -89,6 +89,19 @@ class EventKind(models.TextChoices):
     INCIDENT_OPENED = "incident.opened", "An incident was opened (API or admin)"
     INCIDENT_UPDATED = "incident.updated", "An incident's title, severity, links or status changed"
     INCIDENT_RESOLVED = "incident.resolved", "An incident was resolved: grants opened under it end"
+    # Reviews, abort links and evidence (review).
+    REVIEW_CLOSED = "review.closed", "A security reviewer recorded a use's outcome"
+    REVIEW_REFUSED = (
+        "review.refused", "A review outcome was refused (own use, already closed)"
+    )
+    REVIEW_ESCALATED = "review.escalated", "A review open for 72 hours was escalated"
+    GRANT_ABORTED = (
+        "grant.aborted", "Not us: an alert's abort link ended a grant and locked its holder"
+    )
+    ABORT_REFUSED = (
+        "grant.abort_refused", "An abort link was refused: replayed, expired, forged or not theirs"
+    )
+    EVIDENCE_EXPORTED = "audit.evidence_exported", "An evidence pack was exported"
     # Applications and the API.
     APPLICATION_CREATED = "api.application_created", "An API application was created"
     TOKEN_ROTATED = "api.token_rotated", "An application's token was replaced"

@@ -66,6 +66,10 @@ class Group(models.Model):
         "only during a linked incident", default=False,
         help_text="Break glass only while an open incident is linked to this group; it is "
                   "chosen when breaking glass.")
+    review_before_next = models.BooleanField(
+        "previous use must be reviewed first", default=False,
+        help_text="Self-service break glass waits until the review of the previous use here "
+                  "is closed.")
     end_grants_on_resolve = models.BooleanField(
         "end access when the incident is resolved", default=True,
         help_text="Resolving an incident ends the grants opened under it.")
@@ -161,6 +165,8 @@ class Grant(models.Model):
     risk = models.JSONField(
         default=dict, blank=True,
         help_text="The rule cell that allowed it and the anomaly flags raised at activation.")
+    is_drill = models.BooleanField("drill", default=False,
+                                   help_text="A rehearsal: same path and alerts, labelled.")
     requested_at = models.DateTimeField()
     activated_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "breakglass",
     "backups",
     "risk",
+    "review",
 ]
 
 MIDDLEWARE = [

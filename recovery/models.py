@@ -61,6 +61,9 @@ class RecoveryPolicy(models.Model):
     armed_by_incident = models.BooleanField(
         "only during a linked incident", default=False,
         help_text="Attempts can start only while an open incident is linked to this policy.")
+    review_before_next = models.BooleanField(
+        "previous use must be reviewed first", default=False,
+        help_text="A new attempt waits until the review of the previous use is closed.")
     enabled = models.BooleanField(
         default=False, help_text="Every authorized user must have enrolled a recovery "
                                  "passphrase before the policy can be enabled.")
@@ -192,6 +195,7 @@ class RecoveryAttempt(models.Model):
     incident = models.ForeignKey("risk.Incident", on_delete=models.PROTECT, null=True,
                                  blank=True, related_name="recovery_attempts")
     risk = models.JSONField(default=dict, blank=True)
+    is_drill = models.BooleanField("drill", default=False)
     opened_at = models.DateTimeField()
     expires_at = models.DateTimeField(help_text="Lapses if not enough have confirmed by then.")
     broken_at = models.DateTimeField(null=True, blank=True)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0007_event_kinds_for_risk_controls'),
+        ('audit', '0006_event_kinds_for_recovery_backups_and_activity'),
     ]
 
     operations = [

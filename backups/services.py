@@ -21,6 +21,7 @@ from audit.alerts import alert
 from audit.catalogue import EventKind, Outcome
 from audit.services import Anonymous, record
 from backups.models import EmergencyChallenge, EmergencySession, Website
+from review.services import open_for_emergency_session
 
 CODE_DIGITS = 8
 CODE_VALIDITY = timedelta(minutes=10)
@@ -153,9 +154,10 @@ def verify_code(nonce: str, code: str, *,
                 website=website, challenge=challenge, started_at=now,
                 expires_at=now + website.emergency_window,
                 ip=client_ip(request) if request is not None else "")
+            review = open_for_emergency_session(session)
             event = record(EventKind.EMERGENCY_VERIFIED, actor=session, target=website,
                            request=request,
-                           data={"session": session.pk,
+                           data={"session": session.pk, "review": review.pk,
                                  "expires_at": session.expires_at.isoformat()})
             alert(event, users=everyone_told(website), channels=["email", "sms"],
                   template="event")

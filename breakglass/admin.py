@@ -93,10 +93,16 @@ class GrantAdmin(ReadOnlyAdmin):
     date_hierarchy = "requested_at"
     list_select_related = ("user", "group", "ended_by")
     actions = ["end_selected", "revoke_everything"]
-    readonly_fields = [field.name for field in Grant._meta.fields]
+    readonly_fields = [*(field.name for field in Grant._meta.fields), "evidence_pack"]
 
     def has_revoke_permission(self, request) -> bool:
         return services.may_revoke_any(request.user)
+
+    @admin.display(description="Evidence pack")
+    def evidence_pack(self, grant: Grant) -> str:
+        from review.evidence_admin import evidence_links
+
+        return evidence_links("grant", grant.pk)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, grant: Grant) -> str:

@@ -144,6 +144,7 @@ class GrantOut(Schema):
     incident: str
     severity: str
     source: str
+    drill: bool = False
     requested_at: datetime
     activated_at: datetime | None
     expires_at: datetime | None
@@ -155,7 +156,7 @@ class GrantOut(Schema):
         return {
             "id": grant.pk, "user": grant.user.get_username(), "group": grant.group.slug,
             "status": grant.status, "reason": grant.reason, "incident": grant.incident,
-            "severity": grant.severity, "source": grant.source,
+            "severity": grant.severity, "source": grant.source, "drill": grant.is_drill,
             "requested_at": grant.requested_at, "activated_at": grant.activated_at,
             "expires_at": grant.expires_at, "ended_at": grant.ended_at,
             "ended_by": grant.ended_by.get_username() if grant.ended_by else None,
@@ -264,6 +265,8 @@ class BreakGlassIn(Schema):
     reason: Text = Field(min_length=1, max_length=services.MAX_REASON_LENGTH)
     incident: Text = Field("", max_length=200)
     severity: Severity | None = None
+    drill: bool = Field(False, description="A rehearsal: same path and alerts, labelled, "
+                                           "15 minutes, opens a drill review.")
 
 
 @api.post("/break-glass", response={201: GrantOut}, summary="Break glass for a user")
@@ -274,6 +277,7 @@ def break_glass(request, body: BreakGlassIn):
         grant = services.break_glass(
             group, actor=application, holder=user, reason=body.reason, incident=body.incident,
             severity=body.severity or "", source=Grant.Source.API, request=request,
+            drill=body.drill,
         )
     except services.InvalidInput as invalid:
         raise HttpError(400, f"{invalid.field}: {invalid}") from invalid

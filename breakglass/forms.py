@@ -49,12 +49,16 @@ class BreakGlassForm(IncidentFieldsMixin, forms.Form):
         help_text="Shown to every security reviewer and owner who is alerted.",
     )
     code = StepUpField()
+    drill = forms.BooleanField(
+        label="This is a drill", required=False,
+        help_text="Same path and alerts, labelled as a drill, for 15 minutes; opens a drill "
+                  "review.")
 
     def __init__(self, group: Group, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_incident_fields(group, required=group.armed_by_incident,
                                  armed=group.armed_by_incident)
-        self.order_fields(["reason", "incident", "severity", "code"])
+        self.order_fields(["reason", "incident", "severity", "code", "drill"])
 
 
 class EndAccessForm(forms.Form):

@@ -19,6 +19,8 @@ from audit.db import fast_insert, load_instance, prepared_cursor
 from audit.services import record
 from breakglass.connectors import provision
 from breakglass.models import Grant, Group
+from review.models import Review
+from review.services import blocking_message, blocking_review, open_for_grant
 from risk.anomalies import describe as describe_flags
 from risk.anomalies import flag_columns, flag_params, flags_from
 from risk.models import Incident, RiskRule
@@ -47,11 +49,14 @@ class InvalidInput(GrantError):
 
 
 def grant_data(grant: Grant) -> dict:
-    return {
+    data = {
         "group": grant.group.slug, "holder": grant.user.get_username(), "status": grant.status,
         "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
         "incident": grant.incident, "severity": grant.severity, "source": grant.source,
     }
+    if grant.is_drill:
+        data["drill"] = True
+    return data
 
 
 def follow_up(event, *, action: str, template: str = "", audience: tuple = (),
@@ -80,7 +85,17 @@ def expand_grant_event(event, *, action: str, template: str, audience: list,
     if "holder" in audience:
         users.append(grant.user)
     context = {"grant": grant, "flags": describe_flags(event.data.get("risk", {}).get("flags", []))}
-    if template and users:
+    if template == "break_glass" and action == "grant":
+        # Each reviewer and owner gets a link of their own: "Not us — revoke and lock".
+        from review.abort import abort_link
+
+        for user in users:
+            alert(event, users=[user], template=template,
+                  channels=[channel for channel in channels if channel != "webhook"],
+                  context={**context, "abort_link": abort_link(grant, user)})
+        if "webhook" in channels:
+            alert(event, channels=["webhook"], template=template, context=context)
+    elif template and users:
         alert(event, users=users, channels=channels, template=template, context=context)
     if template and flagged and "sms" not in channels:
         # High priority: reviewers hear of a flagged use by SMS whatever the cell says.
@@ -118,7 +133,7 @@ SELECT g.break_glass_minutes, EXISTS (
     SELECT 1 FROM {Group.break_glass_users.through._meta.db_table} b
       JOIN {User._meta.db_table} u ON u.id = b.user_id
      WHERE b.group_id = g.id AND b.user_id = %s AND u.is_active),
-       g.sensitivity, g.armed_by_incident, g.end_grants_on_resolve,
+       g.sensitivity, g.armed_by_incident, g.end_grants_on_resolve, g.review_before_next,
        r.id, r.self_service, r.max_minutes, r.approvals, r.step_up, r.alert_email,
        r.alert_sms, r.alert_webhook, {{flags}}
   FROM {Group._meta.db_table} g
@@ -175,6 +190,7 @@ def break_glass(
     group: Group, *, actor, reason: str, incident: str = "", severity: str = "",
     holder: User | None = None, source: str = Grant.Source.BREAK_GLASS,
     request: HttpRequest | None = None, stepped_up_at: datetime | None = None,
+    drill: bool = False,
 ) -> Grant:
     """Give `holder` (by default the actor themself) access to `group` at once, for the
     group's break-glass duration capped by the risk rule. `actor` may also be an application
@@ -191,7 +207,8 @@ def break_glass(
     linked = find_incident(incident)
     outcome = _open_or_extend(group, actor=actor, holder=holder, reason=reason,
                               incident=linked, severity=severity_of(linked, severity),
-                              source=source, request=request, stepped_up_at=stepped_up_at)
+                              source=source, request=request, stepped_up_at=stepped_up_at,
+                              drill=bool(drill))
     if isinstance(outcome, Grant):
         return outcome
     if isinstance(outcome, RiskDecision):
@@ -202,7 +219,7 @@ def break_glass(
 
 @transaction.atomic
 def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
-                    request, stepped_up_at) -> Grant | RiskDecision | str:
+                    request, stepped_up_at, drill) -> Grant | RiskDecision | str:
     """The grant, or why not: a refused risk decision, or a sentence."""
     now = timezone.now()
     # Locking the group row serialises activations for it, so 50 simultaneous presses give
@@ -220,8 +237,8 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
     if locked is None:
         raise GrantError("this group no longer exists")
     (group.break_glass_minutes, allowed, group.sensitivity, group.armed_by_incident,
-     group.end_grants_on_resolve, *rule_row) = locked[:13]
-    flag_values = locked[13:]
+     group.end_grants_on_resolve, group.review_before_next, *rule_row) = locked[:14]
+    flag_values = locked[14:]
     if not allowed:
         return f"{holder.get_username()} is not a break-glass user of this group"
     if group.armed_by_incident and (
@@ -235,14 +252,20 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
                            rule=rule)
     if not decision.allowed:
         return decision
+    if group.review_before_next:
+        refusal = _previous_use_unreviewed(group, holder, now)
+        if refusal:
+            return refusal
     duration = min(group.break_glass_duration, timedelta(minutes=decision.max_minutes))
+    if drill:
+        duration = min(duration, DRILL_DURATION)
     flags = flags_from(flag_values, now=now, ip=whence.get("ip", ""))
     risk = {**decision.as_data(), "flags": flags, "priority": "high" if flags else "normal"}
     grant = Grant(
         user=holder, group=group, status=Grant.Status.ACTIVE, source=source, reason=reason,
         incident=incident.external_id if incident else "", incident_record=incident,
         severity=severity, requested_at=now, activated_at=now, expires_at=now + duration,
-        risk=risk,
+        risk=risk, is_drill=drill,
     )
     # The open-grant constraint decides: no row comes back when the holder already has an
     # open grant (the insert sees what the previous holder of the lock committed).
@@ -260,12 +283,27 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
             # Its instant passed but no worker has ended it yet: end it now, then open anew.
             _end(current, Grant.Status.EXPIRED, ended_at=current.expires_at, actor=None)
         fast_insert(grant)
+    review = open_for_grant(grant, flags=flags, path=(
+        Review.Path.API if source == Grant.Source.API else Review.Path.GROUP))
     event = record(EventKind.GRANT_ACTIVATED, actor=actor, target=grant, reason=reason,
-                   data={**grant_data(grant), "risk": risk}, request=request)
+                   data={**grant_data(grant), "risk": risk, "review": review.pk},
+                   request=request)
     follow_up(event, action="grant", template="break_glass", audience=("concerned",),
               channels=decision.channels, flagged=bool(flags))
     schedule_expiry(grant, new=True)
     return grant
+
+
+DRILL_DURATION = timedelta(minutes=15)
+
+
+def _previous_use_unreviewed(group, holder, now) -> str:
+    """Why the next use must wait, or "" (pressing again on one's own active grant extends
+    the same use, which is not a next one)."""
+    if Grant.objects.active(now).filter(user=holder, group=group).exists():
+        return ""
+    blocking = blocking_review(group=group)
+    return blocking_message(blocking) if blocking else ""
 
 
 def _whence(actor, holder, request) -> dict:

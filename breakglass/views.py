@@ -12,7 +12,6 @@ from accounts.services import (
     stepped_up_at,
     verify_second_factor,
 )
-from audit.catalogue import EventKind
 from breakglass import access_requests, services
 from breakglass.access import access_by_group, decide
 from breakglass.forms import (
@@ -25,6 +24,7 @@ from breakglass.forms import (
     RequestSettingsForm,
 )
 from breakglass.models import AccessRequest, Grant, Group
+from breakglass.timeline import grant_timeline_items
 from risk.anomalies import describe as describe_flags
 from risk.models import RiskRule
 from risk.rules import RiskRefused
@@ -337,25 +337,9 @@ def grant_timeline(request: HttpRequest, grant_id: int) -> HttpResponse:
     """One grant's story in order: request and approvals, activation and extensions, the
     alerts delivered, the actions systems reported under it, its end. For its holder, the
     group's owners and reviewers (others get 404)."""
-    from audit.models import AuditEvent, Delivery
-
     grant = (services.visible_grants(request.user).select_related("group", "user", "ended_by")
              .filter(pk=grant_id).first())
     if grant is None:
         raise Http404("No such grant.")
-    events = list(AuditEvent.objects.filter(target_type="breakglass.grant",
-                                            target_id=str(grant.pk)).order_by("sequence"))
-    # Reported actions appear once, at the time they happened (their events sealed them).
-    shown = [event for event in events if event.kind != EventKind.GRANT_ACTIVITY]
-    items = [(event.recorded_at, "event", event) for event in shown]
-    for access_request in grant.requests.all():
-        items.append((access_request.created_at, "request", access_request))
-        items += [(approval.created_at, "approval", approval)
-                  for approval in access_request.approvals.select_related("approver")]
-    deliveries = Delivery.objects.filter(event__in=events, status=Delivery.Status.SENT).exclude(
-        channel=Delivery.Channel.FANOUT)
-    items += [(delivery.sent_at, "delivery", delivery) for delivery in deliveries]
-    items += [(activity.happened_at, "activity", activity)
-              for activity in grant.activities.select_related("application")]
-    items.sort(key=lambda item: item[0])
+    items = grant_timeline_items(grant)
     return render(request, "breakglass/grant_timeline.html", {"grant": grant, "items": items})

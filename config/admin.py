@@ -18,6 +18,19 @@ class BreakglassAdminSite(OTPAdminSite):
     def __init__(self, name: str = "admin"):
         super().__init__(name)
 
+    def get_urls(self):
+        from django.urls import path
+
+        from review.dashboard_urls import dashboard_urls
+        from review.evidence_admin import evidence_view
+
+        return [
+            path("evidence/<str:kind>/<int:object_id>.<str:fmt>", self.admin_view(evidence_view),
+                 name="evidence"),
+            *dashboard_urls(self),
+            *super().get_urls(),
+        ]
+
     def login(self, request, extra_context=None):
         if request.user.is_authenticated and request.user.is_verified():
             raise PermissionDenied("Your account has no access to the administration site.")

@@ -334,6 +334,7 @@ PERIODIC_TASKS = {
     "credential-rotation-reminders": ("recovery.tasks.send_rotation_reminders", 24 * 60),
     "backup-stale-sweep": ("backups.tasks.sweep_stale_jobs", 1),
     "backup-retention": ("backups.tasks.delete_expired_archives", 60),
+    "review-escalation": ("review.tasks.escalate_overdue_reviews", 60),
 }
 
 # --- Static files, i18n, logging ------------------------------------------------------------

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("breakglass.urls")),
     path("", include("recovery.urls")),
     path("", include("backups.urls")),
+    path("", include("review.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", api.urls),

@@ -21,6 +21,10 @@ class StartAttemptForm(forms.Form):
         label="Severity", required=False, choices=[("", "—"), *Severity.choices],
         help_text="Without an incident: the severity you declare (none counts as SEV4).")
     code = CodeField()
+    drill = forms.BooleanField(
+        label="This is a drill", required=False,
+        help_text="The same path and alerts, labelled as a drill; the real credentials stay "
+                  "sealed; opens a drill review.")
 
     def __init__(self, policy, *args, **kwargs):
         from risk.incidents import open_incidents

@@ -31,6 +31,7 @@ from recovery.models import (
     RecoveryEnrolment,
     RecoveryPolicy,
 )
+from review.services import blocking_message, blocking_review, open_for_attempt
 from risk.rules import Path, decide_risk, severity_of
 
 MAX_REASON_LENGTH = 2000
@@ -250,7 +251,7 @@ def _refuse(target, user, why: str, request, data: dict | None = None) -> None:
 
 
 def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code: str,
-                  incident: str = "", severity: str = "",
+                  incident: str = "", severity: str = "", drill: bool = False,
                   request: HttpRequest | None = None) -> RecoveryAttempt:
     """An authorized user asks to break the glass, with a reason and a fresh code; they count
     as the first confirmation. The others are alerted by email and SMS with a link.
@@ -277,6 +278,12 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
                "choose that incident.")
         _refuse(policy, initiator, why, request)
         raise RecoveryRefused(why)
+    if policy.review_before_next:
+        blocking = blocking_review(policy=policy)
+        if blocking is not None:
+            why = blocking_message(blocking)
+            _refuse(policy, initiator, why, request)
+            raise RecoveryRefused(why)
     decision = decide_risk(Path.QUORUM, sensitivity=policy.sensitivity,
                            severity=severity_of(linked, severity))
     required = max(policy.required, decision.approvals)
@@ -295,13 +302,13 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
             attempt = RecoveryAttempt.objects.create(
                 policy=policy, initiator=initiator, reason=reason, opened_at=now,
                 expires_at=now + policy.attempt_window, required=required, incident=linked,
-                risk=decision.as_data())
+                risk=decision.as_data(), is_drill=bool(drill))
             Confirmation.objects.create(attempt=attempt, user=initiator, confirmed_at=now)
             event = record(EventKind.RECOVERY_STARTED, actor=initiator, target=attempt,
                            reason=reason, request=request,
                            data={"policy": policy.slug, "required": required,
                                  "incident": linked.external_id if linked else "",
-                                 "risk": decision.as_data(),
+                                 "risk": decision.as_data(), "drill": bool(drill),
                                  "expires_at": attempt.expires_at.isoformat()})
             others = User.objects.filter(pk__in=policy.authorized_user_ids,
                                          is_active=True).exclude(pk=initiator.pk)
@@ -367,10 +374,12 @@ def _break_if_enough(attempt: RecoveryAttempt, *, now, request) -> None:
         attempt.policy.reveal_window,
         timedelta(minutes=attempt.risk.get("max_minutes") or attempt.policy.reveal_minutes))
     attempt.save(update_fields=["status", "broken_at", "reveal_until"])
+    review = open_for_attempt(attempt)
     event = record(EventKind.GLASS_BROKEN, actor=None, target=attempt, request=request,
                    reason=attempt.reason,
                    data={"policy": attempt.policy.slug, "participants": sorted(confirmed),
-                         "reveal_until": attempt.reveal_until.isoformat()})
+                         "reveal_until": attempt.reveal_until.isoformat(),
+                         "review": review.pk, **({"drill": True} if attempt.is_drill else {})})
     participants = User.objects.filter(pk__in=attempt.policy.authorized_user_ids)
     alert(event, users=participants, channels=["email", "sms"], template="event")
     alert_security_reviewers(event, template="event")
@@ -392,6 +401,12 @@ def reveal(attempt: RecoveryAttempt, *, user: User,
     if not may_reveal(attempt, user):
         raise RecoveryRefused("Only those who confirmed see the credentials, and only within "
                               "the reveal window.")
+    if attempt.is_drill:
+        # A drill proves the quorum works; the real secrets stay sealed (and need no rotation).
+        record(EventKind.CREDENTIALS_VIEWED, actor=user, target=attempt, request=request,
+               data={"credentials": [], "drill": True})
+        return [{"name": "Drill", "username": "", "notes": "A drill: the glass opened as it "
+                 "would, and the real credentials stay sealed.", "secret": "", "drill": True}]
     credentials = list(attempt.policy.credentials.select_for_update())
     now = timezone.now()
     shown = []

@@ -19,12 +19,14 @@ class Review(models.Model):
         DRILL = "drill", "Drill"
 
     path = models.CharField(max_length=16, choices=Path.choices)
-    grant = models.OneToOneField("breakglass.Grant", on_delete=models.PROTECT, null=True,
+    # Grants, attempts and sessions are never deleted in use (the admin refuses it); a test
+    # or a purge that removes one takes its review with it.
+    grant = models.OneToOneField("breakglass.Grant", on_delete=models.CASCADE, null=True,
                                  blank=True, related_name="review")
-    attempt = models.OneToOneField("recovery.RecoveryAttempt", on_delete=models.PROTECT,
+    attempt = models.OneToOneField("recovery.RecoveryAttempt", on_delete=models.CASCADE,
                                    null=True, blank=True, related_name="review")
     emergency_session = models.OneToOneField("backups.EmergencySession",
-                                             on_delete=models.PROTECT, null=True, blank=True,
+                                             on_delete=models.CASCADE, null=True, blank=True,
                                              related_name="review")
     group = models.ForeignKey("breakglass.Group", on_delete=models.PROTECT, null=True,
                               blank=True, related_name="reviews")
@@ -60,7 +62,8 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         drill = " (drill)" if self.is_drill else ""
-        return f"review #{self.pk}: {self.get_path_display().lower()} by {self.subject_label}{drill}"
+        path = self.get_path_display().lower()
+        return f"review #{self.pk}: {path} by {self.subject_label}{drill}"
 
     @property
     def is_open(self) -> bool:

@@ -124,7 +124,13 @@ class IncidentAdmin(SimpleHistoryAdmin):
     list_filter = ("status", "severity")
     search_fields = ("external_id", "title")
     filter_horizontal = ("groups", "policies")
-    readonly_fields = ("opened_at", "resolved_at")
+    readonly_fields = ("opened_at", "resolved_at", "evidence_pack")
+
+    @admin.display(description="Evidence pack")
+    def evidence_pack(self, incident: Incident) -> str:
+        from review.evidence_admin import evidence_links
+
+        return evidence_links("incident", incident.pk)
 
     def get_readonly_fields(self, request, obj=None):
         # The external id is the incident's name in the paging system; it does not change.

@@ -44,6 +44,9 @@ ACCESS = {
     "breakglass:approve-request": VERIFIED,
     "breakglass:deny-request": VERIFIED,
     "breakglass:withdraw-request": VERIFIED,
+    "review:list": VERIFIED,
+    "review:detail": VERIFIED,
+    "review:abort": VERIFIED,
     "recovery:overview": VERIFIED,
     "recovery:enrol": VERIFIED,
     "recovery:start": VERIFIED,
@@ -75,7 +78,8 @@ ACCESS = {
 NAMESPACE_ACCESS = {"admin": STAFF}
 SAMPLE_KWARGS = {"app_label": "accounts", "content_type_id": 1, "object_id": "1",
                  "slug": "some-group", "grant_id": 1, "request_id": 1, "attempt_id": 1,
-                 "policy_id": 1, "job_id": 1}
+                 "policy_id": 1, "job_id": 1, "review_id": 1, "token": "not-a-token",
+                 "kind": "grant", "fmt": "json"}
 
 
 def walk(patterns, namespace=""):

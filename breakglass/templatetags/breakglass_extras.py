@@ -53,3 +53,11 @@ def flag_words(flags) -> list[str]:
     from risk.anomalies import describe
 
     return describe(list(flags or []))
+
+
+@register.filter
+def reviews_uses(user) -> bool:
+    """Whether the nav shows Reviews: security reviewers and administrators."""
+    from review.services import may_review
+
+    return bool(user.is_authenticated and may_review(user))

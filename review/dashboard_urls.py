@@ -1,0 +1,7 @@
+"""The reports dashboard's admin URLs."""
+
+
+def dashboard_urls(site) -> list:
+    from review.dashboard import admin_urls
+
+    return admin_urls(site)

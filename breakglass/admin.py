@@ -17,6 +17,7 @@ class GroupAdminForm(forms.ModelForm):
         fields = ("name", "slug", "description", "sensitivity", "owners", "members",
                   "members_from_schedule", "break_glass_users", "contains",
                   "break_glass_minutes", "armed_by_incident", "end_grants_on_resolve",
+                  "review_before_next",
                   "requestable", "request_max_minutes",
                   "request_reason_required", "request_incident_required", "approvals_needed",
                   "auto_approve_group", "request_expiry_minutes")

@@ -35,7 +35,8 @@ class RecoveryPolicyForm(forms.ModelForm):
     class Meta:
         model = RecoveryPolicy
         fields = ("name", "slug", "description", *USER_FIELDS, "required", "enabled",
-                  "sensitivity", "armed_by_incident", "attempt_minutes", "reveal_minutes")
+                  "sensitivity", "armed_by_incident", "review_before_next", "attempt_minutes",
+                  "reveal_minutes")
 
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -129,7 +130,7 @@ class RecoveryPolicyAdmin(RequestFormMixin, SimpleHistoryAdmin):
         ("Step-up for rule changes", {"fields": ("code", "reason")}),
         ("Authorized users", {"fields": USER_FIELDS}),
         ("Number of users required to break the glass", {"fields": ("required", "enabled")}),
-        ("Risk", {"fields": ("sensitivity", "armed_by_incident")}),
+        ("Risk", {"fields": ("sensitivity", "armed_by_incident", "review_before_next")}),
         ("Windows", {"fields": ("attempt_minutes", "reveal_minutes")}),
         ("Authorized application", {"fields": ("application_enabled", "token_status")}),
         ("Offline bundle", {"fields": ("bundle_status",)}),

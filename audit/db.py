@@ -44,17 +44,9 @@ def load_instance(model, field_names: list[str], row) -> object:
 _INSERT_SQL: dict[tuple[type, str, str], str] = {}
 
 
-def fast_insert(instance, *, unless_conflict: str = "", with_first: tuple = ()) -> bool:
-    """INSERT one new row as a prepared statement, with the values the ORM's save() would
-    write (field defaults, auto_now_add, the fields' own conversions), and set its id.
-
-    `unless_conflict` names a unique constraint's conflict target ("(a, b) WHERE ..."): when
-    the row would break it, nothing is written and False comes back. `with_first` is another
-    write, (sql, params), that PostgreSQL runs in the same statement (a data-modifying WITH),
-    saving a round trip; callers pass it only where connection.vendor is "postgresql".
-
-    For hot paths only, and only for models that nothing listens to: no save() override runs
-    and no pre_save/post_save signal is sent (so never a model with history)."""
+def insert_statement(instance, *, unless_conflict: str = "") -> tuple[str, list]:
+    """The INSERT (sql, params) of one new row, with the values the ORM's save() would write,
+    returning its id: for fast_insert, or for another write's `with_first`."""
     model = type(instance)
     meta = model._meta
     if meta.auto_field is None:
@@ -70,7 +62,21 @@ def fast_insert(instance, *, unless_conflict: str = "", with_first: tuple = ()) 
             f"VALUES ({marks}){conflict} RETURNING {connection.ops.quote_name(meta.pk.column)}")
     values = [field.get_db_prep_save(field.pre_save(instance, True), connection)
               for field in fields]
-    sql = _INSERT_SQL[key]
+    return _INSERT_SQL[key], values
+
+
+def fast_insert(instance, *, unless_conflict: str = "", with_first: tuple = ()) -> bool:
+    """INSERT one new row as a prepared statement, with the values the ORM's save() would
+    write (field defaults, auto_now_add, the fields' own conversions), and set its id.
+
+    `unless_conflict` names a unique constraint's conflict target ("(a, b) WHERE ..."): when
+    the row would break it, nothing is written and False comes back. `with_first` is another
+    write, (sql, params), that PostgreSQL runs in the same statement (a data-modifying WITH),
+    saving a round trip; callers pass it only where connection.vendor is "postgresql".
+
+    For hot paths only, and only for models that nothing listens to: no save() override runs
+    and no pre_save/post_save signal is sent (so never a model with history)."""
+    sql, values = insert_statement(instance, unless_conflict=unless_conflict)
     if with_first:
         first_sql, first_params = with_first
         sql, values = f"WITH first AS ({first_sql}) {sql}", [*first_params, *values]

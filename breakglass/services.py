@@ -15,12 +15,12 @@ from accounts.client_ip import client_ip
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
 from audit.alerts import alert, alert_later
 from audit.catalogue import EventKind, Outcome
-from audit.db import fast_insert, load_instance, prepared_cursor
+from audit.db import fast_insert, insert_statement, load_instance, prepared_cursor
 from audit.services import record
 from breakglass.connectors import provision
 from breakglass.models import Grant, Group
 from review.models import Review
-from review.services import blocking_message, blocking_review, open_for_grant
+from review.services import blocking_message, blocking_review, review_of_grant
 from risk.anomalies import describe as describe_flags
 from risk.anomalies import flag_columns, flag_params, flags_from
 from risk.models import Incident, RiskRule
@@ -112,14 +112,15 @@ def concerned(grant: Grant) -> list[User]:
     ).distinct())
 
 
-def schedule_expiry(grant: Grant, *, new: bool = False) -> None:
-    """A one-off django-q2 job at the expiry instant (the minute sweep is the safety net)."""
+def schedule_expiry(grant: Grant, *, new: bool = False, with_first: tuple = ()) -> None:
+    """A one-off django-q2 job at the expiry instant (the minute sweep is the safety net).
+    `with_first`: another new row PostgreSQL writes in the same statement."""
     if new:
         fast_insert(Schedule(
             name=f"expire-grant-{grant.pk}", func="breakglass.tasks.expire_grant",
             args=repr(grant.pk), schedule_type=Schedule.ONCE, repeats=1,
             next_run=grant.expires_at,
-        ))
+        ), with_first=with_first)
         return
     Schedule.objects.update_or_create(
         name=f"expire-grant-{grant.pk}",
@@ -276,21 +277,34 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
             from breakglass.access_requests import supersede
 
             supersede(current, actor=holder, request=request)
-        elif current.expires_at > now:
+        elif current.expires_at > now and current.is_drill == drill:
             return _extend(current, actor=actor, reason=reason, request=request, now=now,
                            duration=duration, risk=risk)
+        elif current.expires_at > now and drill:
+            return (f"{holder.get_username()} has real access to this group already: a drill "
+                    "cannot run over it.")
+        elif current.expires_at > now:
+            # A real emergency during a drill: the drill ends and a real use opens, with its
+            # own alerts and review (a drill is never stretched into hours of access).
+            _end(current, Grant.Status.REVOKED, ended_at=now, actor=actor, request=request,
+                 reason="The drill ended: a real break glass replaced it.",
+                 cause={"replaced_by_real_use": True})
         else:
             # Its instant passed but no worker has ended it yet: end it now, then open anew.
             _end(current, Grant.Status.EXPIRED, ended_at=current.expires_at, actor=None)
         fast_insert(grant)
-    review = open_for_grant(grant, flags=flags, path=(
-        Review.Path.API if source == Grant.Source.API else Review.Path.GROUP))
     event = record(EventKind.GRANT_ACTIVATED, actor=actor, target=grant, reason=reason,
-                   data={**grant_data(grant), "risk": risk, "review": review.pk},
-                   request=request)
+                   data={**grant_data(grant), "risk": risk}, request=request)
     follow_up(event, action="grant", template="break_glass", audience=("concerned",),
               channels=decision.channels, flagged=bool(flags))
-    schedule_expiry(grant, new=True)
+    # Every use opens its review; on PostgreSQL in the same statement as the expiry job.
+    review = review_of_grant(grant, flags=flags, path=(
+        Review.Path.API if source == Grant.Source.API else Review.Path.GROUP))
+    if connection.vendor == "postgresql":
+        schedule_expiry(grant, new=True, with_first=insert_statement(review))
+    else:
+        fast_insert(review)
+        schedule_expiry(grant, new=True)
     return grant
 
 

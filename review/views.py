@@ -37,7 +37,7 @@ def review_detail(request: HttpRequest, review_id: int) -> HttpResponse:
               .filter(pk=review_id).first())
     if review is None:
         raise Http404("No such review.")
-    form = ReviewForm(review, request.POST or None)
+    form = ReviewForm(review, request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
         if form.is_valid():

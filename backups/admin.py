@@ -68,7 +68,7 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
     search_fields = ("address", "name", "owner_name")
     readonly_fields = ("consecutive_failures", "locked_at", "contacts_changed_at",
                        "contacts_changed_by", "contacts_hold_until")
-    actions = ["approve_contacts", "unlock"]
+    actions = ["approve_contacts", "unlock", "start_drill"]
 
     def save_model(self, request, obj, form, change):
         new_contacts = {field: form.cleaned_data.get(field, "") for field in CONTACT_FIELDS}
@@ -92,6 +92,22 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
                 services.approve_contacts(website, actor=request.user, request=request)
             except PermissionError as refused:
                 messages.error(request, f"{website}: {refused}")
+
+    @admin.action(description="Start an emergency drill (a code labelled DRILL goes to the "
+                              "contacts)")
+    def start_drill(self, request, queryset):
+        for website in queryset:
+            try:
+                nonce = services.start_drill(website, actor=request.user, request=request)
+            except PermissionError as refused:
+                messages.error(request, f"{website}: {refused}")
+                continue
+            if nonce:
+                messages.success(request, f"{website}: drill code sent to the contacts; they "
+                                          "enter it on the emergency page.")
+            else:
+                messages.error(request, f"{website}: no code was sent (locked, on hold or "
+                                        "over the sending limits).")
 
     @admin.action(description="Unlock the emergency flow")
     def unlock(self, request, queryset):

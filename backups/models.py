@@ -75,6 +75,8 @@ class EmergencyChallenge(models.Model):
     wrong_tries = models.PositiveSmallIntegerField(default=0)
     used_at = models.DateTimeField(null=True, blank=True)
     ip = models.CharField(max_length=45, blank=True)
+    is_drill = models.BooleanField("drill", default=False,
+                                   help_text="Started by the manager as a rehearsal.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -94,6 +96,7 @@ class EmergencySession(models.Model):
     expires_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     ip = models.CharField(max_length=45, blank=True)
+    is_drill = models.BooleanField("drill", default=False)
 
     class Meta:
         ordering = ["-started_at"]

@@ -75,26 +75,47 @@ def send_code(address: str, *, request: HttpRequest | None = None) -> str:
                                      emergency_enabled=True).first()
     if website is None:
         return decoy
+    return _send(website, actor=Anonymous("website owner"), request=request) or decoy
+
+
+DRILL_WINDOW = timedelta(minutes=15)
+
+
+def start_drill(website: Website, *, actor, request: HttpRequest | None = None) -> str:
+    """The manager rehearses the emergency path: a code goes to the preset contacts, labelled
+    DRILL, and the session it opens lasts 15 minutes and opens a drill review. Returns the
+    nonce for /emergency/verify/; "" when the limits refused it."""
+    if not (actor.is_superuser or actor.pk == website.manager_id):
+        raise PermissionError("Only the website's manager starts its emergency drill.")
+    if not website.emergency_enabled:
+        raise PermissionError("The emergency flow of this website is switched off.")
+    return _send(website, actor=actor, request=request, drill=True)
+
+
+def _send(website: Website, *, actor, request, drill: bool = False) -> str:
     ip = client_ip(request) if request is not None else ""
     with transaction.atomic():
         website = Website.objects.select_for_update().get(pk=website.pk)
         now = timezone.now()
         why = _why_no_code(website, now)
         if why:
-            record(EventKind.EMERGENCY_CODE_REFUSED, actor=Anonymous("website owner"),
-                   target=website, outcome=Outcome.DENIED, reason=why, request=request)
-            return decoy
+            record(EventKind.EMERGENCY_CODE_REFUSED, actor=actor, target=website,
+                   outcome=Outcome.DENIED, reason=why, request=request,
+                   data={"drill": True} if drill else None)
+            return ""
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
         nonce = secrets.token_urlsafe(32)
         challenge = EmergencyChallenge.objects.create(
             website=website, nonce=nonce, code_mac=code_mac(nonce, website.pk, code),
-            created_at=now, expires_at=now + CODE_VALIDITY, ip=ip)
-        event = record(EventKind.EMERGENCY_CODE_SENT, actor=Anonymous("website owner"),
-                       target=website, request=request, data={"challenge": challenge.pk})
+            created_at=now, expires_at=now + CODE_VALIDITY, ip=ip, is_drill=drill)
+        event = record(EventKind.EMERGENCY_CODE_SENT, actor=actor, target=website,
+                       request=request, data={"challenge": challenge.pk,
+                                              **({"drill": True} if drill else {})})
         alert(event, users=contacts_of(website, now), channels=["email", "sms"],
               template="one_time_code", sensitive=True,
               context={"code": code, "purpose": f"the emergency page of {website.address}",
-                       "valid_minutes": int(CODE_VALIDITY.total_seconds() // 60)})
+                       "valid_minutes": int(CODE_VALIDITY.total_seconds() // 60),
+                       "drill": drill})
         alert(event, users=[website.manager], channels=["email", "sms"], template="event")
     return nonce
 
@@ -150,15 +171,19 @@ def verify_code(nonce: str, code: str, *,
             challenge.save(update_fields=["used_at"])
             website.consecutive_failures = 0
             website.save(update_fields=["consecutive_failures"])
+            window = website.emergency_window
+            if challenge.is_drill:
+                window = min(window, DRILL_WINDOW)
             session = EmergencySession.objects.create(
-                website=website, challenge=challenge, started_at=now,
-                expires_at=now + website.emergency_window,
-                ip=client_ip(request) if request is not None else "")
+                website=website, challenge=challenge, started_at=now, expires_at=now + window,
+                ip=client_ip(request) if request is not None else "",
+                is_drill=challenge.is_drill)
             review = open_for_emergency_session(session)
             event = record(EventKind.EMERGENCY_VERIFIED, actor=session, target=website,
                            request=request,
                            data={"session": session.pk, "review": review.pk,
-                                 "expires_at": session.expires_at.isoformat()})
+                                 "expires_at": session.expires_at.isoformat(),
+                                 **({"drill": True} if session.is_drill else {})})
             alert(event, users=everyone_told(website), channels=["email", "sms"],
                   template="event")
     if failure:

@@ -61,7 +61,8 @@ def open_for_attempt(attempt) -> Review:
 def open_for_emergency_session(session) -> Review:
     return Review.objects.create(
         path=Review.Path.BACKUP, emergency_session=session, website_id=session.website_id,
-        subject_label=f"owner of {session.website}", opened_at=session.started_at)
+        subject_label=f"owner of {session.website}", opened_at=session.started_at,
+        is_drill=session.is_drill)
 
 
 def blocking_review(*, group=None, policy=None) -> Review | None:

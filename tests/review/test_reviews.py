@@ -541,3 +541,25 @@ def test_generated_review_posts_never_cause_a_500(reviewer_client, open_review, 
     assert response.status_code in {302, 400}, response.status_code
     open_review.refresh_from_db()
     assert open_review.is_open == (response.status_code == 400)
+
+
+def test_the_manager_rehearses_the_emergency_backup_as_a_drill(website, outsider):
+    with pytest.raises(PermissionError, match="manager"):
+        backups.start_drill(website, actor=outsider)
+    sms.outbox.clear()
+    nonce = backups.start_drill(website, actor=website.manager)
+    send_due_deliveries()
+    to_contact = [m for m in sms.outbox if "emergency page" in m.body][-1]
+    assert to_contact.body.startswith("DRILL.")
+    code = re.search(r"\b(\d{8})\b", to_contact.body).group(1)
+
+    session = backups.verify_code(nonce, code)
+
+    assert session.is_drill and session.expires_at - session.started_at == timedelta(minutes=15)
+    review = Review.objects.get()
+    assert (review.path, review.is_drill, review.website) == (Review.Path.BACKUP, True, website)
+    assert events(EventKind.EMERGENCY_VERIFIED)[0].data["drill"] is True
+    mail.outbox.clear()
+    send_due_deliveries()
+    subjects = [m.subject for m in mail.outbox if website.manager.email in m.to]
+    assert subjects and all(subject.startswith("[Breakglass] [DRILL]") for subject in subjects)

@@ -40,7 +40,8 @@ class InvalidReview(ReviewError):
 def review_of_grant(grant, *, path: str, flags: list[str]) -> Review:
     """The review a break-glass grant opens, not yet written (the hot path writes it in the
     same statement as another row where the database allows)."""
-    return Review(path=path, grant=grant, group_id=grant.group_id, subject_id=grant.user_id,
+    # grant_id, not grant: the grant must not cache a review that may be written later.
+    return Review(path=path, grant_id=grant.pk, group_id=grant.group_id, subject_id=grant.user_id,
                   subject_label=grant.user.get_username(), is_drill=grant.is_drill,
                   flags=flags, opened_at=grant.activated_at or timezone.now())
 

@@ -25,6 +25,7 @@ from breakglass.forms import (
 )
 from breakglass.models import AccessRequest, Grant, Group
 from breakglass.timeline import grant_timeline_items
+from review.services import blocking_review
 from risk.anomalies import describe as describe_flags
 from risk.models import RiskRule
 from risk.rules import RiskRefused
@@ -80,6 +81,8 @@ def _render_group(request, group: Group, form, status: int = 200, *, request_for
         "risk_rules": sorted(RiskRule.objects.filter(sensitivity=group.sensitivity),
                              key=lambda rule: rule.severity),
         "linked_incidents": group.incidents.exclude(status="resolved"),
+        "blocking_review": (blocking_review(group=group) if group.review_before_next
+                            else None),
         "can_break_glass": group.break_glass_users.filter(pk=user.pk).exists(),
         "my_grant": Grant.objects.active().filter(user=user, group=group).first(),
         "is_owner": is_owner,

@@ -1,4 +1,4 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -16,6 +16,22 @@ class UserAdmin(SimpleHistoryAdmin, DjangoUserAdmin):
     )
     list_display = ("username", "email", "mobile", "is_staff", "is_active", "last_login")
     search_fields = ("username", "email", "first_name", "last_name", "mobile")
+    actions = ["reopen_after_review"]
+
+    @admin.action(description="Reopen accounts locked by an abort link (after their review)")
+    def reopen_after_review(self, request, queryset):
+        from review.abort import AbortRefused, reopen_account
+
+        for user in queryset:
+            try:
+                reopened = reopen_account(user, actor=request.user, request=request)
+            except AbortRefused as refused:
+                messages.error(request, f"{user}: {refused}")
+                continue
+            if reopened:
+                messages.success(request, f"{user} can sign in again.")
+            else:
+                messages.info(request, f"{user} was not locked.")
 
 
 @admin.register(BackupCodeDevice)

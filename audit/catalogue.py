@@ -101,6 +101,9 @@ class EventKind(models.TextChoices):
     ABORT_REFUSED = (
         "grant.abort_refused", "An abort link was refused: replayed, expired, forged or not theirs"
     )
+    ACCOUNT_REOPENED = (
+        "auth.account_reopened", "An administrator reopened an account an abort link locked"
+    )
     EVIDENCE_EXPORTED = "audit.evidence_exported", "An evidence pack was exported"
     # Applications and the API.
     APPLICATION_CREATED = "api.application_created", "An API application was created"

@@ -156,6 +156,12 @@ def request_extension(grant: Grant, *, requester: User, minutes: int, reason: st
     # An extension keeps the grant's incident.
     reason, _ = _checked(group, minutes=minutes, reason=reason, incident="",
                          incident_asked=False)
+    # The risk rule that capped the grant caps each extension too.
+    decision = decide_risk(Path.REQUEST, sensitivity=group.sensitivity,
+                           severity=grant.severity, stepped_up_at=timezone.now())
+    if decision.allowed and minutes > decision.max_minutes:
+        raise InvalidInput("minutes", f"Risk rule {decision.cell} allows at most "
+                                      f"{minutes_in_words(decision.max_minutes)}.")
     with transaction.atomic():
         now = timezone.now()
         grant = Grant.objects.select_for_update().get(pk=grant.pk)

@@ -123,3 +123,29 @@ def abort(token: str, *, user: User, request: HttpRequest | None = None) -> Gran
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def reopen_account(holder: User, *, actor: User, request: HttpRequest | None = None) -> bool:
+    """An administrator gives back an account that an abort link locked, once every review of
+    the aborted uses is closed ("locked pending review"). False when it was not locked."""
+    from review.models import Review
+
+    if not (actor.is_active and actor.is_superuser):
+        raise AbortRefused("Only administrators reopen accounts.")
+    pending = Review.objects.filter(grant__user=holder, aborted_at__isnull=False,
+                                    outcome="").order_by("pk").first()
+    if pending is not None:
+        raise AbortRefused(f"Review #{pending.pk} of the aborted use is still open: a security "
+                           "reviewer closes it first.")
+    with transaction.atomic():
+        holder = User.objects.select_for_update().get(pk=holder.pk)
+        if holder.is_active:
+            return False
+        holder.is_active = True
+        holder.save(update_fields=["is_active"])
+        reviews = list(Review.objects.filter(grant__user=holder, aborted_at__isnull=False)
+                       .values_list("pk", flat=True))
+        event = record(EventKind.ACCOUNT_REOPENED, actor=actor, target=holder, request=request,
+                       data={"reviews": reviews})
+        alert(event, users=[*User.objects.security_reviewers(), holder], template="event")
+    return True

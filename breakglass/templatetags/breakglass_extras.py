@@ -60,4 +60,8 @@ def reviews_uses(user) -> bool:
     """Whether the nav shows Reviews: security reviewers and administrators."""
     from review.services import may_review
 
-    return bool(user.is_authenticated and may_review(user))
+    if not user.is_authenticated:
+        return False
+    if not hasattr(user, "_reviews_uses"):  # asked once per request, however often shown
+        user._reviews_uses = may_review(user)
+    return user._reviews_uses

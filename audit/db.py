@@ -71,15 +71,20 @@ def fast_insert(instance, *, unless_conflict: str = "", with_first: tuple = ()) 
 
     `unless_conflict` names a unique constraint's conflict target ("(a, b) WHERE ..."): when
     the row would break it, nothing is written and False comes back. `with_first` is another
-    write, (sql, params), that PostgreSQL runs in the same statement (a data-modifying WITH),
-    saving a round trip; callers pass it only where connection.vendor is "postgresql".
+    write, (sql, params), or a list of them, that PostgreSQL runs in the same statement (a
+    data-modifying WITH), saving round trips; callers pass it only where connection.vendor is
+    "postgresql".
 
     For hot paths only, and only for models that nothing listens to: no save() override runs
     and no pre_save/post_save signal is sent (so never a model with history)."""
     sql, values = insert_statement(instance, unless_conflict=unless_conflict)
     if with_first:
-        first_sql, first_params = with_first
-        sql, values = f"WITH first AS ({first_sql}) {sql}", [*first_params, *values]
+        # One (sql, params), or a list of them: each becomes a data-modifying WITH.
+        firsts = [with_first] if isinstance(with_first[0], str) else list(with_first)
+        names = ", ".join(f"first{index} AS ({first_sql})"
+                          for index, (first_sql, _) in enumerate(firsts))
+        sql = f"WITH {names} {sql}"
+        values = [*(param for _, params in firsts for param in params), *values]
     with prepared_cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()

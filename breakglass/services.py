@@ -13,7 +13,7 @@ from django_q.models import Schedule
 
 from accounts.client_ip import client_ip
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
-from audit.alerts import alert, alert_later
+from audit.alerts import alert, alert_later, alert_later_statement
 from audit.catalogue import EventKind, Outcome
 from audit.db import fast_insert, insert_statement, load_instance, prepared_cursor
 from audit.services import record
@@ -295,14 +295,17 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
         fast_insert(grant)
     event = record(EventKind.GRANT_ACTIVATED, actor=actor, target=grant, reason=reason,
                    data={**grant_data(grant), "risk": risk}, request=request)
-    follow_up(event, action="grant", template="break_glass", audience=("concerned",),
-              channels=decision.channels, flagged=bool(flags))
-    # Every use opens its review; on PostgreSQL in the same statement as the expiry job.
+    fanout = {"action": "grant", "template": "break_glass", "audience": ["concerned"],
+              "channels": list(decision.channels), "flagged": bool(flags)}
+    # Every use opens its review. On PostgreSQL the review, the outbox row (follow_up's) and
+    # the expiry job are one statement: this is the hot path.
     review = review_of_grant(grant, flags=flags, path=(
         Review.Path.API if source == Grant.Source.API else Review.Path.GROUP))
     if connection.vendor == "postgresql":
-        schedule_expiry(grant, new=True, with_first=insert_statement(review))
+        schedule_expiry(grant, new=True, with_first=[
+            insert_statement(review), alert_later_statement(event, GRANT_FANOUT, **fanout)])
     else:
+        alert_later(event, GRANT_FANOUT, **fanout)
         fast_insert(review)
         schedule_expiry(grant, new=True)
     return grant

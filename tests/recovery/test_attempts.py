@@ -11,6 +11,7 @@ from audit.models import AuditEvent
 from recovery import services
 from recovery.models import EmergencyCredential, RecoveryAttempt, RecoveryPolicy
 from tests.conftest import add_authenticator, current_totp, make_user
+from tests.recovery.helpers import enrolled_trio, root_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -19,24 +20,12 @@ SECRET = "correct-root-password-7731"
 
 @pytest.fixture
 def trio(db):
-    users = [make_user(name) for name in ("alice", "bob", "erin")]
-    for user in users:
-        add_authenticator(user)
-        services.enrol(user, f"{user.username} recovery passphrase")
-    return users
+    return enrolled_trio()
 
 
 @pytest.fixture
 def policy(trio):
-    alice, bob, erin = trio
-    policy = RecoveryPolicy.objects.create(
-        name="Root credentials", slug="root-credentials", first_user=alice, second_user=bob,
-        third_user=erin, required=2, enabled=True, signing_seed=services.new_signing_seed())
-    credential = EmergencyCredential(policy=policy, name="Cloud root")
-    services.set_credential(credential, username="root", secret=SECRET)
-    credential.save()
-    services.issue_bundle(policy)
-    return policy
+    return root_policy(trio, secret=SECRET)
 
 
 def code(user, steps_ahead: int = 0) -> str:

@@ -26,10 +26,11 @@ from backups.models import EmergencySession, Website
 from breakglass import services as breakglass
 from breakglass.models import Grant, Group, Scope
 from recovery import services as recovery
-from recovery.models import EmergencyCredential, RecoveryAttempt, RecoveryPolicy
+from recovery.models import RecoveryAttempt
 from review import services
 from review.models import Review
-from tests.conftest import add_authenticator, current_totp, make_user
+from tests.conftest import current_totp, make_user
+from tests.recovery.helpers import enrolled_trio, root_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -66,24 +67,12 @@ def second_reviewer(db):
 
 @pytest.fixture
 def trio(db):
-    users = [make_user(name) for name in ("alice", "bob", "erin")]
-    for user in users:
-        add_authenticator(user)
-        recovery.enrol(user, f"{user.username} recovery passphrase")
-    return users
+    return enrolled_trio()
 
 
 @pytest.fixture
 def policy(trio):
-    alice, bob, erin = trio
-    policy = RecoveryPolicy.objects.create(
-        name="Root credentials", slug="root-credentials", first_user=alice, second_user=bob,
-        third_user=erin, required=2, enabled=True, signing_seed=recovery.new_signing_seed())
-    credential = EmergencyCredential(policy=policy, name="Cloud root")
-    recovery.set_credential(credential, username="root", secret=SECRET)
-    credential.save()
-    recovery.issue_bundle(policy)
-    return policy
+    return root_policy(trio, secret=SECRET)
 
 
 @pytest.fixture

@@ -4,16 +4,13 @@ named by its cell. Incidents go through the same service as the API."""
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import Case, IntegerField, Value, When
 from django.forms.models import BaseModelFormSet
 from simple_history.admin import SimpleHistoryAdmin
 
-from audit.catalogue import EventKind
-from audit.services import record
 from risk.incidents import IncidentError, clean_fields, upsert_incident
 from risk.models import Incident, RiskRule
-from risk.rules import RULE_FIELDS, SENSITIVITIES, current_table, table_problems
+from risk.rules import RULE_FIELDS, SENSITIVITIES, current_table, save_rule, table_problems
 
 
 class RuleTableFormSet(BaseModelFormSet):
@@ -87,15 +84,7 @@ class RiskRuleAdmin(SimpleHistoryAdmin):
         return False  # a deleted cell would be a gap
 
     def save_model(self, request, obj, form, change):
-        before = RiskRule.objects.filter(pk=obj.pk).values(*RULE_FIELDS).first() or {}
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            after = {name: getattr(obj, name) for name in RULE_FIELDS}
-            changed = sorted(name for name in RULE_FIELDS if before.get(name) != after[name])
-            if changed:
-                record(EventKind.RISK_RULES_CHANGED, actor=request.user, target=obj,
-                       request=request, data={"cell": obj.cell, "changed": changed,
-                                              "before": before, "after": after})
+        save_rule(obj, actor=request.user, request=request)
 
 
 class IncidentForm(forms.ModelForm):

@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 
+from django.db import transaction
 from django.utils import timezone
 
+from audit.catalogue import EventKind
+from audit.services import record
 from breakglass.models import MAX_REQUEST_MINUTES, MIN_REQUEST_MINUTES, Sensitivity, Severity
 from risk.models import RiskRule, cell_label
 
@@ -162,6 +165,20 @@ def _looser(strict_key, loose_key, cells, what: str) -> list[str]:
                 found.append(f"{here}: does not alert by {name} but {there} does; {what} "
                              "cannot alert fewer people.")
     return found
+
+
+@transaction.atomic
+def save_rule(rule: RiskRule, *, actor, request=None) -> list[str]:
+    """Write one cell as edited (its form checked the whole table) and audit what changed,
+    before and after. Returns the changed fields."""
+    before = RiskRule.objects.filter(pk=rule.pk).values(*RULE_FIELDS).first() or {}
+    after = {name: getattr(rule, name) for name in RULE_FIELDS}
+    changed = sorted(name for name in RULE_FIELDS if before.get(name) != after[name])
+    rule.save()
+    if changed:
+        record(EventKind.RISK_RULES_CHANGED, actor=actor, target=rule, request=request,
+               data={"cell": rule.cell, "changed": changed, "before": before, "after": after})
+    return changed
 
 
 def current_table() -> dict[tuple[str, str], dict]:

@@ -3,7 +3,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.forms import UserChangeForm
-from accounts.models import BackupCodeDevice, User
+from accounts.models import BackupCodeDevice, TOTPDevice, User
 
 
 @admin.register(User)
@@ -18,7 +18,8 @@ class UserAdmin(SimpleHistoryAdmin, DjangoUserAdmin):
     search_fields = ("username", "email", "first_name", "last_name", "mobile")
     actions = ["reopen_after_review"]
 
-    @admin.action(description="Reopen accounts locked by an abort link (after their review)")
+    @admin.action(description="Reopen accounts locked by an abort link (after their review)",
+                  permissions=["change"])
     def reopen_after_review(self, request, queryset):
         from review.abort import AbortRefused, reopen_account
 
@@ -46,6 +47,21 @@ class BackupCodeDeviceAdmin(admin.ModelAdmin):
     @admin.display(description="Unused codes")
     def unused(self, device: BackupCodeDevice) -> int:
         return device.unused_count()
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(admin.ModelAdmin):
+    """The seed is never shown (it is stored encrypted); deleting a lost phone's device makes
+    its owner enrol again after the password and a backup code."""
+
+    list_display = ("user", "name", "confirmed", "created_at", "last_used_at")
+    list_filter = ("confirmed",)
+    search_fields = ("user__username",)
+    fields = ("user", "name", "confirmed", "created_at", "last_used_at")
+    readonly_fields = ("user", "confirmed", "created_at", "last_used_at")
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -60,6 +60,41 @@ class AuthenticatorCodeForm(CodeForm):
         return code
 
 
+class ChangeProofForm(forms.Form):
+    """What a change to one's second factors asks for: the account password, and a current
+    code unless one was verified in the last 5 minutes (at sign-in, for example)."""
+
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    current_code = forms.CharField(
+        label="A current code",
+        required=False,
+        max_length=32,
+        help_text="From your current authenticator app, or an unused backup code. Not needed "
+        "if you entered one in the last 5 minutes.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "autocapitalize": "none",
+                   "spellcheck": "false"}
+        ),
+    )
+
+
+class ReplaceAuthenticatorForm(ChangeProofForm, AuthenticatorCodeForm):
+    """The proof of ChangeProofForm, then a code from the new app being enrolled."""
+
+    field_order = ["password", "current_code", "code"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["code"].label = "6-digit code from your new app"
+        self.fields["code"].widget.attrs.pop("autofocus", None)
+        self.fields["password"].widget.attrs["autofocus"] = True
+
+
 class UserChangeForm(DjangoUserChangeForm):
     """Admin form: mobile numbers may be typed in any common format and are stored in E.164."""
 

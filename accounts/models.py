@@ -1,15 +1,24 @@
 import hmac
 import secrets
+import time
+from base64 import b32encode
+from binascii import unhexlify
+from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
+from django.contrib.auth.models import Group as AuthGroup
 from django.db import models
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
-from django_otp.models import Device, ThrottlingMixin
+from django_otp.models import Device, ThrottlingMixin, TimestampMixin
+from django_otp.oath import TOTP
+from django_otp.util import random_hex
 
 from accounts.phone import validate_e164
 from audit.history import ConfigurationHistory
+from recovery.crypto import decrypt_field, encrypt_field
 
 SECURITY_REVIEWERS_GROUP = "Security reviewers"
 
@@ -35,17 +44,96 @@ class User(AbstractUser):
     objects = BreakglassUserManager()
 
     def has_break_glass_rights(self) -> bool:
-        """Whether this user can open emergency access, and so gets the strict session limits.
+        """Whether an action of this user can release access or secrets, and so whether the
+        strict idle and absolute session limits apply (SPEC §2.1).
 
-        Administrators, security reviewers and break-glass users of any group (authorized users
-        of recovery policies join them with that feature).
+        Staff and superusers, security reviewers, break-glass users and owners of any group,
+        holders of an active grant, authorized users of any recovery policy (quorum holders)
+        and website managers. One query: the session middleware asks once a limit has passed.
         """
         if self.is_superuser or self.is_staff:
             return True
-        return (
-            self.groups.filter(name=SECURITY_REVIEWERS_GROUP).exists()
-            or self.break_glass_groups.exists()
-        )
+        mine = type(self).objects.filter(pk=self.pk)
+        return mine.filter(release_rights(OuterRef("pk"))).exists()
+
+
+def release_rights(user) -> Q:
+    """The condition "`user` (a pk or an OuterRef) holds a right that releases access or
+    secrets", besides staff status, as EXISTS subqueries that each use an index."""
+    from backups.models import Website
+    from breakglass.models import Grant, Group
+    from recovery.models import RecoveryPolicy
+
+    reviewer = AuthGroup.objects.filter(user=user, name=SECURITY_REVIEWERS_GROUP)
+    break_glass_user = Group.break_glass_users.through.objects.filter(user=user)
+    owner = Group.owners.through.objects.filter(user=user)
+    quorum_holder = RecoveryPolicy.objects.filter(
+        Q(first_user=user) | Q(second_user=user) | Q(third_user=user))
+    return (Q(Exists(reviewer)) | Q(Exists(break_glass_user)) | Q(Exists(owner))
+            | Q(Exists(Grant.objects.active().filter(user=user))) | Q(Exists(quorum_holder))
+            | Q(Exists(Website.objects.filter(manager=user))))
+
+
+def new_encrypted_seed() -> str:
+    """A random 20-byte TOTP seed (django-otp's default size), hex, encrypted at once."""
+    return encrypt_field(random_hex(20))
+
+
+class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
+    """An authenticator app (TOTP, RFC 6238): django-otp's TOTPDevice, except that the seed
+    is kept only encrypted under FIELD_ENCRYPTION_KEY (`reencrypt_fields` rotates it), so a
+    copy of the database alone cannot produce codes."""
+
+    encrypted_key = models.TextField(default=new_encrypted_seed, editable=False)
+    step = models.PositiveSmallIntegerField(default=30, help_text="The time step in seconds.")
+    t0 = models.BigIntegerField(default=0, help_text="The Unix time at which steps start.")
+    digits = models.PositiveSmallIntegerField(choices=[(6, 6), (8, 8)], default=6)
+    tolerance = models.PositiveSmallIntegerField(
+        default=1, help_text="How many time steps before or after now are accepted.")
+    drift = models.SmallIntegerField(
+        default=0, help_text="Time steps the app is known to differ from our clock.")
+    last_t = models.BigIntegerField(
+        default=-1, help_text="The time step of the last code accepted: a code is used once.")
+
+    class Meta(Device.Meta):
+        verbose_name = "authenticator app"
+
+    @property
+    def bin_key(self) -> bytes:
+        return unhexlify(decrypt_field(self.encrypted_key))
+
+    def get_throttle_factor(self) -> int:
+        return getattr(settings, "OTP_TOTP_THROTTLE_FACTOR", 1)
+
+    def verify_token(self, token) -> bool:
+        """As django-otp's TOTPDevice: a code once, within the tolerance, throttled."""
+        if not self.verify_is_allowed()[0]:
+            return False
+        try:
+            token = int(token)
+        except (TypeError, ValueError):
+            verified = False
+        else:
+            check = TOTP(self.bin_key, self.step, self.t0, self.digits, self.drift)
+            check.time = time.time()
+            verified = check.verify(token, self.tolerance, self.last_t + 1)
+        if not verified:
+            self.throttle_increment(commit=True)
+            return False
+        self.last_t, self.drift = check.t(), check.drift
+        self.throttle_reset(commit=False)
+        self.set_last_used_timestamp(commit=False)
+        self.save()
+        return True
+
+    @property
+    def config_url(self) -> str:
+        """The otpauth:// URL the enrolment QR code carries (Key Uri Format)."""
+        issuer = settings.OTP_TOTP_ISSUER.replace(":", "")
+        params = urlencode({"secret": b32encode(self.bin_key), "algorithm": "SHA1",
+                            "digits": self.digits, "period": self.step})
+        label = quote(f"{issuer}:{self.user.get_username()}")
+        return f"otpauth://totp/{label}?{params}&issuer={quote(issuer)}"
 
 
 # Backup codes: 10 characters from an alphabet without look-alikes (0/o, 1/l/i), about

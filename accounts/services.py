@@ -4,16 +4,29 @@ session expiry. Each records its audit event in the same transaction."""
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.contrib.auth import logout
+from django.contrib.auth import authenticate, logout
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django_otp.models import Device
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import BackupCode, BackupCodeDevice, User, hash_backup_code, new_backup_code
+from accounts.models import (
+    BackupCode,
+    BackupCodeDevice,
+    TOTPDevice,
+    User,
+    hash_backup_code,
+    new_backup_code,
+)
+from audit.alerts import alert
 from audit.catalogue import EventKind, Outcome
+from audit.models import Delivery
 from audit.services import record
+from risk.rules import STEP_UP_WINDOW
+
+# A change to someone's second factors is told to them where an intruder cannot answer for
+# them: their own email and phone.
+OWNER_CHANNELS = (Delivery.Channel.EMAIL, Delivery.Channel.SMS)
 
 
 @dataclass
@@ -35,52 +48,124 @@ def has_confirmed_device(user: User) -> bool:
 def start_totp_enrolment(user: User) -> TOTPDevice:
     """The user's pending (unconfirmed) authenticator, created on first call. Reusing it means a
     reload of the enrolment page does not invalidate a QR code already scanned."""
-    pending = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
+    pending = (TOTPDevice.objects.filter(user=user, confirmed=False)
+               .order_by("-pk").first())
     if pending:
         return pending
     return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
 
 
-@transaction.atomic
+class SecondFactorChangeRefused(Exception):
+    """The account password or a second factor verified in the last 5 minutes was missing or
+    wrong: nothing changed. The message says which, for the person at the keyboard."""
+
+
+def check_change_proof(user: User, *, change: str, password: str,
+                       stepped_up_at: datetime | None, request: HttpRequest | None) -> None:
+    """Refuse a change to `user`'s second factors unless `password` is theirs and a second
+    factor was verified within STEP_UP_WINDOW (`stepped_up_at`, see note_step_up). A refusal
+    is audited in its own transaction, so it stays recorded."""
+    if not _password_matches(user, password, request):
+        why = "The password is not right."
+    elif stepped_up_at is None or timezone.now() - stepped_up_at > STEP_UP_WINDOW:
+        why = ("Enter a current code from your authenticator app or an unused backup code: "
+               "none was verified in the last 5 minutes.")
+    else:
+        return
+    with transaction.atomic():
+        record(EventKind.SECOND_FACTOR_CHANGE_REFUSED, actor=user, target=user, request=request,
+               outcome=Outcome.DENIED, data={"change": change, "why": why})
+    raise SecondFactorChangeRefused(why)
+
+
+def _password_matches(user: User, password: str, request: HttpRequest | None) -> bool:
+    if not password:
+        return False
+    if request is None:
+        return user.check_password(password)
+    # Through authenticate() so that django-axes counts and locks out repeated guesses here
+    # exactly as on the sign-in page.
+    authenticated = authenticate(request, username=user.get_username(), password=password)
+    return authenticated is not None and authenticated.pk == user.pk
+
+
 def confirm_totp_device(
-    device: TOTPDevice, token: str, *, actor: User, request: HttpRequest | None = None
+    device: TOTPDevice, token: str, *, actor: User, password: str = "",
+    stepped_up_at: datetime | None = None, request: HttpRequest | None = None,
 ) -> bool:
     """Confirm a pending authenticator with a code from it; it replaces any earlier one.
 
-    Returns False (and counts a throttled failure) when the code does not match.
+    A user who already has a confirmed second factor must prove the password and a fresh
+    factor (check_change_proof, raising SecondFactorChangeRefused); the replacement is audited
+    and the user is alerted by email and SMS. A first enrolment needs only the code. Returns
+    False (and counts a throttled failure) when the code does not match.
     """
+    replacing = has_confirmed_device(actor)
+    if replacing:
+        check_change_proof(actor, change="authenticator", password=password,
+                           stepped_up_at=stepped_up_at, request=request)
+    return _confirm_totp_device(device, token, actor=actor, replacing=replacing, request=request)
+
+
+@transaction.atomic
+def _confirm_totp_device(device: TOTPDevice, token: str, *, actor: User,
+                         replacing: bool, request: HttpRequest | None) -> bool:
     device = TOTPDevice.objects.select_for_update().get(pk=device.pk, user=actor)
     if device.confirmed:
         return True
     if not device.verify_token(token):
         return False
-    replaced = TOTPDevice.objects.filter(user=actor).exclude(pk=device.pk).delete()[0]
+    others = TOTPDevice.objects.filter(user=actor).exclude(pk=device.pk)
+    replaced = others.delete()[0]
     device.confirmed = True
     device.save(update_fields=["confirmed"])
-    record(
-        EventKind.DEVICE_ENROLLED, actor=actor, target=actor, request=request,
-        data={"device": "totp", "replaced": replaced},
-    )
+    kind = EventKind.AUTHENTICATOR_REPLACED if replacing else EventKind.DEVICE_ENROLLED
+    event = record(kind, actor=actor, target=actor, request=request,
+                   data={"device": "totp", "replaced": replaced})
+    if replacing:
+        alert(event, users=[actor], channels=OWNER_CHANNELS, template="second_factor_changed")
     return True
 
 
 @transaction.atomic
-def regenerate_backup_codes(
+def issue_backup_codes(
     user: User, *, actor: User | None, request: HttpRequest | None = None
 ) -> list[str]:
-    """Replace the user's backup codes with a fresh set; the plaintext is returned once and
-    never stored."""
-    device, _ = BackupCodeDevice.objects.get_or_create(
+    """Give `user` a fresh set of backup codes without further proof: the first set at
+    enrolment, or by the system (the demo). A user replacing their own set goes through
+    regenerate_backup_codes. The plaintext is returned once and never stored."""
+    codes = _replace_backup_codes(user)
+    record(
+        EventKind.BACKUP_CODES_ISSUED, actor=actor, target=user, request=request,
+        data={"count": len(codes)},
+    )
+    return codes
+
+
+def regenerate_backup_codes(
+    user: User, *, password: str, stepped_up_at: datetime | None,
+    request: HttpRequest | None = None,
+) -> list[str]:
+    """Replace the user's backup codes, once they prove the password and a fresh second
+    factor (check_change_proof). Audited; the user is alerted by email and SMS."""
+    check_change_proof(user, change="backup_codes", password=password,
+                       stepped_up_at=stepped_up_at, request=request)
+    with transaction.atomic():
+        codes = _replace_backup_codes(user)
+        event = record(EventKind.BACKUP_CODES_REGENERATED, actor=user, target=user,
+                       request=request, data={"count": len(codes)})
+        alert(event, users=[user], channels=OWNER_CHANNELS, template="second_factor_changed")
+    return codes
+
+
+def _replace_backup_codes(user: User) -> list[str]:
+    device, _ = BackupCodeDevice.objects.select_for_update().get_or_create(
         user=user, defaults={"name": "Backup codes", "confirmed": True}
     )
     device.codes.all().delete()
     codes = [new_backup_code() for _ in range(10)]
     for code in codes:
         BackupCode.objects.create(device=device, digest=hash_backup_code(code))
-    record(
-        EventKind.BACKUP_CODES_ISSUED, actor=actor, target=user, request=request,
-        data={"count": len(codes)},
-    )
     return codes
 
 
@@ -94,7 +179,8 @@ def verify_second_factor(
     audited in their own transaction.
     """
     compact = "".join(code.split())
-    model = TOTPDevice if compact.isdigit() and len(compact) == 6 else BackupCodeDevice
+    is_totp = compact.isdigit() and len(compact) == 6
+    model = TOTPDevice if is_totp else BackupCodeDevice
     method = "totp" if model is TOTPDevice else "backup_code"
     for device_pk in model.objects.filter(user=user, confirmed=True).values_list("pk", flat=True):
         with transaction.atomic():

@@ -8,11 +8,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
-from accounts.forms import AuthenticatorCodeForm, CodeForm, SignInForm
-from accounts.models import BackupCodeDevice
+from accounts.forms import (
+    AuthenticatorCodeForm,
+    ChangeProofForm,
+    CodeForm,
+    ReplaceAuthenticatorForm,
+    SignInForm,
+)
+from accounts.models import BackupCodeDevice, TOTPDevice
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -53,30 +58,30 @@ def _render_backup_codes(request: HttpRequest, codes: list[str], next_url: str) 
 @require_http_methods(["GET", "POST"])
 def two_factor(request: HttpRequest) -> HttpResponse:
     """Enrol (or replace) the authenticator app. Only a user who has never enrolled may do this
-    with a password alone; everyone else must first verify with a current second factor."""
+    with a password alone; everyone else must first verify with a current second factor, then
+    prove the password and a fresh factor again on this form (services.check_change_proof)."""
     user = request.user
-    if services.has_confirmed_device(user) and not user.is_verified():
+    replacing = services.has_confirmed_device(user)
+    if replacing and not user.is_verified():
         return redirect(f"{reverse('accounts:verify')}?next={reverse('accounts:two-factor')}")
     device = services.start_totp_enrolment(user)
-    form = AuthenticatorCodeForm(request.POST or None)
+    form_class = ReplaceAuthenticatorForm if replacing else AuthenticatorCodeForm
+    form = form_class(request.POST or None)
     status = 400 if form.is_bound else 200
     if form.is_bound and form.is_valid():
-        code = form.cleaned_data["code"]
-        if services.confirm_totp_device(device, code, actor=user, request=request):
-            needs_backup_codes = not BackupCodeDevice.objects.filter(
-                user=user, codes__used_at=None
-            ).exists()
-            _complete_verification(request, device)
-            messages.success(request, "Your authenticator app is set up.")
-            if needs_backup_codes:
-                codes = services.regenerate_backup_codes(user, actor=user, request=request)
-                return _render_backup_codes(request, codes, _next_url(request))
-            return redirect(_next_url(request))
-        form.add_error(
-            "code",
-            "That code did not match. Check that your phone's clock is right and enter the "
-            "newest code.",
-        )
+        try:
+            confirmed = _confirm_authenticator(request, device, form)
+        except ChangeRefused as refused:
+            form.add_error(refused.field, str(refused))
+            status = refused.status
+        else:
+            if confirmed is not None:
+                return confirmed
+            form.add_error(
+                "code",
+                "That code did not match. Check that your phone's clock is right and enter "
+                "the newest code.",
+            )
     qr = segno.make(device.config_url, error="m")
     secret = device.config_url.split("secret=")[1].split("&")[0]
     context = {
@@ -84,9 +89,58 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         "qr_data_uri": qr.svg_data_uri(scale=5, border=2, dark="#111", light="#fff"),
         "secret_groups": [secret[i : i + 4] for i in range(0, len(secret), 4)],
         "next_url": _next_url(request),
-        "replacing": user.is_verified(),
+        "replacing": replacing,
     }
     return render(request, "accounts/two_factor.html", context, status=status)
+
+
+class ChangeRefused(Exception):
+    """A second-factor change the form must show as an error on `field`."""
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.field, self.status = field, status
+
+
+def _prove_fresh_factor(request: HttpRequest, form) -> None:
+    """A current code typed on the change form counts as a fresh second factor."""
+    code = form.cleaned_data.get("current_code")
+    if not code:
+        return
+    try:
+        device = services.verify_second_factor(request.user, code, request=request)
+    except services.SecondFactorThrottled as throttled:
+        raise ChangeRefused(_throttled_message(throttled), field="current_code",
+                            status=429) from None
+    if device is None:
+        raise ChangeRefused("That code is not right, or the backup code was already used.",
+                            field="current_code")
+    services.note_step_up(request)
+
+
+def _confirm_authenticator(request: HttpRequest, device, form) -> HttpResponse | None:
+    user = request.user
+    proof = {}
+    if isinstance(form, ChangeProofForm):
+        _prove_fresh_factor(request, form)
+        proof = {"password": form.cleaned_data["password"],
+                 "stepped_up_at": services.stepped_up_at(request)}
+    try:
+        confirmed = services.confirm_totp_device(
+            device, form.cleaned_data["code"], actor=user, request=request, **proof)
+    except services.SecondFactorChangeRefused as refused:
+        raise ChangeRefused(str(refused)) from None
+    if not confirmed:
+        return None
+    needs_backup_codes = not BackupCodeDevice.objects.filter(
+        user=user, codes__used_at=None
+    ).exists()
+    _complete_verification(request, device)
+    messages.success(request, "Your authenticator app is set up.")
+    if needs_backup_codes:
+        codes = services.issue_backup_codes(user, actor=user, request=request)
+        return _render_backup_codes(request, codes, _next_url(request))
+    return redirect(_next_url(request))
 
 
 @never_cache
@@ -137,18 +191,34 @@ def _throttled_message(throttled: services.SecondFactorThrottled) -> str:
 
 @never_cache
 def security(request: HttpRequest) -> HttpResponse:
+    return _render_security(request, ChangeProofForm())
+
+
+def _render_security(request: HttpRequest, form: ChangeProofForm, status: int = 200):
     user = request.user
     backup = BackupCodeDevice.objects.filter(user=user, confirmed=True).first()
     context = {
         "totp_devices": TOTPDevice.objects.filter(user=user, confirmed=True),
         "backup_codes_left": backup.unused_count() if backup else 0,
+        "proof_form": form,
     }
-    return render(request, "accounts/security.html", context)
+    return render(request, "accounts/security.html", context, status=status)
 
 
 @require_POST
 def backup_codes(request: HttpRequest) -> HttpResponse:
-    codes = services.regenerate_backup_codes(request.user, actor=request.user, request=request)
+    """New backup codes, once the password and a fresh second factor are proven."""
+    form = ChangeProofForm(request.POST)
+    if not form.is_valid():
+        return _render_security(request, form, status=400)
+    try:
+        _prove_fresh_factor(request, form)
+        codes = services.regenerate_backup_codes(
+            request.user, password=form.cleaned_data["password"],
+            stepped_up_at=services.stepped_up_at(request), request=request)
+    except (ChangeRefused, services.SecondFactorChangeRefused) as refused:
+        form.add_error(getattr(refused, "field", None), str(refused))
+        return _render_security(request, form, status=getattr(refused, "status", 400))
     messages.success(request, "New backup codes were generated; the old ones no longer work.")
     return _render_backup_codes(request, codes, reverse("accounts:security"))
 

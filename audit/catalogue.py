@@ -17,8 +17,24 @@ class EventKind(models.TextChoices):
     OTP_VERIFIED = "auth.otp_verified", "A second factor was verified"
     OTP_FAILED = "auth.otp_failed", "A second-factor code was wrong"
     OTP_THROTTLED = "auth.otp_throttled", "A second-factor attempt was refused while throttled"
-    DEVICE_ENROLLED = "auth.device_enrolled", "An authenticator app was enrolled or replaced"
-    BACKUP_CODES_ISSUED = "auth.backup_codes_issued", "A new set of backup codes was issued"
+    DEVICE_ENROLLED = (
+        "auth.device_enrolled", "An authenticator app was enrolled by a user with no second factor"
+    )
+    BACKUP_CODES_ISSUED = (
+        "auth.backup_codes_issued", "A first set of backup codes was issued (enrolment or demo)"
+    )
+    AUTHENTICATOR_REPLACED = (
+        "auth.authenticator_replaced",
+        "A user replaced their authenticator app, proving their password and a fresh factor",
+    )
+    BACKUP_CODES_REGENERATED = (
+        "auth.backup_codes_regenerated",
+        "A user replaced their backup codes, proving their password and a fresh factor",
+    )
+    SECOND_FACTOR_CHANGE_REFUSED = (
+        "auth.second_factor_change_refused",
+        "A second-factor change was refused: wrong password or no factor in the last 5 minutes",
+    )
     # Grants (breakglass).
     GRANT_ACTIVATED = "grant.activated", "Break glass: access was given at once"
     GRANT_EXTENDED = "grant.extended", "Break glass again: active access was extended"
@@ -65,6 +81,9 @@ class EventKind(models.TextChoices):
     ROTATION_REMINDER = "recovery.rotation_reminder", "Revealed credentials still await rotation"
     BUNDLE_ISSUED = "recovery.bundle_issued", "A policy's offline recovery bundle was re-issued"
     BUNDLE_FETCHED = "recovery.bundle_fetched", "The authorized application fetched a bundle"
+    RECOVERY_APPLICATION_BOUND = (
+        "recovery.application_bound", "A new application was made a policy's authorized one"
+    )
     # Emergency website backups (backups).
     EMERGENCY_CODE_SENT = "emergency.code_sent", "A code was sent to a website's preset contacts"
     EMERGENCY_CODE_REFUSED = (
@@ -74,7 +93,13 @@ class EventKind(models.TextChoices):
     EMERGENCY_VERIFY_FAILED = "emergency.verify_failed", "A wrong, used or expired code was entered"
     EMERGENCY_LOCKED = "emergency.locked", "20 failures in a row locked a website's emergency flow"
     EMERGENCY_UNLOCKED = "emergency.unlocked", "The manager unlocked a website's emergency flow"
-    EMERGENCY_SESSION_ENDED = "emergency.session_ended", "An emergency session's window ended"
+    EMERGENCY_SESSION_ENDED = (
+        "emergency.session_ended",
+        "An emergency session ended: its window, the owner, a switch-off, a lock-out or an admin",
+    )
+    EMERGENCY_THROTTLED = (
+        "emergency.throttled", "Emergency page requests from an address were refused (429)"
+    )
     BACKUP_STARTED = "backup.started", "An emergency session started a website backup"
     BACKUP_COMPLETED = "backup.completed", "A backup archive was written and recorded"
     BACKUP_FAILED = "backup.failed", "A backup failed (it is retried while attempts remain)"
@@ -83,6 +108,16 @@ class EventKind(models.TextChoices):
     CONTACTS_CHANGED = "website.contacts_changed", "A website's verification contacts changed"
     CONTACTS_APPROVED = (
         "website.contacts_approved", "A second administrator released new contacts at once"
+    )
+    WEBSITE_CREATED = (
+        "website.created", "A website was added; its manager awaits a second administrator"
+    )
+    MANAGER_CHANGED = (
+        "website.manager_changed",
+        "A website's manager was handed over, or a new one named pending confirmation",
+    )
+    MANAGER_CONFIRMED = (
+        "website.manager_confirmed", "A second administrator confirmed a website's manager"
     )
     # Risk-based controls (risk).
     RISK_RULES_CHANGED = "risk.rules_changed", "An administrator changed the risk rule table"
@@ -110,6 +145,11 @@ class EventKind(models.TextChoices):
     TOKEN_ROTATED = "api.token_rotated", "An application's token was replaced"
     API_AUTH_FAILED = "api.auth_failed", "An API call came with a missing, wrong or disabled token"
     API_THROTTLED = "api.throttled", "API calls from an address were refused after failures"
+    # The administration site.
+    ADMIN_ACTION_REFUSED = (
+        "admin.action_refused",
+        "Staff asked the admin for an action or page their permissions do not allow (403)",
+    )
     # The trail itself.
     CHAIN_BROKEN = "audit.chain_broken", "The hourly verification found the audit chain broken"
     # Alerts (audit): the outbox's own trail.

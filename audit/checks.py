@@ -27,3 +27,25 @@ def sms_backend_check(app_configs, **kwargs):
         errors.append(Error("ALERT_WEBHOOK_URL is set: ALERT_WEBHOOK_SECRET (16+ characters) "
                             "signs each request.", id="audit.E004"))
     return errors
+
+
+@register()
+def provider_timeout_check(app_configs, **kwargs):
+    """Every provider call is bounded inside the relay's lease: a call still running when the
+    lease ends lets another relay send the same alert again."""
+    from audit import outbox, twilio_sms
+
+    timeouts = {"the alert webhook": outbox.WEBHOOK_TIMEOUT_SECONDS,
+                "Twilio": twilio_sms.TIMEOUT_SECONDS}
+    for name, mailer in getattr(settings, "MAILERS", {}).items():
+        if mailer.get("BACKEND", "").endswith("smtp.EmailBackend"):
+            options = mailer.get("OPTIONS", {})
+            timeouts[f"the {name} SMTP mailer"] = options.get(
+                "timeout", getattr(settings, "EMAIL_TIMEOUT", None))
+    ceiling = outbox.max_provider_timeout()
+    return [
+        Error(f"{client} has no timeout or one above {ceiling:g} s: a provider that stalls "
+              f"would outlive the relay's {outbox.LEASE.total_seconds():g} s lease.",
+              id="audit.E005", hint="Set a timeout of about 10 seconds.")
+        for client, timeout in timeouts.items() if timeout is None or timeout > ceiling
+    ]

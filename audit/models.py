@@ -113,7 +113,9 @@ class Checkpoint(models.Model):
 
 class Delivery(models.Model):
     """One alert to one recipient on one channel: the transactional outbox. Written in the
-    same transaction as its event; sent by the relay after commit, with retries."""
+    same transaction as its event; sent by the relay after commit, with retries. Once sent,
+    its status, send time and provider id never change (database triggers, audit/triggers.py).
+    """
 
     class Channel(models.TextChoices):
         EMAIL = "email", "Email"
@@ -142,6 +144,10 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(db_index=True)
     next_attempt_at = models.DateTimeField(db_index=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(
+        max_length=32, blank=True,
+        help_text="Set by each claim; the relay's later writes must match it (fencing).",
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     provider_message_id = models.CharField(max_length=128, blank=True)

@@ -1,5 +1,10 @@
 """The alert relay: claims due deliveries, sends them outside any transaction, and records the
-outcome. At-least-once with an idempotency key per (event, channel, recipient)."""
+outcome. At-least-once with an idempotency key per (event, channel, recipient).
+
+Each claim leases one row for one provider call and gives it a fresh lease token; every later
+write of the row is conditional on that token (and on the row still being sent), so a relay
+that lost its lease cannot change the row, and its late result is dropped and logged. Every
+provider call is bounded by timeouts that fit inside the lease (system check audit.E005)."""
 
 import hashlib
 import hmac
@@ -10,6 +15,7 @@ import urllib.error
 import urllib.request
 from datetime import timedelta
 from email.utils import make_msgid
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -23,12 +29,30 @@ from audit.sms import SmsError, get_sms_backend
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)  # a claimed row whose worker died is claimed again after this
+# One row is leased for one provider call; a row whose relay died is claimed again after it.
+LEASE = timedelta(minutes=2)
+# A provider call makes a few network round trips (SMTP: connect, EHLO, STARTTLS, AUTH, MAIL,
+# DATA), each bounded by its client's timeout: together they must end inside the lease.
+ROUND_TRIPS_PER_CALL = 6
 DEAD_LETTER_AFTER = timedelta(hours=24)
 MAX_BACKOFF_SECONDS = 30 * 60
 WEBHOOK_TIMEOUT_SECONDS = 10
 REDACTED = "[redacted after delivery]"
 _jitter = secrets.SystemRandom()
+
+
+class Lease(NamedTuple):
+    delivery_id: int
+    token: str
+
+
+class LeaseLost(Exception):
+    """Another relay took the row over after this relay's lease ran out."""
+
+
+def max_provider_timeout() -> float:
+    """The longest per-operation timeout a channel's client may use (system check)."""
+    return LEASE.total_seconds() / ROUND_TRIPS_PER_CALL
 
 
 class DeliveryError(Exception):
@@ -44,36 +68,38 @@ def backoff(attempts: int) -> timedelta:
 
 
 @transaction.atomic
-def claim_due_deliveries(limit: int = 50) -> list[int]:
-    """Lease up to `limit` due deliveries to this worker. SKIP LOCKED lets several relays run
-    at once on PostgreSQL without waiting on or double-claiming each other's rows."""
+def claim_next_delivery() -> Lease | None:
+    """Lease the most overdue delivery to this relay for one provider call: a fresh token,
+    and LEASE from now. One row at a time, so no lease has to cover the rows queued behind it
+    (a batch leased at once could outlive its lease and be sent twice). SKIP LOCKED lets
+    several relays claim at once on PostgreSQL without waiting on each other's rows."""
     now = timezone.now()
-    due = (
+    delivery = (
         Delivery.objects.select_for_update(skip_locked=True)
         .filter(
             Q(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
             | Q(status=Delivery.Status.SENDING, claimed_until__lt=now)
         )
-        .order_by("next_attempt_at")[:limit]
+        .order_by("next_attempt_at", "pk")
+        .first()
     )
-    claimed = []
-    for delivery in due:
-        delivery.status = Delivery.Status.SENDING
-        delivery.claimed_until = now + LEASE
-        delivery.attempts += 1
-        delivery.save(update_fields=["status", "claimed_until", "attempts"])
-        claimed.append(delivery.pk)
-    return claimed
+    if delivery is None:
+        return None
+    delivery.status = Delivery.Status.SENDING
+    delivery.claimed_until = now + LEASE
+    delivery.lease_token = secrets.token_hex(16)
+    delivery.attempts += 1
+    delivery.save(update_fields=["status", "claimed_until", "lease_token", "attempts"])
+    return Lease(delivery.pk, delivery.lease_token)
 
 
-def send_due_deliveries(limit: int = 50) -> int:
-    """Send every due delivery, batch by batch, until none is left. Returns how many were
-    handled."""
+def send_due_deliveries() -> int:
+    """Send every due delivery, one claim at a time, until none is left. Returns how many
+    were handled."""
     handled = 0
-    while batch := claim_due_deliveries(limit):
-        for delivery_id in batch:
-            send_delivery(delivery_id)
-        handled += len(batch)
+    while lease := claim_next_delivery():
+        send_delivery(lease)
+        handled += 1
     return handled
 
 
@@ -90,53 +116,73 @@ def relay_if_due() -> bool:
     return due
 
 
-def send_delivery(delivery_id: int) -> None:
-    delivery = Delivery.objects.select_related("event").get(pk=delivery_id)
-    if delivery.status != Delivery.Status.SENDING:
+def leased(lease: Lease):
+    """The row, only while this relay still holds it: every write after the claim goes
+    through here (UPDATE ... WHERE id = %s AND lease_token = %s AND status = 'sending')."""
+    return Delivery.objects.filter(pk=lease.delivery_id, lease_token=lease.token,
+                                   status=Delivery.Status.SENDING)
+
+
+# Channels whose whole effect is rows in this database: the effect commits only together with
+# the fenced "sent", so a relay that lost its lease leaves nothing behind.
+IN_DATABASE_CHANNELS = {Delivery.Channel.FANOUT}
+
+
+def send_delivery(lease: Lease) -> None:
+    """Make the provider call for a leased delivery and record its outcome, unless another
+    relay has taken the row over; a late outcome is dropped and logged."""
+    delivery = leased(lease).select_related("event").first()
+    if delivery is None:
         return
     try:
-        message_id = CHANNELS[delivery.channel](delivery)
+        if delivery.channel in IN_DATABASE_CHANNELS:
+            with transaction.atomic():
+                mark_sent(lease, CHANNELS[delivery.channel](delivery), delivery.sensitive)
+        else:
+            mark_sent(lease, CHANNELS[delivery.channel](delivery), delivery.sensitive)
+    except LeaseLost:
+        logger.warning("alert delivery %s: this relay lost its lease; its late result is "
+                       "dropped", lease.delivery_id)
     except (DeliveryError, SmsError) as exc:
-        fail_attempt(delivery.pk, str(exc), retryable=exc.retryable)
+        fail_attempt(lease, str(exc), retryable=exc.retryable)
     except Exception as exc:  # a bug or an unexpected provider answer must not stop the relay
         logger.exception("alert delivery %s failed unexpectedly", delivery.pk)
-        fail_attempt(delivery.pk, f"{type(exc).__name__}", retryable=True)
-    else:
-        mark_sent(delivery.pk, message_id)
+        fail_attempt(lease, f"{type(exc).__name__}", retryable=True)
+
+
+def mark_sent(lease: Lease, message_id: str, sensitive: bool) -> None:
+    """Record the provider's acceptance. Raises LeaseLost when the row is no longer ours."""
+    changes = {"status": Delivery.Status.SENT, "sent_at": timezone.now(),
+               "provider_message_id": message_id[:128], "claimed_until": None,
+               "lease_token": "", "last_error": ""}
+    if sensitive:
+        changes.update(body=REDACTED, html_body=REDACTED)
+    if not leased(lease).update(**changes):
+        raise LeaseLost(lease.delivery_id)
 
 
 @transaction.atomic
-def mark_sent(delivery_id: int, message_id: str) -> None:
-    delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
-    delivery.status = Delivery.Status.SENT
-    delivery.sent_at = timezone.now()
-    delivery.provider_message_id = message_id[:128]
-    delivery.claimed_until = None
-    delivery.last_error = ""
-    fields = ["status", "sent_at", "provider_message_id", "claimed_until", "last_error"]
-    if delivery.sensitive:
-        delivery.body = delivery.html_body = REDACTED
-        fields += ["body", "html_body"]
-    delivery.save(update_fields=fields)
-
-
-@transaction.atomic
-def fail_attempt(delivery_id: int, error: str, *, retryable: bool) -> None:
+def fail_attempt(lease: Lease, error: str, *, retryable: bool) -> None:
     """Schedule the next try, or dead-letter the delivery when it cannot succeed or has been
-    failing for 24 hours, and report that on the other channels."""
-    delivery = Delivery.objects.select_for_update().select_related("event").get(pk=delivery_id)
-    now = timezone.now()
-    delivery.last_error = error[:1000]
-    delivery.claimed_until = None
-    if retryable and now - delivery.created_at < DEAD_LETTER_AFTER:
-        delivery.status = Delivery.Status.PENDING
-        delivery.next_attempt_at = now + backoff(delivery.attempts)
-        delivery.save(update_fields=["status", "next_attempt_at", "last_error", "claimed_until"])
+    failing for 24 hours, and report that on the other channels. Nothing happens (but a log
+    line) when the row is no longer this relay's."""
+    delivery = leased(lease).select_for_update(of=("self",)).select_related("event").first()
+    if delivery is None:
+        logger.warning("alert delivery %s: this relay lost its lease; its late failure is "
+                       "dropped", lease.delivery_id)
         return
-    delivery.status = Delivery.Status.FAILED
+    now = timezone.now()
+    changes = {"last_error": error[:1000], "claimed_until": None, "lease_token": ""}
+    if retryable and now - delivery.created_at < DEAD_LETTER_AFTER:
+        changes.update(status=Delivery.Status.PENDING,
+                       next_attempt_at=now + backoff(delivery.attempts))
+        leased(lease).update(**changes)
+        return
+    changes["status"] = Delivery.Status.FAILED
     if delivery.sensitive:
-        delivery.body = delivery.html_body = REDACTED
-    delivery.save()
+        changes.update(body=REDACTED, html_body=REDACTED)
+    leased(lease).update(**changes)
+    delivery.refresh_from_db()
     report_dead_letter(delivery)
 
 

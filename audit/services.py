@@ -339,3 +339,13 @@ def record_heartbeat(name: str = SCHEDULER_HEARTBEAT) -> Heartbeat:
         name=name, defaults={"beat_at": timezone.now()}
     )
     return heartbeat
+
+
+@transaction.atomic
+def refuse_admin_request(*, actor, what: str, data: dict,
+                         request: HttpRequest | None = None) -> AuditEvent:
+    """Audit a staff member's admin action, button or page that their permissions do not
+    allow; the caller then answers 403. Called outside any other transaction, so the refusal
+    is kept although the request fails."""
+    return record(EventKind.ADMIN_ACTION_REFUSED, actor=actor, outcome=Outcome.DENIED,
+                  reason=f"Refused: {what}", data=data, request=request)

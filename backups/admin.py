@@ -1,6 +1,8 @@
 """Websites in the admin. The verification contacts are the manager's alone: changing them
 takes the manager's fresh one-time code, tells the old and the new contacts, and holds the new
-ones for 24 hours unless a second administrator approves (backups.services.change_contacts)."""
+ones for 24 hours unless a second administrator approves (backups.services.change_contacts).
+A manager named at creation or by anyone but the manager in office waits for a second
+administrator (custody.confirm_manager); what a backup reads changes only with a fresh code."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,10 +10,11 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.services import SecondFactorThrottled, verify_second_factor
 from audit.admin import RequestFormMixin
-from backups import services
+from backups import custody, services, sources
 from backups.models import BackupJob, EmergencyChallenge, Website
 
 CONTACT_FIELDS = ("verification_email", "verification_mobile")
+SOURCE_FIELDS = ("files_dir", "database_url")
 
 
 class WebsiteForm(forms.ModelForm):
@@ -21,8 +24,10 @@ class WebsiteForm(forms.ModelForm):
         help_text="sqlite:////path/to/db.sqlite3 or postgres://user:password@host/name. "
                   "Encrypted at rest, never shown again; leave empty to keep the stored one.")
     manager_code = forms.CharField(
-        label="Manager's one-time code", required=False, max_length=20,
-        help_text="Needed to change the verification contacts: the manager's fresh code.")
+        label="Your one-time code", required=False, max_length=20,
+        help_text="A fresh code from your authenticator: needed to change the verification "
+                  "contacts (manager only), to hand the website to another manager, and to "
+                  "change the files directory or the database.")
 
     class Meta:
         model = Website
@@ -32,60 +37,128 @@ class WebsiteForm(forms.ModelForm):
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.request = request
+        self.proven = False  # the acting user gave a fresh code in this save
 
     def clean_address(self):
         return services.normalize_address(self.cleaned_data["address"])
 
+    def clean_files_dir(self):
+        """Only under the operator's BACKUP_SOURCE_ROOTS, never Breakglass's own files; the
+        job checks the resolved path again when it runs (backups.sources)."""
+        files_dir = self.cleaned_data["files_dir"].strip()
+        if files_dir:
+            try:
+                sources.current_policy().check_files_dir(files_dir)
+            except sources.SourceRefused as refused:
+                raise forms.ValidationError(str(refused)) from None
+        return files_dir
+
+    def clean_database_url(self):
+        """Only a database BACKUP_DATABASE_ALLOW names, never Breakglass's own."""
+        database_url = self.cleaned_data["database_url"].strip()
+        if database_url:
+            try:
+                sources.current_policy().check_database_url(database_url)
+            except sources.SourceRefused as refused:
+                raise forms.ValidationError(str(refused)) from None
+        return database_url
+
     def contacts_changed(self) -> bool:
         return any(field in self.changed_data for field in CONTACT_FIELDS)
 
+    def manager_changed(self) -> bool:
+        return self.instance.pk is not None and "manager" in self.changed_data
+
+    def source_changed(self) -> bool:
+        return "files_dir" in self.changed_data or bool(self.cleaned_data.get("database_url"))
+
     def clean(self):
         cleaned = super().clean()
-        if not self.contacts_changed() or self.errors:
+        if self.errors:
             return cleaned
+        if self.manager_changed() and self.contacts_changed():
+            raise forms.ValidationError(
+                "Change the manager and the verification contacts in separate saves: the "
+                "contacts are set by the manager in office.")
+        if self.contacts_changed():
+            self._check_contacts_setter(cleaned.get("manager"))
+        if self.contacts_changed() or self.source_changed() or self._handing_over():
+            self._check_fresh_code(cleaned.get("manager_code") or "")
+        return cleaned
+
+    def _check_contacts_setter(self, submitted_manager) -> None:
+        """The contacts are the manager in office's (on a new website: the manager named)."""
         user = self.request.user
-        manager = cleaned.get("manager")
-        if manager is None or manager.pk != user.pk:
+        website = self.instance
+        manager_id = website.manager_id if website.pk else getattr(submitted_manager, "pk", None)
+        if manager_id != user.pk:
             raise forms.ValidationError("Only the website's manager sets its verification "
                                         "contacts, with their own one-time code.")
+        if website.pk and not website.manager_confirmed:
+            raise forms.ValidationError("Only the website's manager sets its verification "
+                                        "contacts, once a second administrator confirmed them.")
+
+    def _handing_over(self) -> bool:
+        return self.manager_changed() and self.instance.manager_id == self.request.user.pk
+
+    def _check_fresh_code(self, code: str) -> None:
         try:
-            accepted = verify_second_factor(user, cleaned.get("manager_code") or "",
-                                            request=self.request)
+            accepted = verify_second_factor(self.request.user, code, request=self.request)
         except SecondFactorThrottled:
             accepted = None
         if accepted is None:
             self.add_error("manager_code", "A fresh one-time code from your authenticator is "
-                                           "needed to change the contacts.")
-        return cleaned
+                                           "needed to change the contacts, the manager or "
+                                           "what the backup reads.")
+        self.proven = accepted is not None
 
 
 @admin.register(Website)
 class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
     form = WebsiteForm
-    list_display = ("address", "name", "manager", "emergency_enabled", "locked_at",
-                    "contacts_hold_until")
+    list_display = ("address", "name", "manager", "manager_confirmed", "pending_manager",
+                    "emergency_enabled", "locked_at", "contacts_hold_until")
     list_filter = ("emergency_enabled",)
     search_fields = ("address", "name", "owner_name")
-    readonly_fields = ("consecutive_failures", "locked_at", "contacts_changed_at",
+    readonly_fields = ("manager_confirmed", "pending_manager", "manager_named_by",
+                       "consecutive_failures", "locked_at", "contacts_changed_at",
                        "contacts_changed_by", "contacts_hold_until")
-    actions = ["approve_contacts", "unlock", "start_drill"]
+    actions = ["approve_contacts", "confirm_manager", "end_emergency_sessions", "unlock",
+               "start_drill"]
 
     def save_model(self, request, obj, form, change):
-        new_contacts = {field: form.cleaned_data.get(field, "") for field in CONTACT_FIELDS}
-        if change:  # the contacts change only through their service
-            for field in CONTACT_FIELDS:
-                setattr(obj, field, form.initial.get(field, ""))
         if form.cleaned_data.get("database_url"):
             from recovery.crypto import encrypt_field
 
             obj.database_url_encrypted = encrypt_field(form.cleaned_data["database_url"])
-        super().save_model(request, obj, form, change)
+        if not change:
+            custody.create_website(obj, actor=request.user, request=request)
+            return
+        # The manager and the contacts change only through their services, and the state the
+        # form does not edit (lock, hold, confirmation) is never written back from a stale copy.
+        new_manager = obj.manager
+        new_contacts = {field: form.cleaned_data.get(field, "") for field in CONTACT_FIELDS}
+        obj.manager_id = form.initial["manager"]
+        for field in CONTACT_FIELDS:
+            setattr(obj, field, form.initial.get(field, ""))
+        edited = [name for name in WebsiteForm.Meta.fields
+                  if name != "manager" and name not in CONTACT_FIELDS]
+        if form.cleaned_data.get("database_url"):
+            edited.append("database_url_encrypted")
+        obj.save(update_fields=edited)
+        if form.manager_changed():
+            custody.change_manager(obj, new_manager=new_manager, actor=request.user,
+                                    proven=form.proven, request=request)
         if form.contacts_changed():
             services.change_contacts(obj, email=new_contacts["verification_email"],
                                      mobile=new_contacts["verification_mobile"],
                                      actor=request.user, request=request)
+        if "emergency_enabled" in form.changed_data and not obj.emergency_enabled:
+            services.end_emergency_sessions(obj, actor=request.user, request=request,
+                                            reason="emergency access was switched off")
 
-    @admin.action(description="Approve new contacts now (second administrator)")
+    @admin.action(description="Approve new contacts now (second administrator)",
+                  permissions=["change"])
     def approve_contacts(self, request, queryset):
         for website in queryset:
             try:
@@ -93,8 +166,26 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
             except PermissionError as refused:
                 messages.error(request, f"{website}: {refused}")
 
+    @admin.action(description="Confirm the manager (second administrator)",
+                  permissions=["change"])
+    def confirm_manager(self, request, queryset):
+        for website in queryset:
+            try:
+                custody.confirm_manager(website, actor=request.user, request=request)
+            except PermissionError as refused:
+                messages.error(request, f"{website}: {refused}")
+
+    @admin.action(description="End emergency session (every open one, at once)",
+                  permissions=["change"])
+    def end_emergency_sessions(self, request, queryset):
+        for website in queryset:
+            ended = services.end_emergency_sessions(
+                website, actor=request.user, request=request,
+                reason="an administrator ended the emergency sessions")
+            messages.info(request, f"{website}: {ended} open emergency session(s) ended.")
+
     @admin.action(description="Start an emergency drill (a code labelled DRILL goes to the "
-                              "contacts)")
+                              "contacts)", permissions=["change"])
     def start_drill(self, request, queryset):
         for website in queryset:
             try:
@@ -103,16 +194,20 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
                 messages.error(request, f"{website}: {refused}")
                 continue
             if nonce:
-                messages.success(request, f"{website}: drill code sent to the contacts; they "
-                                          "enter it on the emergency page.")
+                messages.success(request, f"{website}: drill code sent to the contacts; the "
+                                          "owner types the address and that code on "
+                                          "/emergency/.")
             else:
                 messages.error(request, f"{website}: no code was sent (locked, on hold or "
                                         "over the sending limits).")
 
-    @admin.action(description="Unlock the emergency flow")
+    @admin.action(description="Unlock the emergency flow", permissions=["change"])
     def unlock(self, request, queryset):
         for website in queryset:
-            services.unlock(website, actor=request.user, request=request)
+            try:
+                services.unlock(website, actor=request.user, request=request)
+            except PermissionError as refused:
+                messages.error(request, f"{website}: {refused}")
 
 
 @admin.register(BackupJob)

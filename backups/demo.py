@@ -1,5 +1,7 @@
 """The demo website of SPEC §4: example.org, managed by bob, its contacts owner@example.org and
-+15555550100, backing up a small site folder and SQLite database created under var/."""
++15555550100, backing up a small site folder and SQLite database created under
+DEMO_SITES_DIR: outside the project tree, which the emergency backup never reads, and allowed
+by the development defaults of BACKUP_SOURCE_ROOTS and BACKUP_DATABASE_ALLOW."""
 
 import sqlite3
 from pathlib import Path
@@ -18,7 +20,7 @@ PAGES = {
 
 
 def seed_website() -> Website:
-    root = Path(settings.VAR_DIR) / "demo-site"
+    root = Path(settings.DEMO_SITES_DIR) / "example.org"
     for relative, content in PAGES.items():
         path = root / "files" / relative
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@ worker through backups/archive.py, recorded complete only after the archive was 
 place (QUALITY Q33), retried when a worker died, deleted after the retention.
 
 The archive is written outside any transaction; its job row is touched only to claim it,
-to report progress (at most once a second) and to record the outcome."""
+to report progress and the heartbeat (at most once a second, during dumps too) and to record
+the outcome. Each of those writes is fenced by the attempt number of the claim, so a run the
+sweep gave up on can neither complete nor fail a job another run owns."""
 
 import logging
 import time
@@ -19,9 +21,9 @@ from django.utils import timezone
 from audit.alerts import alert
 from audit.catalogue import EventKind, Outcome
 from audit.services import record
-from backups import archive
+from backups import archive, sources
 from backups.models import BackupJob, EmergencySession, Website
-from backups.services import everyone_told
+from backups.services import Contact, everyone_told
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +62,22 @@ def _enqueue(job_id: int) -> None:
     from django_q.tasks import async_task
 
     try:
-        async_task("backups.tasks.run_backup", job_id)
+        # Its own time limit: a dump of a large site outlasts the cluster's default timeout.
+        async_task("backups.tasks.run_backup", job_id,
+                   timeout=settings.BACKUP_TIMEOUT_MINUTES * 60)
     except Exception:  # the stale sweep starts it instead; the owner sees it queued
         logger.warning("could not enqueue backup %s; the sweep will", job_id, exc_info=True)
+
+
+class FencedOut(Exception):
+    """This run no longer owns its job: the sweep gave up on it and another run claimed it."""
+
+
+def _owned(run: BackupJob):
+    """The job, only while `run` (the claim that returned it) still owns it: every write of a
+    run goes through this, so a late run changes nothing (QUALITY Q42)."""
+    return BackupJob.objects.filter(pk=run.pk, status=BackupJob.Status.RUNNING,
+                                    attempts=run.attempts)
 
 
 def _claim(job_id: int) -> BackupJob | None:
@@ -73,42 +88,63 @@ def _claim(job_id: int) -> BackupJob | None:
             return None  # already running elsewhere, finished, or gone
         now = timezone.now()
         job.status = BackupJob.Status.RUNNING
-        job.attempts += 1
+        job.attempts += 1  # the run's fencing token
         job.started_at = job.heartbeat_at = now
         job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
         return job
 
 
 def run_backup(job_id: int) -> str:
-    """The worker's task. Idempotent: only a queued job is claimed."""
+    """The worker's task. Idempotent: only a queued job is claimed. Its sources are checked
+    again here, on their resolved paths (QUALITY Q40); a refused one fails the job at once."""
     job = _claim(job_id)
     if job is None:
         return "not claimed"
     website = job.website
-    storage = backup_storage()
+    try:
+        guard = sources.current_policy()
+        files_dir = guard.check_files_dir(website.files_dir) if website.files_dir else None
+        url = database_url(website)
+        if url is not None:
+            guard.check_database_url(url)
+    except sources.SourceRefused as refused:
+        _fail(job, str(refused), retry=False)
+        return "failed"
     name = f"{website.address}/{website.address}-{job.pk}-{timezone.now():%Y%m%dT%H%M%SZ}.tar.gz"
-    destination = Path(storage.path(name))
+    destination = Path(backup_storage().path(name))
     destination.parent.mkdir(parents=True, exist_ok=True)
-    last = [0.0]
-
-    def progress(phase: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= PROGRESS_EVERY_SECONDS:
-            last[0] = now
-            BackupJob.objects.filter(pk=job.pk, status=BackupJob.Status.RUNNING).update(
-                phase=phase, done_bytes=done, total_bytes=total, heartbeat_at=timezone.now())
-
     try:
         result = archive.write_archive(
-            website=website.address, files_dir=Path(website.files_dir) if website.files_dir
-            else None, database_url=database_url(website), destination=destination,
-            progress=progress)
+            website=website.address, files_dir=files_dir, database_url=url,
+            destination=destination, progress=_heartbeat(job), guard=guard)
+    except FencedOut:  # possibly after the rename: an archive never recorded is never served
+        destination.unlink(missing_ok=True)
+        return "fenced out"
     except Exception as exc:  # any failure is recorded, retried while attempts remain
         logger.exception("backup %s of %s failed", job.pk, website.address)
         _fail(job, f"{type(exc).__name__}: {exc}"[:500])
         return "failed"
-    _complete(job, name, result)
+    if not _complete(job, name, result):
+        destination.unlink(missing_ok=True)  # never recorded, so never served: reclaim it
+        return "fenced out"
     return "complete"
+
+
+def _heartbeat(run: BackupJob):
+    """The archive writer's progress callback, called during dumps too: records progress and
+    the heartbeat at most once a second, and stops the run once it no longer owns the job."""
+    last = [0.0]
+
+    def progress(phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY_SECONDS:
+            return
+        last[0] = now
+        if not _owned(run).update(phase=phase, done_bytes=done, total_bytes=total,
+                                  heartbeat_at=timezone.now()):
+            raise FencedOut(f"backup {run.pk} attempt {run.attempts} lost its job")
+
+    return progress
 
 
 def database_url(website: Website) -> str | None:
@@ -120,9 +156,14 @@ def database_url(website: Website) -> str | None:
 
 
 @transaction.atomic
-def _complete(job: BackupJob, name: str, result) -> None:
-    """The archive is already under its final name: only now is it recorded complete."""
-    job = BackupJob.objects.select_for_update().get(pk=job.pk)
+def _complete(run: BackupJob, name: str, result) -> bool:
+    """The archive is already under its final name: only now is it recorded complete, and
+    only if `run` still owns the job."""
+    job = _owned(run).select_for_update().select_related("website").first()
+    if job is None:
+        logger.warning("backup %s attempt %s finished after losing its job", run.pk,
+                       run.attempts)
+        return False
     job.status = BackupJob.Status.COMPLETE
     job.archive_name = name
     job.size, job.sha256 = result.size, result.sha256
@@ -134,22 +175,45 @@ def _complete(job: BackupJob, name: str, result) -> None:
                    data={"job": job.pk, "size": job.size, "sha256": job.sha256,
                          "files": result.files})
     alert(event, users=everyone_told(job.website), channels=["email", "sms"], template="event")
+    return True
 
 
 @transaction.atomic
-def _fail(job: BackupJob, error: str) -> None:
-    job = BackupJob.objects.select_for_update().get(pk=job.pk)
-    retry = job.attempts < MAX_ATTEMPTS
+def _fail(run: BackupJob, error: str, *, retry: bool = True) -> None:
+    """Records that `run` failed (retried while attempts remain), if it still owns the job."""
+    job = _owned(run).select_for_update().select_related("website").first()
+    if job is not None:
+        _record_failure(job, error, retry=retry)
+
+
+def _record_failure(job: BackupJob, error: str, *, retry: bool) -> None:
+    """The reason may name server paths: it goes to the audit trail and the manager; the
+    owner's contacts hear a plain sentence."""
+    retry = retry and job.attempts < MAX_ATTEMPTS
     job.status = BackupJob.Status.QUEUED if retry else BackupJob.Status.FAILED
     job.error = error
     job.finished_at = None if retry else timezone.now()
     job.save(update_fields=["status", "error", "finished_at"])
-    event = record(EventKind.BACKUP_FAILED, actor=None, target=job.website,
+    website = job.website
+    event = record(EventKind.BACKUP_FAILED, actor=None, target=website,
                    outcome=Outcome.FAILURE, reason=error,
                    data={"job": job.pk, "attempts": job.attempts, "retried": retry})
-    alert(event, users=everyone_told(job.website), channels=["email", "sms"], template="event")
+    alert(event, users=[website.manager], channels=["email", "sms"], template="event")
+    alert(event, users=[Contact(website.verification_email, website.verification_mobile)],
+          channels=["email", "sms"], template="backup_failed")
     if retry:
         transaction.on_commit(lambda: _enqueue(job.pk))
+
+
+@transaction.atomic
+def _fail_if_stale(run: BackupJob, cutoff) -> bool:
+    """The sweep's verdict, taken again under the lock: a worker that beat since the sweep
+    read the row is alive, and its job is left alone."""
+    job = _owned(run).select_for_update().select_related("website").first()
+    if job is None or (job.heartbeat_at is not None and job.heartbeat_at >= cutoff):
+        return False
+    _record_failure(job, "the worker stopped reporting progress", retry=True)
+    return True
 
 
 def sweep_stale_jobs() -> int:
@@ -160,8 +224,7 @@ def sweep_stale_jobs() -> int:
     handled = 0
     for job in BackupJob.objects.filter(status=BackupJob.Status.RUNNING,
                                         heartbeat_at__lt=now - STALE_AFTER):
-        _fail(job, "the worker stopped reporting progress")
-        handled += 1
+        handled += _fail_if_stale(job, now - STALE_AFTER)
     for job_id in BackupJob.objects.filter(status=BackupJob.Status.QUEUED,
                                            created_at__lt=now - STALE_AFTER).values_list(
             "pk", flat=True):

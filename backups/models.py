@@ -20,6 +20,18 @@ class Website(models.Model):
         help_text="The domain the owner types on the emergency page, e.g. example.org.")
     manager = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                 related_name="managed_websites")
+    manager_confirmed = models.BooleanField(
+        default=True, editable=False,
+        help_text="A manager named when the website was created has none of a manager's powers, "
+                  "and the website sends no code, until a second administrator confirms.")
+    pending_manager = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        editable=False, related_name="+",
+        help_text="Named by someone other than the manager in office: takes over only when a "
+                  "second administrator confirms.")
+    manager_named_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                         null=True, blank=True, editable=False,
+                                         related_name="+")
     owner_name = models.CharField(max_length=120, blank=True)
     verification_email = models.EmailField(
         blank=True, help_text="Set by the manager only; receives the emergency codes.")

@@ -3,7 +3,10 @@ Q1-Q6), their verification into a narrow emergency session, the session's end, a
 manager's unlock. Backup jobs are in backups/jobs.py.
 
 Each transition locks the website (or the challenge) row, checks, writes, records its audit
-event and queues its alerts in one transaction, so the limits hold under concurrency."""
+event and queues its alerts in one transaction, so the limits hold under concurrency.
+
+Who manages a website is guarded like its contacts (backups/custody.py): a manager awaiting a
+second administrator's confirmation has no manager's powers here, and the website sends no code."""
 
 import hashlib
 import hmac
@@ -17,9 +20,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.client_ip import client_ip
-from audit.alerts import alert
+from audit.alerts import alert, nudge_relay
 from audit.catalogue import EventKind, Outcome
 from audit.services import Anonymous, record
+from backups import throttle
 from backups.models import EmergencyChallenge, EmergencySession, Website
 from review.services import open_for_emergency_session
 
@@ -69,58 +73,116 @@ def everyone_told(website: Website) -> list:
 def send_code(address: str, *, request: HttpRequest | None = None) -> str:
     """Send a new code to the contacts of the website at `address`, if there is one that takes
     emergency requests and its limits allow. Always returns a challenge nonce, a decoy when
-    nothing was sent, so the page cannot tell a known address from an unknown one (Q6)."""
-    decoy = secrets.token_urlsafe(32)
-    website = Website.objects.filter(address=normalize_address(address),
-                                     emergency_enabled=True).first()
-    if website is None:
-        return decoy
-    return _send(website, actor=Anonymous("website owner"), request=request) or decoy
+    nothing was sent, so the page cannot tell a known address from an unknown one (Q6).
+
+    While a drill's code waits to be used, its nonce is returned and no new code is sent: the
+    owner completes the drill on this page with the code the DRILL message carried."""
+    address = normalize_address(address)
+    with transaction.atomic():
+        website = (Website.objects.select_for_update(of=("self",)).select_related("manager")
+                   .filter(address=address, emergency_enabled=True).first())
+        if website is None:
+            return _rehearse_send(address, request)
+        drill = _waiting_drill(website, timezone.now())
+        if drill is not None:
+            return drill.nonce
+        with transaction.atomic():
+            nonce = _issue_code(website, actor=Anonymous("website owner"), request=request)
+    return nonce or secrets.token_urlsafe(32)
+
+
+class _Rehearsal(Exception):
+    """Rolls back the decoy send of an unknown address."""
+
+
+def _rehearse_send(address: str, request) -> str:
+    """The same statements as a real send, on a website that does not exist, then rolled back:
+    an unknown address costs what a known one does, so timing does not tell them apart (Q6).
+    Foreign keys are checked at commit, which the rolled-back rows never reach."""
+    from accounts.models import User
+
+    decoy = Website(pk=0, address=address, manager=User(username="-", email="-@invalid"),
+                    verification_email="-@invalid", verification_mobile="+10000000000")
+    pending = transaction.get_connection().run_on_commit
+    try:
+        with transaction.atomic():
+            before = len(pending)
+            _waiting_drill(decoy, timezone.now())
+            _issue_code(decoy, actor=Anonymous("website owner"), request=request)
+            # The relay nudges a real send queues after commit go with the savepoint: keep them.
+            nudges = [entry[1] for entry in pending[before:] if entry[1] is nudge_relay]
+            raise _Rehearsal
+    except _Rehearsal:
+        pass
+    for nudge in nudges:
+        transaction.on_commit(nudge)
+    return secrets.token_urlsafe(32)
+
+
+def _waiting_drill(website: Website, now) -> EmergencyChallenge | None:
+    return website.challenges.filter(is_drill=True, used_at=None, expires_at__gt=now,
+                                     wrong_tries__lt=WRONG_TRIES_PER_CODE).first()
 
 
 DRILL_WINDOW = timedelta(minutes=15)
 
 
+def may_act_as_manager(website: Website, user) -> bool:
+    """The confirmed manager, or an administrator who is not a manager awaiting confirmation."""
+    if user.pk == website.manager_id:
+        return website.manager_confirmed
+    return user.is_superuser and user.pk != website.pending_manager_id
+
+
 def start_drill(website: Website, *, actor, request: HttpRequest | None = None) -> str:
     """The manager rehearses the emergency path: a code goes to the preset contacts, labelled
-    DRILL, and the session it opens lasts 15 minutes and opens a drill review. Returns the
-    nonce for /emergency/verify/; "" when the limits refused it."""
-    if not (actor.is_superuser or actor.pk == website.manager_id):
+    DRILL, and the session it opens lasts 15 minutes and opens a drill review. The owner
+    completes it on /emergency/ (send_code hands out the waiting drill's challenge). Returns
+    the challenge's nonce; "" when the limits refused it."""
+    if not website.manager_confirmed:
+        raise PermissionError("The website's manager awaits a second administrator's "
+                              "confirmation: no drill before that.")
+    if not may_act_as_manager(website, actor):
         raise PermissionError("Only the website's manager starts its emergency drill.")
     if not website.emergency_enabled:
         raise PermissionError("The emergency flow of this website is switched off.")
-    return _send(website, actor=actor, request=request, drill=True)
-
-
-def _send(website: Website, *, actor, request, drill: bool = False) -> str:
-    ip = client_ip(request) if request is not None else ""
     with transaction.atomic():
         website = Website.objects.select_for_update().get(pk=website.pk)
-        now = timezone.now()
-        why = _why_no_code(website, now)
-        if why:
+        return _issue_code(website, actor=actor, request=request, drill=True)
+
+
+def _issue_code(website: Website, *, actor, request, drill: bool = False) -> str:
+    """Create a challenge and queue its code to the contacts; "" when refused (audited, one
+    refusal per client address and minute). The caller holds the website's row lock."""
+    now = timezone.now()
+    why = _why_no_code(website, now)
+    if why:
+        if throttle.first_this_minute(request, "code-refused"):
             record(EventKind.EMERGENCY_CODE_REFUSED, actor=actor, target=website,
                    outcome=Outcome.DENIED, reason=why, request=request,
                    data={"drill": True} if drill else None)
-            return ""
-        code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
-        nonce = secrets.token_urlsafe(32)
-        challenge = EmergencyChallenge.objects.create(
-            website=website, nonce=nonce, code_mac=code_mac(nonce, website.pk, code),
-            created_at=now, expires_at=now + CODE_VALIDITY, ip=ip, is_drill=drill)
-        event = record(EventKind.EMERGENCY_CODE_SENT, actor=actor, target=website,
-                       request=request, data={"challenge": challenge.pk,
-                                              **({"drill": True} if drill else {})})
-        alert(event, users=contacts_of(website, now), channels=["email", "sms"],
-              template="one_time_code", sensitive=True,
-              context={"code": code, "purpose": f"the emergency page of {website.address}",
-                       "valid_minutes": int(CODE_VALIDITY.total_seconds() // 60),
-                       "drill": drill})
-        alert(event, users=[website.manager], channels=["email", "sms"], template="event")
+        return ""
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    nonce = secrets.token_urlsafe(32)
+    challenge = EmergencyChallenge.objects.create(
+        website=website, nonce=nonce, code_mac=code_mac(nonce, website.pk, code),
+        created_at=now, expires_at=now + CODE_VALIDITY, is_drill=drill,
+        ip=client_ip(request) if request is not None else "")
+    event = record(EventKind.EMERGENCY_CODE_SENT, actor=actor, target=website,
+                   request=request, data={"challenge": challenge.pk,
+                                          **({"drill": True} if drill else {})})
+    alert(event, users=contacts_of(website, now), channels=["email", "sms"],
+          template="one_time_code", sensitive=True,
+          context={"code": code, "purpose": f"the emergency page of {website.address}",
+                   "valid_minutes": int(CODE_VALIDITY.total_seconds() // 60),
+                   "drill": drill})
+    alert(event, users=[website.manager], channels=["email", "sms"], template="event")
     return nonce
 
 
 def _why_no_code(website: Website, now) -> str:
+    if not website.manager_confirmed:
+        return "the website's manager awaits a second administrator's confirmation"
     if website.locked_at:
         return "the emergency flow is locked after repeated failures"
     if not contacts_of(website, now):
@@ -153,6 +215,8 @@ def verify_code(nonce: str, code: str, *,
         now = timezone.now()
         if website.locked_at:
             failure = "the website's emergency flow is locked"
+        elif not (website.emergency_enabled and website.manager_confirmed):
+            failure = "the website's emergency access is switched off"
         elif challenge.used_at is not None:
             failure = "the code was already used"
         elif challenge.expires_at <= now:
@@ -198,22 +262,29 @@ def _count_failure(website: Website, why: str, request) -> None:
         website.locked_at = timezone.now()
         fields.append("locked_at")
     website.save(update_fields=fields)
-    record(EventKind.EMERGENCY_VERIFY_FAILED, actor=Anonymous("website owner"), target=website,
-           outcome=Outcome.DENIED, reason=why, request=request,
-           data={"consecutive_failures": website.consecutive_failures})
+    if throttle.first_this_minute(request, "verify-failed"):
+        record(EventKind.EMERGENCY_VERIFY_FAILED, actor=Anonymous("website owner"),
+               target=website, outcome=Outcome.DENIED, reason=why, request=request,
+               data={"consecutive_failures": website.consecutive_failures})
     if "locked_at" in fields:
         event = record(EventKind.EMERGENCY_LOCKED, actor=None, target=website,
                        outcome=Outcome.DENIED,
                        data={"consecutive_failures": website.consecutive_failures})
         alert(event, users=[website.manager], template="event")
+        _end_open_sessions(website, actor=None, request=request,
+                           reason="the emergency flow locked after repeated failures")
 
 
 @transaction.atomic
 def unlock(website: Website, *, actor, request: HttpRequest | None = None) -> None:
-    """The manager (or an administrator) reopens a locked emergency flow."""
+    """The manager (or an administrator) reopens a locked emergency flow; a manager awaiting
+    confirmation cannot."""
     website = Website.objects.select_for_update().get(pk=website.pk)
     if website.locked_at is None:
         return
+    if not may_act_as_manager(website, actor):
+        raise PermissionError("Only the website's confirmed manager or another administrator "
+                              "unlocks its emergency flow.")
     website.locked_at = None
     website.consecutive_failures = 0
     website.save(update_fields=["locked_at", "consecutive_failures"])
@@ -221,15 +292,20 @@ def unlock(website: Website, *, actor, request: HttpRequest | None = None) -> No
 
 
 def open_session(session_id, at=None) -> EmergencySession | None:
-    """The emergency session a browser holds, if it is still open."""
+    """The emergency session a browser holds, if it is still open and its website still takes
+    emergency access (checked on every request: switching it off ends the session)."""
     if not isinstance(session_id, int):
         return None
     session = EmergencySession.objects.select_related("website").filter(pk=session_id).first()
     if session is None:
         return None
     at = at or timezone.now()
-    if not session.is_open(at):
-        end_session(session, reason="the window ended")
+    website = session.website
+    why_not = ("the window ended" if not session.is_open(at)
+               else "emergency access is switched off" if not website.emergency_enabled
+               else "the emergency flow is locked" if website.locked_at else "")
+    if why_not:
+        end_session(session, reason=why_not)
         return None
     return session
 
@@ -240,14 +316,36 @@ def end_session(session: EmergencySession, *, reason: str,
     with transaction.atomic():
         session = EmergencySession.objects.select_for_update().select_related("website").get(
             pk=session.pk)
-        if session.ended_at is not None:
-            return
-        session.ended_at = min(timezone.now(), session.expires_at)
-        session.save(update_fields=["ended_at"])
-        event = record(EventKind.EMERGENCY_SESSION_ENDED, actor=session, target=session.website,
-                       reason=reason, request=request)
-        alert(event, users=everyone_told(session.website), channels=["email", "sms"],
-              template="event")
+        _close_session(session, actor=session, reason=reason, request=request)
+
+
+def end_emergency_sessions(website: Website, *, actor, reason: str,
+                           request: HttpRequest | None = None) -> int:
+    """A defender ends every open emergency session of `website` at once: each end is audited
+    and the manager and contacts told. Returns how many were open."""
+    with transaction.atomic():
+        website = Website.objects.select_for_update().get(pk=website.pk)
+        return _end_open_sessions(website, actor=actor, reason=reason, request=request)
+
+
+def _end_open_sessions(website: Website, *, actor, reason: str, request) -> int:
+    sessions = list(website.sessions.select_for_update().filter(ended_at=None))
+    for session in sessions:
+        session.website = website
+        _close_session(session, actor=actor, reason=reason, request=request)
+    return len(sessions)
+
+
+def _close_session(session: EmergencySession, *, actor, reason: str, request) -> None:
+    if session.ended_at is not None:
+        return
+    session.ended_at = min(timezone.now(), session.expires_at)
+    session.save(update_fields=["ended_at"])
+    event = record(EventKind.EMERGENCY_SESSION_ENDED, actor=actor, target=session.website,
+                   reason=reason, request=request,
+                   data={"session": session.pk, **({"drill": True} if session.is_drill else {})})
+    alert(event, users=everyone_told(session.website), channels=["email", "sms"],
+          template="event")
 
 
 CONTACT_HOLD = timedelta(hours=24)
@@ -255,27 +353,27 @@ CONTACT_HOLD = timedelta(hours=24)
 
 def change_contacts(website: Website, *, email: str, mobile: str, actor,
                     request: HttpRequest | None = None) -> None:
-    """The manager (after a fresh code, checked by the caller) sets new verification contacts.
-    Both the previous and the new contacts are told; the new ones receive no code for 24
-    hours unless a second administrator approves the change."""
+    """The confirmed manager (after a fresh code, checked by the caller) sets new verification
+    contacts. Both the previous and the new contacts are told; the new ones, first contacts
+    included, receive no code for 24 hours unless a second administrator approves them."""
     with transaction.atomic():
         website = Website.objects.select_for_update().get(pk=website.pk)
         previous = Contact(website.verification_email, website.verification_mobile)
         if (previous.email, previous.mobile) == (email, mobile):
             return
+        if actor.pk != website.manager_id or not website.manager_confirmed:
+            raise PermissionError("Only the website's confirmed manager sets its contacts.")
         now = timezone.now()
-        had_contacts = bool(previous.email or previous.mobile)
         website.verification_email, website.verification_mobile = email, mobile
         website.contacts_changed_at, website.contacts_changed_by = now, actor
-        website.contacts_hold_until = now + CONTACT_HOLD if had_contacts else None
+        website.contacts_hold_until = now + CONTACT_HOLD
         website.save(update_fields=["verification_email", "verification_mobile",
                                     "contacts_changed_at", "contacts_changed_by",
                                     "contacts_hold_until"])
         event = record(EventKind.CONTACTS_CHANGED, actor=actor, target=website, request=request,
                        data={"email_changed": previous.email != email,
                              "mobile_changed": previous.mobile != mobile,
-                             "hold_until": website.contacts_hold_until.isoformat()
-                             if website.contacts_hold_until else None})
+                             "hold_until": website.contacts_hold_until.isoformat()})
         alert(event, users=[previous, Contact(email, mobile), website.manager],
               channels=["email", "sms"], template="event")
 
@@ -292,3 +390,12 @@ def approve_contacts(website: Website, *, actor, request: HttpRequest | None = N
         website.contacts_hold_until = None
         website.save(update_fields=["contacts_hold_until"])
         record(EventKind.CONTACTS_APPROVED, actor=actor, target=website, request=request)
+
+
+def refuse_throttled(request: HttpRequest) -> None:
+    """Record that the emergency page refused a client address (429), once per minute."""
+    if not throttle.first_this_minute(request, "throttled"):
+        return
+    with transaction.atomic():
+        record(EventKind.EMERGENCY_THROTTLED, actor=Anonymous("website owner"),
+               outcome=Outcome.DENIED, request=request, data={"path": request.path[:200]})

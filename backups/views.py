@@ -6,6 +6,7 @@ browser stays anonymous everywhere else, and these views accept only the one web
 session was opened for, until its window ends. Every request in a session is logged."""
 
 import logging
+from functools import wraps
 
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -14,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from backups import jobs, services
+from backups import jobs, services, throttle
 from backups.forms import AddressForm, CodeForm
 from backups.models import BackupJob
 
@@ -23,8 +24,25 @@ SESSION_KEY = "emergency_session"
 logger = logging.getLogger("breakglass.emergency")
 
 
+def throttled_per_client(view):
+    """Send code and Verify from one client address are limited per minute: 429 with
+    Retry-After beyond it, before any website or code is looked at."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method == "POST" and throttle.over_limit(request):
+            services.refuse_throttled(request)
+            response = render(request, "emergency/throttled.html", status=429)
+            response["Retry-After"] = str(throttle.WINDOW_SECONDS)
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
+@throttled_per_client
 def start(request: HttpRequest) -> HttpResponse:
     form = AddressForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -37,6 +55,7 @@ def start(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@throttled_per_client
 def verify(request: HttpRequest) -> HttpResponse:
     if CHALLENGE_KEY not in request.session:
         return redirect("emergency:start")

@@ -137,7 +137,7 @@ def catalog_queries(groups: int) -> int:
     client = Client()
     client.force_login(user)
     session = client.session
-    from django_otp.plugins.otp_totp.models import TOTPDevice
+    from accounts.models import TOTPDevice
 
     device = TOTPDevice.objects.get_or_create(user=user, name="bench", confirmed=True)[0]
     session["otp_device_id"] = device.persistent_id

@@ -87,8 +87,14 @@ def bench_verify(result: dict) -> None:
     from audit.models import AuditEvent
     from audit.services import audit_key, verify_trail
 
-    with_triggers_lifted(lambda: AuditEvent.objects.all().delete())
-    covered = build_chain(VERIFY_EVENTS)
+    covered = []
+
+    def rebuild() -> None:
+        AuditEvent.objects.all().delete()
+        covered.extend(build_chain(VERIFY_EVENTS))
+
+    # The bulk-written chain moves the head in one jump, which the triggers refuse.
+    with_triggers_lifted(rebuild)
     key = audit_key()
     with timer(result, "hmac_loop"):
         for body in covered:

@@ -23,7 +23,7 @@ from breakglass import services
 from breakglass.access import decide
 from breakglass.models import MIN_REQUEST_MINUTES, AccessRequest, Approval, Grant, Group
 from breakglass.services import GrantError, InvalidInput
-from risk.rules import Path, RiskRefused, decide_risk, severity_of
+from risk.rules import Path, RiskRefused, decide_risk, decide_severity
 
 MAX_INCIDENT_LENGTH = 200
 VIA_WORDS = {"member": "a member of", "grant": "holds access to",
@@ -91,16 +91,18 @@ def request_access(group: Group, *, requester: User, minutes: int, reason: str =
     """Ask for `minutes` of access to `group`, counted from approval. The grant waits in
     `requested`; owners are alerted, or the auto-approve rule activates it at once.
 
-    `incident` is an open incident's external id; its severity (or `severity` without one)
-    and the group's sensitivity pick the risk rule: it caps the duration, may raise the
-    approvals needed (above one, the auto-approve rule no longer applies) and may want a
-    step-up code verified in the last 5 minutes (`stepped_up_at`)."""
+    `incident` is an open incident's external id; its severity (or `severity` without one, at
+    most SEV3 on high and critical groups) and the group's sensitivity pick the risk rule: it
+    caps the duration, may raise the approvals needed (above one, the auto-approve rule no
+    longer applies) and may want a step-up code verified in the last 5 minutes
+    (`stepped_up_at`)."""
     if not group.requestable:
         raise RequestRefused(f"{group.name} does not take access requests.")
     reason, _ = _checked(group, minutes=minutes, reason=reason, incident=incident)
     linked = services.find_incident(incident)
-    decision = decide_risk(Path.REQUEST, sensitivity=group.sensitivity,
-                           severity=severity_of(linked, severity), stepped_up_at=stepped_up_at)
+    decided, claimed = decide_severity(group.sensitivity, incident=linked, severity=severity)
+    decision = decide_risk(Path.REQUEST, sensitivity=group.sensitivity, severity=decided,
+                           claimed=claimed, stepped_up_at=stepped_up_at)
     if not decision.allowed:
         with transaction.atomic():
             record(EventKind.GRANT_REFUSED, actor=requester, target=group, request=request,
@@ -116,7 +118,7 @@ def request_access(group: Group, *, requester: User, minutes: int, reason: str =
                       source=Grant.Source.REQUEST, reason=reason,
                       incident=linked.external_id if linked else "", incident_record=linked,
                       severity=decision.severity if (linked or severity) else "",
-                      requested_at=now, risk=decision.as_data())
+                      claimed_severity=claimed, requested_at=now, risk=decision.as_data())
         if not fast_insert(grant, unless_conflict=services.OPEN_GRANT_CONFLICT):
             _explain_open_grant(group, requester, now)
             fast_insert(grant)  # the open grant was past its instant and has been ended

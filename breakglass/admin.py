@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from audit.admin import ReadOnlyAdmin
+from audit.admin import ReadOnlyAdmin, fresh_code_accepted
 from breakglass import services
 from breakglass.access import reachable_from
 from breakglass.models import AccessRequest, Application, Connector, Grant, Group
@@ -168,15 +168,29 @@ class ApplicationAdmin(SimpleHistoryAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # `manage.py create_application` prints the first token once
 
-    @admin.action(description="Generate token (replaces the current one)")
+    @admin.action(description="Generate token (replaces the current one)",
+                  permissions=["change"])
     def generate_token(self, request, queryset):
-        from django.template.response import TemplateResponse
-
+        """Asks for a fresh one-time code on a confirmation page (posted back with
+        `post=yes`), then shows each new token once."""
+        confirmed = request.POST.get("post") == "yes"
+        if not (confirmed and fresh_code_accepted(request)):
+            if confirmed:
+                messages.error(request, "A fresh one-time code is needed to generate a token.")
+            return self._token_page(request, "admin/breakglass/confirm_new_tokens.html",
+                                    applications=queryset, title="Generate new tokens?")
         issued = [(app, services.rotate_token(app, actor=request.user, request=request))
                   for app in queryset]
-        response = TemplateResponse(request, "admin/breakglass/new_tokens.html",
-                                    {**self.admin_site.each_context(request), "issued": issued,
-                                     "title": "New tokens"})
+        return self._token_page(request, "admin/breakglass/new_tokens.html", issued=issued,
+                                title="New tokens")
+
+    def _token_page(self, request, template: str, **context):
+        from django.contrib.admin import helpers
+        from django.template.response import TemplateResponse
+
+        response = TemplateResponse(request, template, {
+            **self.admin_site.each_context(request), **context, "opts": self.opts,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME})
         response["Cache-Control"] = "no-store"
         return response
 

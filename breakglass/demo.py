@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
-from accounts.services import regenerate_backup_codes
+from accounts.services import issue_backup_codes
 from breakglass.models import Group as CatalogGroup
 from breakglass.models import Sensitivity
 from oncall.models import Schedule, Shift
@@ -62,7 +62,7 @@ def seed_demo(password: str) -> list[DemoSignIn]:
         user.save()
         if username == "erin":
             user.groups.add(reviewers)
-        codes = regenerate_backup_codes(user, actor=None)
+        codes = issue_backup_codes(user, actor=None)
         sign_ins.append(DemoSignIn(username, role, codes))
     seed_groups()
     from recovery.demo import seed_recovery

@@ -3,6 +3,7 @@ from django import forms
 from accounts.models import User
 from breakglass.models import Group, Severity
 from breakglass.services import MAX_REASON_LENGTH
+from risk.rules import typed_severity_help
 
 
 def incident_choices(group: Group, *, only_linked: bool) -> tuple[list[tuple[str, str]], int]:
@@ -29,7 +30,7 @@ class IncidentFieldsMixin:
                        "An open incident: its severity decides what the risk rules allow."))
         self.fields["severity"] = forms.ChoiceField(
             label="Severity", required=False, choices=[("", "—"), *Severity.choices],
-            help_text="Without an incident: the severity you declare (none counts as SEV4).")
+            help_text=typed_severity_help(group.sensitivity))
 
 
 class StepUpField(forms.CharField):

@@ -159,6 +159,10 @@ class Grant(models.Model):
     reason = models.TextField()
     incident = models.CharField(max_length=200, blank=True)
     severity = models.CharField(max_length=8, choices=Severity.choices, blank=True)
+    claimed_severity = models.CharField(
+        max_length=8, choices=Severity.choices, blank=True,
+        help_text="A severity typed without an incident that was counted lower (as SEV3 on "
+                  "high and critical groups); the severity above is the one that decided.")
     incident_record = models.ForeignKey(
         "risk.Incident", on_delete=models.PROTECT, null=True, blank=True,
         related_name="grants", verbose_name="linked incident")

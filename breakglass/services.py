@@ -24,7 +24,13 @@ from review.services import blocking_message, blocking_review, review_of_grant
 from risk.anomalies import describe as describe_flags
 from risk.anomalies import flag_columns, flag_params, flags_from
 from risk.models import Incident, RiskRule
-from risk.rules import UNSPECIFIED_SEVERITY, Path, RiskDecision, decide_risk, severity_of
+from risk.rules import (
+    UNSPECIFIED_SEVERITY,
+    Path,
+    RiskDecision,
+    decide_risk,
+    decide_severity,
+)
 
 MAX_REASON_LENGTH = 2000
 REMINDER_BEFORE = timedelta(hours=1)
@@ -196,7 +202,9 @@ def break_glass(
     """Give `holder` (by default the actor themself) access to `group` at once, for the
     group's break-glass duration capped by the risk rule. `actor` may also be an application
     acting for the holder. `incident` is an open incident's external id; its severity (or
-    `severity` without one) picks the risk rule cell with the group's sensitivity.
+    `severity` without one, at most SEV3 on high and critical groups: decide_severity) picks
+    the risk rule cell with the group's sensitivity. A typed severity counted lower is kept on
+    the grant as `claimed_severity`.
 
     Only the group's break-glass users may hold it; a group armed by incidents needs an open
     one linked to it. Pressing again while active extends to now + duration (audited as an
@@ -207,7 +215,7 @@ def break_glass(
     reason = check_reason(reason)
     linked = find_incident(incident)
     outcome = _open_or_extend(group, actor=actor, holder=holder, reason=reason,
-                              incident=linked, severity=severity_of(linked, severity),
+                              incident=linked, severity=severity,
                               source=source, request=request, stepped_up_at=stepped_up_at,
                               drill=bool(drill))
     if isinstance(outcome, Grant):
@@ -221,8 +229,11 @@ def break_glass(
 @transaction.atomic
 def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
                     request, stepped_up_at, drill) -> Grant | RiskDecision | str:
-    """The grant, or why not: a refused risk decision, or a sentence."""
+    """The grant, or why not: a refused risk decision, or a sentence. `severity` is the one
+    typed (an incident's wins over it)."""
     now = timezone.now()
+    typed = severity
+    severity, claimed = decide_severity(group.sensitivity, incident=incident, severity=typed)
     # Locking the group row serialises activations for it, so 50 simultaneous presses give
     # one activation and extensions. The same read tells whether the holder may break glass
     # here, and brings the risk rule's cell. A prepared statement, like the insert below: this
@@ -247,10 +258,15 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
         return (f"{group.name} can be broken into only during an open incident linked to it: "
                 "choose that incident.")
     rule = load_instance(RiskRule, _RULE_FIELDS, rule_row) if rule_row[0] else None
+    if decide_severity(group.sensitivity, incident=incident, severity=typed) != (
+            severity, claimed):
+        # The sensitivity changed before the lock: decide again with the locked one.
+        severity, claimed = decide_severity(group.sensitivity, incident=incident,
+                                            severity=typed)
+        rule = None
     decision = decide_risk(Path.API if source == Grant.Source.API else Path.BREAK_GLASS,
-                           sensitivity=group.sensitivity, severity=severity,
-                           stepped_up_at=stepped_up_at, now=now,
-                           rule=rule)
+                           sensitivity=group.sensitivity, severity=severity, claimed=claimed,
+                           stepped_up_at=stepped_up_at, now=now, rule=rule)
     if not decision.allowed:
         return decision
     if group.review_before_next:
@@ -265,8 +281,8 @@ def _open_or_extend(group, *, actor, holder, reason, incident, severity, source,
     grant = Grant(
         user=holder, group=group, status=Grant.Status.ACTIVE, source=source, reason=reason,
         incident=incident.external_id if incident else "", incident_record=incident,
-        severity=severity, requested_at=now, activated_at=now, expires_at=now + duration,
-        risk=risk, is_drill=drill,
+        severity=severity, claimed_severity=claimed, requested_at=now, activated_at=now,
+        expires_at=now + duration, risk=risk, is_drill=drill,
     )
     # The open-grant constraint decides: no row comes back when the holder already has an
     # open grant (the insert sees what the previous holder of the lock committed).

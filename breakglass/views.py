@@ -24,10 +24,10 @@ from breakglass.forms import (
     RequestSettingsForm,
 )
 from breakglass.models import AccessRequest, Grant, Group
+from breakglass.outlook import panel_outlooks
 from breakglass.timeline import grant_timeline_items
 from review.services import blocking_review
 from risk.anomalies import describe as describe_flags
-from risk.models import RiskRule
 from risk.rules import RiskRefused
 
 
@@ -65,6 +65,8 @@ def _render_group(request, group: Group, form, status: int = 200, *, request_for
     user = request.user
     is_owner = group.owners.filter(pk=user.pk).exists()
     may_see_grants = is_owner or _is_reviewer(user)
+    can_break_glass = group.break_glass_users.filter(pk=user.pk).exists()
+    my_grant = Grant.objects.active().filter(user=user, group=group).first()
     context = {
         "group": group,
         "form": form,
@@ -78,13 +80,13 @@ def _render_group(request, group: Group, form, status: int = 200, *, request_for
         "pending_requests": (group.access_requests.filter(status=AccessRequest.Status.PENDING)
                              .select_related("requester") if may_see_grants else None),
         "decision": decide(user, group),
-        "risk_rules": sorted(RiskRule.objects.filter(sensitivity=group.sensitivity),
-                             key=lambda rule: rule.severity),
+        "outlook": (panel_outlooks(group, form, extending=my_grant is not None)
+                    if can_break_glass else None),
         "linked_incidents": group.incidents.exclude(status="resolved"),
         "blocking_review": (blocking_review(group=group) if group.review_before_next
                             else None),
-        "can_break_glass": group.break_glass_users.filter(pk=user.pk).exists(),
-        "my_grant": Grant.objects.active().filter(user=user, group=group).first(),
+        "can_break_glass": can_break_glass,
+        "my_grant": my_grant,
         "is_owner": is_owner,
         "owners": group.owners.order_by("username"),
         "contains": group.contains.order_by("name"),

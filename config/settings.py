@@ -6,6 +6,8 @@ ENVIRONMENT=development for plain-HTTP use on 127.0.0.1.
 """
 
 import base64
+import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -86,12 +88,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    # Not django_otp.plugins.otp_totp: its table keeps seeds in plaintext. Authenticator apps
+    # are accounts.TOTPDevice, whose seed is encrypted.
     "axes",
     "simple_history",
     # Before django_q: audit's `qcluster` command replaces django-q2's own.
     "audit",
     "django_q",
+    # Only for its bundled Swagger UI files: the API docs page loads no script from a CDN.
+    "ninja",
     "accounts",
     "oncall",
     "recovery",
@@ -195,6 +200,9 @@ PUBLIC_URLS = frozenset({
 # not by session: the session checks step aside for this namespace.
 TOKEN_AUTH_NAMESPACES = frozenset({"api"})
 API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=10)
+# Requests (Send code and Verify) one client address may make to the emergency page per minute
+# before it gets 429 with Retry-After.
+EMERGENCY_PAGE_REQUESTS_PER_MINUTE = env.int("EMERGENCY_PAGE_REQUESTS_PER_MINUTE", default=10)
 SIGN_IN_STAGE_URLS = frozenset({"accounts:logout", "accounts:two-factor", "accounts:verify"})
 
 # Number of reverse proxies in front of the app that append to X-Forwarded-For. 0 means the
@@ -207,14 +215,15 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_CLIENT_IP_CALLABLE = "accounts.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
-AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "code"]
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "code", "current_code"]
 AXES_VERBOSE = False
 
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Breakglass")
 OTP_TOTP_THROTTLE_FACTOR = 1
 BACKUP_CODE_COUNT = 10
 
-# Sessions: users with break-glass rights get idle and absolute limits (SessionLimitMiddleware).
+# Sessions: users whose action can release access or secrets get idle and absolute limits
+# (SessionLimitMiddleware, User.has_break_glass_rights).
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())
 SESSION_COOKIE_HTTPONLY = True
@@ -298,6 +307,27 @@ WORKING_HOURS = env.str("WORKING_HOURS", default="mon-fri 08:00-18:00")
 WORKING_HOURS_TIME_ZONE = env.str("WORKING_HOURS_TIME_ZONE", default="UTC")
 BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
 BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=7)
+# What the emergency backup may read (backups/sources.py), set here and never in the admin:
+# BACKUP_SOURCE_ROOTS lists absolute folders that websites' files directories must lie in;
+# BACKUP_DATABASE_ALLOW lists absolute folders for SQLite files and host[:port] entries for
+# PostgreSQL servers (a host alone allows any port). Empty (production's default) allows
+# nothing. Development allows the demo website's folder, outside the project tree.
+DEMO_SITES_DIR = Path(env.str("DEMO_SITES_DIR", default="") or (
+    Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    / "breakglass" / "demo-sites")).expanduser()
+DEVELOPMENT_BACKUP_SOURCES = [str(DEMO_SITES_DIR)] if ENVIRONMENT == "development" else []
+BACKUP_SOURCE_ROOTS = env.list("BACKUP_SOURCE_ROOTS", default=DEVELOPMENT_BACKUP_SOURCES)
+BACKUP_DATABASE_ALLOW = env.list("BACKUP_DATABASE_ALLOW", default=DEVELOPMENT_BACKUP_SOURCES)
+if not all(Path(root).is_absolute() for root in BACKUP_SOURCE_ROOTS) or not all(
+        re.fullmatch(r"/.*|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?", entry)
+        for entry in BACKUP_DATABASE_ALLOW):
+    raise ImproperlyConfigured(
+        "BACKUP_SOURCE_ROOTS must list absolute folders, and BACKUP_DATABASE_ALLOW absolute "
+        "folders (SQLite) or host[:port] entries (PostgreSQL), comma-separated."
+    )
+# A backup task's own time limit (django-q2 kills a task that runs longer); the cluster's
+# `retry` below must exceed it, or the broker hands a running backup to a second worker.
+BACKUP_TIMEOUT_MINUTES = env.int("BACKUP_TIMEOUT_MINUTES", default=360)
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="demo-breakglass")
 SCHEDULER_HEARTBEAT_MAX_AGE = timedelta(minutes=10)
 
@@ -307,7 +337,8 @@ Q_CLUSTER = {
     "name": "breakglass",
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": 300,
-    "retry": 360,
+    # Above every task's timeout, backups' own included (BACKUP_TIMEOUT_MINUTES).
+    "retry": max(360, BACKUP_TIMEOUT_MINUTES * 60 + 300),
     "max_attempts": 3,
     "catch_up": False,
     "save_limit": 1000,

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.services import SecondFactorThrottled, verify_second_factor
-from audit.admin import RequestFormMixin
+from audit.admin import RequestFormMixin, fresh_code_accepted, refuse
 from recovery import services
 from recovery.models import EmergencyCredential, RecoveryEnrolment, RecoveryPolicy
 
@@ -202,14 +202,9 @@ class RecoveryPolicyAdmin(RequestFormMixin, SimpleHistoryAdmin):
             return redirect("admin:recovery_recoverypolicy_change", policy_id)
         policy = get_object_or_404(RecoveryPolicy, pk=policy_id)
         if not self.has_change_permission(request, policy):
-            messages.error(request, "You may not change this policy.")
-            return redirect("admin:recovery_recoverypolicy_change", policy_id)
-        try:
-            accepted = verify_second_factor(request.user, request.POST.get("code", ""),
-                                            request=request)
-        except SecondFactorThrottled:
-            accepted = None
-        if accepted is None:
+            refuse(request, f"generating a token for the recovery policy {policy.slug!r}",
+                   view="generate_token", model=self.opts.label, object=policy.pk)
+        if not fresh_code_accepted(request):
             messages.error(request, "A fresh one-time code is needed to generate a token.")
             return redirect("admin:recovery_recoverypolicy_change", policy_id)
         token = services.generate_token(policy, actor=request.user, request=request)

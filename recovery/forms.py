@@ -2,6 +2,7 @@ from django import forms
 
 from breakglass.models import Severity
 from recovery.services import MAX_REASON_LENGTH
+from risk.rules import typed_severity_help
 
 
 class CodeField(forms.CharField):
@@ -40,6 +41,7 @@ class StartAttemptForm(forms.Form):
         field.help_text = ("Only while an incident linked to this policy is open."
                            if policy.armed_by_incident else
                            "An open incident: its severity decides what the risk rules allow.")
+        self.fields["severity"].help_text = typed_severity_help(policy.sensitivity)
 
 
 class ConfirmForm(forms.Form):

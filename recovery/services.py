@@ -32,7 +32,7 @@ from recovery.models import (
     RecoveryPolicy,
 )
 from review.services import blocking_message, blocking_review, open_for_attempt
-from risk.rules import Path, decide_risk, severity_of
+from risk.rules import Path, decide_risk, decide_severity
 
 MAX_REASON_LENGTH = 2000
 ROTATION_REMINDER_EVERY = timedelta(days=1)
@@ -213,6 +213,32 @@ def generate_token(policy: RecoveryPolicy, *, actor: User,
     return grants.rotate_token(policy.application, actor=actor, request=request)
 
 
+@transaction.atomic
+def bind_new_application(policy: RecoveryPolicy, *, name: str, scopes: list[str], actor,
+                         request: HttpRequest | None = None) -> tuple:
+    """Create an application and make it the policy's authorized one (the operator's
+    `create_application --policy`); returns it with its token, shown once. It always holds
+    the recovery:bundle scope. Refused (RecoveryError) when the policy already has one:
+    replacing who may fetch the bundle is a token rotation in the admin, not a new client."""
+    from breakglass import services as grants
+    from breakglass.models import Scope
+
+    policy = RecoveryPolicy.objects.select_for_update().get(pk=policy.pk)
+    if policy.application_id is not None:
+        raise RecoveryError(f"The policy {policy.slug!r} already has an authorized "
+                            f"application; use Generate token in the admin to replace it.")
+    application, token = grants.create_application(
+        name, [*scopes, Scope.RECOVERY_BUNDLE], actor=actor)
+    policy.application = application
+    policy.modified_by = actor
+    policy.save(update_fields=["application", "modified_by", "modified_at"])  # history row
+    event = record(EventKind.RECOVERY_APPLICATION_BOUND, actor=actor, target=policy,
+                   request=request, data={"application": application.name,
+                                          "token_prefix": application.token_prefix})
+    alert_security_reviewers(event, template="event")
+    return application, token
+
+
 # --- Online attempts --------------------------------------------------------------------------
 
 def _check_code(user: User, code: str, *, attempt_or_policy, request) -> None:
@@ -257,8 +283,9 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
     as the first confirmation. The others are alerted by email and SMS with a link.
 
     The risk rule for the policy's sensitivity and the incident's severity (or `severity`
-    without one) may refuse, raise the confirmations needed above the policy's number, and
-    cap the reveal window. A policy armed by incidents needs an open one linked to it."""
+    without one, at most SEV3 on high and critical policies) may refuse, raise the
+    confirmations needed above the policy's number, and cap the reveal window. A policy armed
+    by incidents needs an open one linked to it."""
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("reason", "Give a reason: every authorized user is told.")
@@ -284,8 +311,9 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
             why = blocking_message(blocking)
             _refuse(policy, initiator, why, request)
             raise RecoveryRefused(why)
-    decision = decide_risk(Path.QUORUM, sensitivity=policy.sensitivity,
-                           severity=severity_of(linked, severity))
+    decided, claimed = decide_severity(policy.sensitivity, incident=linked, severity=severity)
+    decision = decide_risk(Path.QUORUM, sensitivity=policy.sensitivity, severity=decided,
+                           claimed=claimed)
     required = max(policy.required, decision.approvals)
     if decision.allowed and required > len(policy.authorized_user_ids):
         decision = replace(decision, allowed=False, why=(
@@ -386,21 +414,40 @@ def _break_if_enough(attempt: RecoveryAttempt, *, now, request) -> None:
 
 
 def may_reveal(attempt: RecoveryAttempt, user: User, at=None) -> bool:
+    return not why_not_reveal(attempt, user, at)
+
+
+def why_not_reveal(attempt: RecoveryAttempt, user: User, at=None) -> str:
+    """Why `user` may not see the attempt's credentials now, or "". A policy disabled after
+    the glass broke reveals nothing more, whatever is left of the window."""
     at = at or timezone.now()
-    return (attempt.status == RecoveryAttempt.Status.BROKEN and attempt.reveal_until > at
+    if not attempt.policy.enabled:
+        return "This policy has been disabled: its credentials are no longer shown."
+    if not (attempt.status == RecoveryAttempt.Status.BROKEN and attempt.reveal_until > at
             and attempt.policy.is_authorized(user) and user.is_active
-            and attempt.confirmations.filter(user=user).exists())
+            and attempt.confirmations.filter(user=user).exists()):
+        return ("Only those who confirmed see the credentials, and only within the reveal "
+                "window.")
+    return ""
 
 
-@transaction.atomic
 def reveal(attempt: RecoveryAttempt, *, user: User,
            request: HttpRequest | None = None) -> list[dict]:
-    """The credentials, for a participant of a broken attempt within its reveal window. Each
-    view is audited; what was shown is marked rotation due."""
-    attempt = RecoveryAttempt.objects.select_related("policy").get(pk=attempt.pk)
-    if not may_reveal(attempt, user):
-        raise RecoveryRefused("Only those who confirmed see the credentials, and only within "
-                              "the reveal window.")
+    """The credentials, for a participant of a broken attempt within its reveal window, while
+    its policy is enabled. Each view is audited; what was shown is marked rotation due. A
+    refusal is audited in its own transaction."""
+    with transaction.atomic():
+        # The policy row is locked so that a disable committed before this read wins.
+        attempt = RecoveryAttempt.objects.select_related("policy").get(pk=attempt.pk)
+        attempt.policy = RecoveryPolicy.objects.select_for_update().get(pk=attempt.policy_id)
+        why = why_not_reveal(attempt, user)
+        if not why:
+            return _reveal(attempt, user=user, request=request)
+    _refuse(attempt, user, why, request)
+    raise RecoveryRefused(why)
+
+
+def _reveal(attempt: RecoveryAttempt, *, user: User, request) -> list[dict]:
     if attempt.is_drill:
         # A drill proves the quorum works; the real secrets stay sealed (and need no rotation).
         record(EventKind.CREDENTIALS_VIEWED, actor=user, target=attempt, request=request,

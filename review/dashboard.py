@@ -12,12 +12,12 @@ from functools import wraps
 
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import path
 from django.utils import timezone
 
+from audit.admin import refuse
 from review import reports
 from review.models import Review
 
@@ -44,7 +44,8 @@ def reviewers_only(view: Callable) -> Callable:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not may_see_dashboard(request.user):
-            raise PermissionDenied("The dashboard is for staff who may view reviews.")
+            refuse(request, "the dashboard (it needs the reviews' view permission)",
+                   view=view.__name__)
         return view(request, *args, **kwargs)
 
     return wrapped

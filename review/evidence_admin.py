@@ -9,6 +9,7 @@ from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
 from django.views.decorators.http import require_GET
 
+from audit.admin import refuse
 from review.evidence import SUBJECT_MODELS, build_pack, pack_html, pack_json, record_export
 
 FORMATS = ("html", "json")
@@ -26,7 +27,10 @@ def may_export_evidence(user) -> bool:
 @require_GET
 def evidence_view(request: HttpRequest, kind: str, object_id: int, fmt: str) -> HttpResponse:
     if not may_export_evidence(request.user):
-        raise PermissionDenied("Exporting evidence needs staff access to the audit trail.")
+        if not request.user.is_authenticated:
+            raise PermissionDenied("Exporting evidence needs staff access to the audit trail.")
+        refuse(request, "exporting an evidence pack (it needs the audit trail's view "
+                        "permission)", view="evidence", kind=kind, object=object_id)
     if kind not in SUBJECT_MODELS or fmt not in FORMATS:
         raise Http404("No such evidence pack.")
     subject = SUBJECT_MODELS[kind].objects.filter(pk=object_id).first()

@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.alerts import alert
-from audit.catalogue import EventKind, Outcome
+from audit.catalogue import ActorType, EventKind, Outcome
 from audit.db import fast_insert
+from audit.models import AuditEvent
 from audit.services import record
 from review.models import Review
 
@@ -87,10 +88,31 @@ def may_review(user) -> bool:
         pk=user.pk).exists())
 
 
+def part_in_use(review: Review, user: User) -> str:
+    """Why `user` took part in the reviewed use, or "": whoever made it, and for a quorum
+    whoever confirmed the attempt or viewed its credentials. None of them judges it."""
+    if review.subject_id is not None and review.subject_id == user.pk:
+        return "You made this use: another security reviewer reviews it."
+    if review.attempt_id is None:
+        return ""
+    from recovery.models import Confirmation  # recovery's services import this module
+
+    if Confirmation.objects.filter(attempt_id=review.attempt_id, user=user).exists():
+        return ("You took part in this use (you confirmed the attempt): another security "
+                "reviewer reviews it.")
+    viewed = AuditEvent.objects.filter(
+        kind=EventKind.CREDENTIALS_VIEWED, target_type="recovery.recoveryattempt",
+        target_id=str(review.attempt_id), actor_type=ActorType.USER, actor_id=str(user.pk))
+    if viewed.exists():
+        return ("You took part in this use (you viewed its credentials): another security "
+                "reviewer reviews it.")
+    return ""
+
+
 def close_review(review: Review, *, reviewer: User, outcome: str, notes: str = "",
                  postmortem_url: str = "", request: HttpRequest | None = None) -> Review:
-    """Record the outcome once. Reviewers never judge their own use; a closed review keeps its
-    first outcome. Refusals that are security events are audited."""
+    """Record the outcome once. Reviewers never judge a use they took part in (part_in_use); a
+    closed review keeps its first outcome. Refusals that are security events are audited."""
     notes = (notes or "").strip()
     postmortem_url = (postmortem_url or "").strip()
     if not may_review(reviewer):
@@ -105,8 +127,9 @@ def close_review(review: Review, *, reviewer: User, outcome: str, notes: str = "
     refusal = None
     with transaction.atomic():
         review = Review.objects.select_for_update().get(pk=review.pk)
-        if review.subject_id is not None and review.subject_id == reviewer.pk:
-            refusal = ReviewRefused("You made this use: another security reviewer reviews it.")
+        part = part_in_use(review, reviewer)
+        if part:
+            refusal = ReviewRefused(part)
         elif not review.is_open:
             refusal = ReviewError(f"This review is closed ({review.get_outcome_display()}, by "
                                   f"{review.reviewed_by}); its outcome stands.")

@@ -61,9 +61,9 @@ def review_detail(request: HttpRequest, review_id: int) -> HttpResponse:
     else:
         items = events_timeline_items(review.attempt, review.emergency_session
                                       and review.emergency_session.website)
-    own_use = review.subject_id == request.user.pk
+    part = services.part_in_use(review, request.user)
     return render(request, "review/detail.html", {
-        "review": review, "form": form, "items": items, "own_use": own_use}, status=status)
+        "review": review, "form": form, "items": items, "part_in_use": part}, status=status)
 
 
 @never_cache

@@ -47,6 +47,8 @@ class RiskDecision:
     step_up: bool = False
     channels: tuple[str, ...] = ()
     needs_code: bool = field(default=False, compare=False)
+    # A severity typed without an incident that did not pick the cell (see decide_severity).
+    claimed_severity: str = ""
 
     @property
     def cell(self) -> str:
@@ -54,10 +56,13 @@ class RiskDecision:
 
     def as_data(self) -> dict:
         """What the audit event keeps: the decision and the cell that made it."""
-        return {"path": self.path, "cell": self.cell, "decision":
+        data = {"path": self.path, "cell": self.cell, "decision":
                 "allowed" if self.allowed else "refused", "why": self.why,
                 "max_minutes": self.max_minutes, "approvals": self.approvals,
                 "step_up": self.step_up, "channels": list(self.channels)}
+        if self.claimed_severity:
+            data["claimed_severity"] = self.claimed_severity
+        return data
 
 
 class RiskRefused(Exception):
@@ -70,12 +75,14 @@ class RiskRefused(Exception):
         self.decision = decision
 
 
-def decide_risk(path: str, *, sensitivity: str, severity: str = "",
+def decide_risk(path: str, *, sensitivity: str, severity: str = "", claimed: str = "",
                 stepped_up_at: datetime | None = None, now: datetime | None = None,
                 rule: RiskRule | None = None) -> RiskDecision:
-    """Apply the cell for `sensitivity` × `severity` to a use by `path`. `stepped_up_at` is when
-    the person acting last verified a one-time code (None: never, or an application). Pass
-    `rule` when the caller already read it (the break-glass hot path reads it with its lock)."""
+    """Apply the cell for `sensitivity` × `severity` to a use by `path`. `severity` is the one
+    decide_severity chose; `claimed` the typed one it set aside, if any (kept on the decision).
+    `stepped_up_at` is when the person acting last verified a one-time code (None: never, or an
+    application). Pass `rule` when the caller already read it (the break-glass hot path reads
+    it with its lock)."""
     severity = severity or UNSPECIFIED_SEVERITY
     now = now or timezone.now()
     label = cell_label(sensitivity, severity)
@@ -83,30 +90,66 @@ def decide_risk(path: str, *, sensitivity: str, severity: str = "",
         rule = RiskRule.objects.filter(sensitivity=sensitivity, severity=severity).first()
     if rule is None:
         return RiskDecision(path, sensitivity, severity, allowed=False,
+                            claimed_severity=claimed,
                             why=f"No risk rule for {label}: the rule table has a gap.")
     decided = dict(max_minutes=rule.max_minutes, approvals=rule.approvals,
-                   step_up=rule.step_up, channels=tuple(rule.channels))
+                   step_up=rule.step_up, channels=tuple(rule.channels),
+                   claimed_severity=claimed)
     if path in Path.SELF_SERVICE and not rule.self_service:
         return RiskDecision(path, sensitivity, severity, allowed=False, **decided, why=(
             f"Risk rule {label} does not allow self-service break glass: request access "
-            "instead, or choose a more severe incident if there is one."))
+            "instead, or choose a more severe incident if there is one."
+            + claim_note(claimed, severity)))
     # A quorum attempt always takes a fresh code from every participant: step-up is built in.
     if rule.step_up and path != Path.QUORUM:
         if path == Path.API:
             return RiskDecision(path, sensitivity, severity, allowed=False, **decided, why=(
                 f"Risk rule {label} needs a one-time code verified in the last 5 minutes, "
-                "which an application cannot give: break glass on the group's page."))
+                "which an application cannot give: break glass on the group's page."
+                + claim_note(claimed, severity)))
         if stepped_up_at is None or now - stepped_up_at > STEP_UP_WINDOW:
             return RiskDecision(path, sensitivity, severity, allowed=False, needs_code=True,
                                 **decided, why=(
                                     f"Risk rule {label} needs a one-time code verified in the "
-                                    "last 5 minutes: enter a code from your authenticator."))
+                                    "last 5 minutes: enter a code from your authenticator."
+                                    + claim_note(claimed, severity)))
     return RiskDecision(path, sensitivity, severity, allowed=True, **decided)
 
 
-def severity_of(incident, severity: str = "") -> str:
-    """An incident's severity wins over one typed beside it."""
-    return incident.severity if incident is not None else (severity or "")
+# A severity typed without an incident is a claim nobody confirmed: on high and critical
+# groups and policies it may not pick a looser cell than this one. An open incident chosen
+# with the use decides with its own severity.
+UNCONFIRMED_SEVERITY_CAP = Severity.SEV3
+CAPPED_SENSITIVITIES = (Sensitivity.HIGH, Sensitivity.CRITICAL)
+
+
+def decide_severity(sensitivity: str, *, incident=None, severity: str = "") -> tuple[str, str]:
+    """The severity that picks the rule cell, and the typed claim set aside ("" when none).
+    An incident's severity wins over one typed beside it; without one, a typed SEV1 or SEV2
+    counts as SEV3 on high and critical groups and policies."""
+    if incident is not None:
+        return incident.severity, ""
+    severity = severity or ""
+    if (sensitivity in CAPPED_SENSITIVITIES and severity
+            and SEVERITIES.index(severity) < SEVERITIES.index(UNCONFIRMED_SEVERITY_CAP)):
+        return str(UNCONFIRMED_SEVERITY_CAP), severity
+    return severity, ""
+
+
+def typed_severity_help(sensitivity: str) -> str:
+    """The help text beside a form's severity field."""
+    if sensitivity in CAPPED_SENSITIVITIES:
+        return (f"Without an incident: the severity you declare, counted as "
+                f"{UNCONFIRMED_SEVERITY_CAP.label} at most here (none counts as SEV4).")
+    return "Without an incident: the severity you declare (none counts as SEV4)."
+
+
+def claim_note(claimed: str, severity: str) -> str:
+    """The sentence a refusal adds when a typed severity was counted lower."""
+    if not claimed:
+        return ""
+    return (f" A {claimed.upper()} typed without an incident counts as {severity.upper()} "
+            "here: choose the open incident to have its severity count.")
 
 
 # The table's own checks.

@@ -12,9 +12,8 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import SECURITY_REVIEWERS_GROUP, User
+from accounts.models import SECURITY_REVIEWERS_GROUP, TOTPDevice, User
 
 # Playwright's sync API runs an event loop in the test thread; Django must be told that the
 # ORM calls made beside it are safe (the live server runs in its own thread).
@@ -44,7 +43,8 @@ def current_totp(device: TOTPDevice, steps_ahead: int = 0) -> str:
 
 def sign_in(client: Client, user: User) -> Client:
     """Sign `user` in through the real pages: password, then a code from their authenticator."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or add_authenticator(user)
+    device = (TOTPDevice.objects.filter(user=user, confirmed=True).first()
+              or add_authenticator(user))
     response = client.post(
         reverse("accounts:login"),
         {"username": user.username, "password": PASSWORD},
@@ -86,6 +86,26 @@ def admin_user(db) -> User:
 
 
 @pytest.fixture
+def backup_sources(settings, tmp_path):
+    """Lets the emergency backup read files and SQLite databases under `tmp_path` (the
+    operator's BACKUP_SOURCE_ROOTS and BACKUP_DATABASE_ALLOW); returns that root."""
+    settings.BACKUP_SOURCE_ROOTS = [str(tmp_path)]
+    settings.BACKUP_DATABASE_ALLOW = [str(tmp_path)]
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def _demo_sites_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("demo-sites")
+
+
+@pytest.fixture(autouse=True)
+def _demo_sites_out_of_the_home_folder(settings, _demo_sites_folder):
+    """seed_demo writes the demo website under DEMO_SITES_DIR: a scratch folder in tests."""
+    settings.DEMO_SITES_DIR = _demo_sites_folder
+
+
+@pytest.fixture
 def verified_client(client):
     """Returns a function that signs a user in fully (password + OTP) on a fresh client."""
 
@@ -111,6 +131,15 @@ def _required_resources(request):
         require_chromium()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Per-address throttles count in Django's cache, which outlives a test's database: every
+    test starts with none of another test's requests counted."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def require_chromium() -> None:
     if not os.path.exists(CHROMIUM):
         reason = f"needs Chromium at {CHROMIUM} (apt-get install chromium; always run in CI)"
@@ -124,8 +153,9 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 @pytest.fixture(autouse=True)
 def _audit_triggers_out_of_the_way_of_flush(request):
-    """SQLite empties tables with DELETE after a transactional test, which the append-only
-    triggers refuse. Drop them just before that flush; post_migrate puts them back after it."""
+    """After a transactional test the tables are emptied (SQLite: DELETE, PostgreSQL:
+    TRUNCATE), which the append-only triggers refuse. Drop them just before that flush, as
+    only the tables' owner can; post_migrate puts them back after it."""
     marker = request.node.get_closest_marker("django_db")
     transactional = "live_server" in request.fixturenames or bool(
         marker and marker.kwargs.get("transaction")
@@ -139,5 +169,32 @@ def _audit_triggers_out_of_the_way_of_flush(request):
 
     from audit import triggers
 
-    if connection.vendor == "sqlite":
-        triggers.remove(connection)
+    triggers.remove(connection)
+
+
+# Debian's Chromium, headless, with every background connection off: the machines have no
+# internet, and Chromium's own attempts would otherwise be refused many times at start-up.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()

@@ -5,6 +5,9 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
 from contextlib import closing, suppress
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -17,6 +20,9 @@ LIBPQ_PARAMETERS = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
                     "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "host": "PGHOST",
                     "port": "PGPORT", "connect_timeout": "PGCONNECT_TIMEOUT",
                     "application_name": "PGAPPNAME"}
+KEEPALIVE_SECONDS = 1.0
+Keepalive = Callable[[], None]
+Confirm = Callable[[int], None]  # checks a descriptor the SQLite copy opened
 
 
 def database_estimate(database_url: str | None) -> int:
@@ -34,20 +40,25 @@ def check_database_url(database_url: str) -> None:
         if not (path := _sqlite_path(database_url)).is_file():
             raise ArchiveError(f"the SQLite database {path} does not exist")
     elif scheme in POSTGRES_SCHEMES:
-        _libpq_environment(database_url)
+        libpq_environment(database_url)
     else:
         raise ArchiveError(f"unsupported database URL scheme {scheme!r}")
 
 
-def dump_database(database_url: str, dump: Path) -> tuple[str, str]:
+def dump_database(database_url: str, dump: Path, *, keepalive: Keepalive | None = None,
+                  confirm: Confirm | None = None) -> tuple[str, str]:
     """Writes a dump of `database_url` into the existing file `dump`; returns the engine and
-    the dump's member name in the archive."""
+    the dump's member name in the archive. `keepalive` is called every second meanwhile: a
+    dump of a large database takes hours, and the job's heartbeat must go on. `confirm` is
+    given each file the SQLite copy opened, before anything is read: whatever the path
+    became since it was checked, it may refuse the file actually opened."""
+    keepalive = keepalive or (lambda: None)
     scheme = urlsplit(database_url).scheme
     if scheme == "sqlite":
-        _snapshot_sqlite(_sqlite_path(database_url), dump)
+        _snapshot_sqlite(_sqlite_path(database_url), dump, keepalive, confirm)
         return "sqlite", SQLITE_MEMBER
     if scheme in POSTGRES_SCHEMES:
-        _pg_dump(database_url, dump)
+        _pg_dump(database_url, dump, keepalive)
         return "postgresql", PG_DUMP_MEMBER
     raise ArchiveError(f"unsupported database URL scheme {scheme!r}")
 
@@ -60,38 +71,89 @@ def _sqlite_path(database_url: str) -> Path:
     return Path(path).resolve()
 
 
-def _snapshot_sqlite(source: Path, target: Path) -> None:
+def _snapshot_sqlite(source: Path, target: Path, keepalive: Keepalive,
+                     confirm: Confirm | None) -> None:
     """A consistent copy through SQLite's online backup API, taken in one step: a stepwise
     backup restarts whenever the site writes, and might never finish on a busy site. In WAL
-    mode the site keeps writing meanwhile; otherwise its writers wait for the copy."""
+    mode the site keeps writing meanwhile; otherwise its writers wait for the copy. The copy
+    runs in a thread of its own while this one keeps the job alive."""
     read_only = f"{source.as_uri()}?mode=ro"  # never creates an empty database by mistake
+    failures: list[Exception] = []
+
+    def copy_database() -> None:
+        try:
+            known = _open_files()
+            with closing(sqlite3.connect(read_only, uri=True, timeout=60)) as site:
+                site.execute("PRAGMA schema_version").fetchone()  # opens the file itself
+                for fd, _ in sorted(_open_files() - known) if confirm else ():
+                    confirm(fd)
+                with closing(sqlite3.connect(target)) as copy:
+                    site.backup(copy)
+        except (sqlite3.Error, ArchiveError) as exc:
+            failures.append(exc)
+
+    copier = threading.Thread(target=copy_database, name="backup-sqlite", daemon=True)
+    copier.start()
+    copier.join(KEEPALIVE_SECONDS)
+    while copier.is_alive():
+        keepalive()
+        copier.join(KEEPALIVE_SECONDS)
+    if failures and isinstance(failures[0], ArchiveError):
+        raise failures[0]
+    if failures:
+        raise ArchiveError(f"the SQLite backup failed: {failures[0]}")
+
+
+def _open_files() -> set[tuple[int, str]]:
+    """This process's descriptors and what each names (the pair, as numbers are reused)."""
     try:
-        with (closing(sqlite3.connect(read_only, uri=True, timeout=60)) as site,
-              closing(sqlite3.connect(target)) as copy):
-            site.backup(copy)
-    except sqlite3.Error as exc:
-        raise ArchiveError(f"the SQLite backup failed: {exc}") from None
+        numbers = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: the path check made before the dump stands alone
+        return set()
+    named = set()
+    for number in numbers:
+        with suppress(OSError):  # the listing's own descriptor, closed since
+            named.add((number, os.readlink(f"/proc/self/fd/{number}")))
+    return named
 
 
-def _pg_dump(database_url: str, target: Path) -> None:
-    environment, password = _libpq_environment(database_url)
+def _pg_dump(database_url: str, target: Path, keepalive: Keepalive) -> None:
+    environment, password = libpq_environment(database_url)
     executable = shutil.which("pg_dump")
     if executable is None:
         raise ArchiveError("pg_dump is not installed (apt-get install postgresql-client)")
     # Connection settings, the password above all, travel in the child's environment: never on
     # a command line that `ps` shows to every local user.
-    result = subprocess.run(  # noqa: S603
-        [executable, "--format=custom", "--no-password", f"--file={target}"],
-        env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, check=False)
-    if result.returncode != 0:
-        reason = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: it never fills up
+        process = subprocess.Popen(  # noqa: S603
+            [executable, "--format=custom", "--no-password", f"--file={target}"],
+            env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=errors)
+        try:
+            while _still_running(process):
+                keepalive()
+        finally:
+            if process.poll() is None:  # this worker was stopped: so is its pg_dump
+                process.kill()
+                process.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    if process.returncode != 0:
+        reason = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
         if password:
             reason = [reason[0].replace(password, "***")]
-        raise ArchiveError(f"pg_dump failed (exit {result.returncode}): {reason[0]}")
+        raise ArchiveError(f"pg_dump failed (exit {process.returncode}): {reason[0]}")
 
 
-def _libpq_environment(database_url: str) -> tuple[dict[str, str], str]:
+def _still_running(process: subprocess.Popen) -> bool:
+    try:
+        process.wait(timeout=KEEPALIVE_SECONDS)
+    except subprocess.TimeoutExpired:
+        return True
+    return False
+
+
+def libpq_environment(database_url: str) -> tuple[dict[str, str], str]:
     parts = urlsplit(database_url)
     try:
         port = parts.port

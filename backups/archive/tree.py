@@ -5,10 +5,22 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
+from typing import Protocol
 
 from .layout import ArchiveError
 
 Skip = Callable[[str, str], None]  # (path relative to the top, reason)
+FORBIDDEN_REASON = "Breakglass's own file, never archived"
+
+
+class Guard(Protocol):
+    """What the backup may read (backups.sources.SourcePolicy), checked on what is opened."""
+
+    def check_open_folder(self, fd: int, path: Path) -> None: ...
+
+    def is_forbidden(self, status: os.stat_result) -> bool: ...
+
+    def check_open_database(self, fd: int) -> None: ...
 
 
 def files_root(files_dir: Path) -> Path:
@@ -20,23 +32,33 @@ def files_root(files_dir: Path) -> Path:
     return top
 
 
-def tree_size(top: Path) -> int:
+def tree_size(top: Path, guard: Guard | None = None) -> int:
     total = 0
-    for _, _, entry in regular_files(top, lambda path, reason: None):
+    for _, _, entry in regular_files(top, lambda path, reason: None, guard):
         with suppress(OSError):  # gone since it was listed: the walk proper will say so
             total += entry.stat(follow_symlinks=False).st_size
     return total
 
 
-def regular_files(top: Path, skip: Skip) -> Iterator[tuple[str, int, os.DirEntry]]:
+def regular_files(top: Path, skip: Skip,
+                  guard: Guard | None = None) -> Iterator[tuple[str, int, os.DirEntry]]:
     """Yields (relative path, directory fd, DirEntry) for every regular file under `top`, in
     name order. Each folder is opened with O_NOFOLLOW relative to its parent's descriptor, so a
     folder swapped for a symlink during the walk is refused, never followed. Symlinks, sockets
-    and other non-regular entries are reported to `skip`."""
-    yield from _walk(os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), "", skip)
+    and other non-regular entries are reported to `skip`. A `guard` checks the top folder as
+    opened (its path may have changed since it was checked) and skips its forbidden folders."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if guard is not None:
+        try:
+            guard.check_open_folder(fd, top)
+        except BaseException:
+            os.close(fd)
+            raise
+    yield from _walk(fd, "", skip, guard)
 
 
-def _walk(dir_fd: int, prefix: str, skip: Skip) -> Iterator[tuple[str, int, os.DirEntry]]:
+def _walk(dir_fd: int, prefix: str, skip: Skip,
+          guard: Guard | None) -> Iterator[tuple[str, int, os.DirEntry]]:
     try:
         try:
             with os.scandir(dir_fd) as listing:
@@ -65,7 +87,11 @@ def _walk(dir_fd: int, prefix: str, skip: Skip) -> Iterator[tuple[str, int, os.D
             except OSError as exc:
                 skip(f"{prefix}{name}/", exc.strerror or str(exc))
                 continue
-            yield from _walk(fd, f"{prefix}{name}/", skip)
+            if guard is not None and guard.is_forbidden(os.fstat(fd)):
+                os.close(fd)
+                skip(f"{prefix}{name}/", FORBIDDEN_REASON)
+                continue
+            yield from _walk(fd, f"{prefix}{name}/", skip, guard)
     finally:
         os.close(dir_fd)
 

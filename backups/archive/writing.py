@@ -30,7 +30,7 @@ from .layout import (
     PARTIAL_NAME,
     ArchiveError,
 )
-from .tree import files_root, regular_files, tree_size
+from .tree import FORBIDDEN_REASON, Guard, files_root, regular_files, tree_size
 
 GZIP_LEVEL = 6  # gzip's and `tar -cz`'s default
 QUEUED_CHUNKS = 8  # bounds the memory between the reading and the compressing thread
@@ -51,13 +51,15 @@ class ArchiveResult:
 
 
 def write_archive(*, website: str, files_dir: Path | None, database_url: str | None,
-                  destination: Path, progress: Progress | None = None) -> ArchiveResult:
+                  destination: Path, progress: Progress | None = None,
+                  guard: Guard | None = None) -> ArchiveResult:
     """Streams `files_dir` and a dump of `database_url` into the archive `destination`.
 
     It is written as `<destination>.partial-<token>`, fsynced, then renamed, so `destination`
     only ever names a complete archive. Files that cannot be read are listed as skipped in the
     manifest. Raises ArchiveError (or OSError when the disk fails); partial files are removed
-    unless the process is killed, for which `clean_partials` exists.
+    unless the process is killed, for which `clean_partials` exists. A `guard` (what the
+    backup may read) checks the files directory as opened and skips forbidden files in it.
     """
     if files_dir is None and database_url is None:
         raise ArchiveError("nothing to back up: neither a files directory nor a database URL")
@@ -67,13 +69,13 @@ def write_archive(*, website: str, files_dir: Path | None, database_url: str | N
     if database_url is not None:
         check_database_url(database_url)
     estimate = database_estimate(database_url)
-    tracker = _Tracker(progress, (tree_size(top) if top else 0) + estimate)
+    tracker = _Tracker(progress, (tree_size(top, guard) if top else 0) + estimate)
     partial = destination.with_name(f"{destination.name}.partial-{secrets.token_hex(8)}")
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "website": website,
                 "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "files_count": 0, "files_bytes": 0, "database": None, "skipped": []}
     try:
-        archive = _write(partial, tracker, manifest, top, (database_url, estimate))
+        archive = _write(partial, tracker, manifest, top, (database_url, estimate), guard)
         os.replace(partial, destination)
         _fsync_directory(destination.parent)
     except BaseException:
@@ -85,16 +87,16 @@ def write_archive(*, website: str, files_dir: Path | None, database_url: str | N
 
 
 def _write(partial: Path, tracker: "_Tracker", manifest: dict, top: Path | None,
-           database: tuple[str | None, int]) -> "_ArchiveWriter":
+           database: tuple[str | None, int], guard: Guard | None) -> "_ArchiveWriter":
     dump = partial.with_name(f"{partial.name}.database")
     try:
         with _ArchiveWriter(partial, tracker) as archive:
             if top is not None:
                 tracker.phase("files")
-                _add_files(archive, top, manifest)
+                _add_files(archive, top, manifest, guard)
             if database[0] is not None:
                 tracker.phase("database")
-                manifest["database"] = _add_database(archive, database[0], dump, database[1])
+                manifest["database"] = _add_database(archive, database, dump, guard)
             tracker.phase("finishing")
             archive.finish(manifest)
     finally:
@@ -302,11 +304,11 @@ def _fsync_directory(folder: Path) -> None:
 # --- Files and database ------------------------------------------------------------------------
 
 
-def _add_files(archive: _ArchiveWriter, top: Path, manifest: dict) -> None:
+def _add_files(archive: _ArchiveWriter, top: Path, manifest: dict, guard: Guard | None) -> None:
     def skip(path: str, reason: str) -> None:
         manifest["skipped"].append({"path": FILES_PREFIX + path, "reason": reason})
 
-    for path, dir_fd, entry in regular_files(top, skip):
+    for path, dir_fd, entry in regular_files(top, skip, guard):
         try:
             fd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                          dir_fd=dir_fd)
@@ -314,6 +316,9 @@ def _add_files(archive: _ArchiveWriter, top: Path, manifest: dict) -> None:
             skip(path, exc.strerror or str(exc))
             continue
         try:
+            if guard is not None and guard.is_forbidden(os.fstat(fd)):
+                skip(path, FORBIDDEN_REASON)  # a hard link to one of Breakglass's own files
+                continue
             _add_file(archive, path, fd, manifest, skip)
         finally:
             os.close(fd)
@@ -346,13 +351,16 @@ def _read_chunks(fd: int, errors: list[str]) -> Iterator[bytes]:
         errors.append(exc.strerror or str(exc))
 
 
-def _add_database(archive: _ArchiveWriter, database_url: str, dump: Path, estimate: int) -> dict:
+def _add_database(archive: _ArchiveWriter, database: tuple[str, int], dump: Path,
+                  guard: Guard | None) -> dict:
     """Dumps the database to `dump` (a partial name beside the archive, locked like it) and
     streams the dump in; a pg_dump's size is not known before it ends, and a tar header needs
     it."""
+    database_url, estimate = database
     lock = _create_locked(dump)
     try:
-        engine, name = dump_database(database_url, dump)
+        engine, name = dump_database(database_url, dump, keepalive=archive.tracker.report,
+                                     confirm=guard.check_open_database if guard else None)
         fd = os.open(dump, os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(lock)

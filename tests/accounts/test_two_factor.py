@@ -1,10 +1,9 @@
 import pytest
 from django.db import connection
 from django.urls import reverse
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import BackupCode, BackupCodeDevice
-from accounts.services import regenerate_backup_codes
+from accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
+from accounts.services import issue_backup_codes
 from tests.conftest import PASSWORD, add_authenticator, current_totp
 
 pytestmark = pytest.mark.django_db
@@ -77,19 +76,20 @@ def test_a_password_alone_cannot_enrol_after_every_backup_code_is_used(client, m
 
 
 def test_verified_user_can_replace_the_authenticator(verified_client, member):
-    regenerate_backup_codes(member, actor=member)
+    issue_backup_codes(member, actor=member)
     client = verified_client(member)
     old = TOTPDevice.objects.get(user=member, confirmed=True)
     client.get(reverse("accounts:two-factor"))
     new = TOTPDevice.objects.get(user=member, confirmed=False)
-    response = client.post(reverse("accounts:two-factor"), {"code": current_totp(new)})
+    response = client.post(reverse("accounts:two-factor"),
+                           {"code": current_totp(new), "password": PASSWORD})
     assert response.status_code == 302
     assert list(TOTPDevice.objects.filter(user=member).values_list("pk", flat=True)) == [new.pk]
     assert not TOTPDevice.objects.filter(pk=old.pk).exists()
 
 
 def test_backup_codes_are_stored_only_as_keyed_hashes(member):
-    codes = regenerate_backup_codes(member, actor=member)
+    codes = issue_backup_codes(member, actor=member)
     digests = list(BackupCode.objects.values_list("digest", flat=True))
     assert len(digests) == 10
     with connection.cursor() as cursor:
@@ -101,7 +101,7 @@ def test_backup_codes_are_stored_only_as_keyed_hashes(member):
 
 
 def test_a_backup_code_signs_in_once_and_is_refused_on_replay(client, member):
-    codes = regenerate_backup_codes(member, actor=member)
+    codes = issue_backup_codes(member, actor=member)
     password_only(client, member)
     response = client.post(reverse("accounts:verify"), {"code": codes[0].upper()})
     assert response.status_code == 302
@@ -114,9 +114,9 @@ def test_a_backup_code_signs_in_once_and_is_refused_on_replay(client, member):
 
 
 def test_new_backup_codes_replace_the_old_ones(verified_client, member):
-    old = regenerate_backup_codes(member, actor=member)
+    old = issue_backup_codes(member, actor=member)
     client = verified_client(member)
-    response = client.post(reverse("accounts:backup-codes"))
+    response = client.post(reverse("accounts:backup-codes"), {"password": PASSWORD})
     assert response.status_code == 200
     new = response.context["codes"]
     device = BackupCodeDevice.objects.get(user=member)

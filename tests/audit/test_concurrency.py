@@ -60,7 +60,7 @@ def test_concurrent_relays_send_each_alert_exactly_once(member, reviewer):
             alert(record(EventKind.LOCKOUT, actor=None), users=[reviewer], channels=["email"])
     assert Delivery.objects.count() == 40
 
-    assert run_in_threads(8, lambda index: send_due_deliveries(limit=3)) == []
+    assert run_in_threads(8, lambda index: send_due_deliveries()) == []
 
     assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 40
     keys = [m.extra_headers["X-Breakglass-Delivery"] for m in mail.outbox]

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 from django.urls import reverse
 
-from accounts.services import regenerate_backup_codes
+from accounts.services import issue_backup_codes
 from audit.alerts import alert
 from audit.catalogue import EventKind
 from audit.outbox import send_due_deliveries
@@ -43,7 +43,7 @@ def test_no_sentinel_secret_reaches_the_database_or_the_logs(
     reviewer.save()
     member.set_password(SENTINEL)
     member.save()
-    codes = regenerate_backup_codes(member, actor=member)
+    codes = issue_backup_codes(member, actor=member)
 
     # Wrong and right passwords, a wrong then a right backup code, the lockout alerts.
     login = reverse("accounts:login")

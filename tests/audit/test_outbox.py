@@ -220,9 +220,9 @@ def test_a_webhook_answering_503_is_retried(on_call, settings):
 
 def test_a_worker_that_died_mid_send_is_replaced_after_its_lease(on_call):
     lockout_alert([on_call], channels=["email"])
-    from audit.outbox import claim_due_deliveries
+    from audit.outbox import claim_next_delivery
 
-    assert len(claim_due_deliveries()) == 1  # claimed, then the worker "dies"
+    assert claim_next_delivery() is not None  # claimed, then the worker "dies"
     assert send_due_deliveries() == 0
     Delivery.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
     assert send_due_deliveries() == 1

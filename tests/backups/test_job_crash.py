@@ -29,7 +29,7 @@ def worker(job_id: int, backup_root: Path, tmp: Path) -> subprocess.Popen:
            if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env.update(DJANGO_SETTINGS_MODULE="config.settings", ENVIRONMENT="test",
                DATABASE_URL=database_url(), BACKUP_ROOT=str(backup_root),
-               CHECKPOINT_DIR=str(tmp))
+               CHECKPOINT_DIR=str(tmp / "checkpoints"), BACKUP_SOURCE_ROOTS=str(tmp))
     script = ("import django; django.setup(); from backups.jobs import run_backup; "
               f"run_backup({job_id})")
     return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,

@@ -39,7 +39,7 @@ LOGIN = "to-login"  # the sign-in page
 VERIFY = "to-verify"  # the second-factor step
 ADMIN = "to-admin-login"  # the admin's login, which then answers a verified non-staff user 403
 DONE = "done"  # onward from an action that took effect
-SHOWN = "shown"  # 200, and nothing changed (an admin action the user may not run is ignored)
+SHOWN = "shown"  # 200, and nothing changed (the page is shown again with its error)
 
 # The cast of the page rows, in column order. "unverified" is the grant holder (also a
 # break-glass user) after the password step only: the role that would succeed if verified.
@@ -157,8 +157,8 @@ class Row:
 
 L, V, A = LOGIN, VERIFY, ADMIN
 # The admin actions that end grants need breakglass.revoke_grant, a security reviewer or an
-# administrator: staff who may only view get the list again (200) and nothing changes.
-VIEWER_REVOKES = SHOWN
+# administrator: staff who may only view are refused (403, audited) and nothing changes.
+VIEWER_REVOKES = 403
 
 TABLE = [
     # Pages. Groups are not owner-scoped (every verified user sees the whole catalog), so a

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_owner_backs_up_example_org_from_a_phone(live_server, browser, tmp_path, settings):
     settings.BACKUP_ROOT = tmp_path / "archives"
+    # What development allows by default: the demo website's own folder.
+    settings.BACKUP_SOURCE_ROOTS = settings.BACKUP_DATABASE_ALLOW = [str(settings.DEMO_SITES_DIR)]
     seed_demo(PASSWORD)
     sms.outbox.clear()
     context = browser.new_context(viewport=PHONE, accept_downloads=True)
@@ -52,7 +54,7 @@ def test_the_owner_backs_up_example_org_from_a_phone(live_server, browser, tmp_p
     out = tmp_path / "restored"
     with tarfile.open(archive) as tar:
         tar.extractall(out, filter="data")
-    site = Path(settings.VAR_DIR) / "demo-site" / "files"
+    site = Path(settings.DEMO_SITES_DIR) / "example.org" / "files"
     originals = [path for path in site.rglob("*") if path.is_file()]
     assert originals
     for original in originals:

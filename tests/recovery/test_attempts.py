@@ -187,7 +187,8 @@ def test_rotating_the_field_key_reencrypts_everything(policy, settings):
     settings.FIELD_ENCRYPTION_KEYS = [crypto.generate_field_key(), *settings.FIELD_ENCRYPTION_KEYS]
     out = StringIO()
     call_command("reencrypt_fields", stdout=out)
-    assert "2 row(s) re-encrypted" in out.getvalue()  # the credential and the signing seed
+    # The credential, the signing seed and the three holders' authenticator seeds.
+    assert "5 row(s) re-encrypted" in out.getvalue()
     new = EmergencyCredential.objects.get().secret_encrypted
     assert new != old and not crypto.needs_reencryption(new)
     settings.FIELD_ENCRYPTION_KEYS = settings.FIELD_ENCRYPTION_KEYS[:1]  # the old key is gone

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
@@ -332,7 +333,7 @@ def test_only_staff_who_may_view_reviews_see_the_dashboard(
 def test_the_view_refuses_a_user_without_the_permission_even_unwrapped(member):
     request = RequestFactory().get("/admin/dashboard/")
     request.user = member
-    with pytest.raises(dashboard.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         dashboard.dashboard(request)
 
 

@@ -1,6 +1,10 @@
 """The default rule table (SPEC §2.7), cell by cell, through every path that asks it: the group
 page, the API, access requests (service and page) and quorum attempts. Every expected value is
-read from risk.rules.default_cells(), so these tests follow the table that ships."""
+read from risk.rules.default_cells(), so these tests follow the table that ships.
+
+A typed SEV1 or SEV2 counts as SEV3 on high and critical groups and policies, so those four
+cells are reached with an open incident of that severity linked to the group or policy
+(`choosing`); every other cell with the typed severity."""
 
 import json
 from datetime import timedelta
@@ -17,8 +21,10 @@ from breakglass import access_requests, services
 from breakglass.models import AccessRequest, Grant, Group, Scope
 from recovery import services as recovery
 from recovery.models import RecoveryAttempt, RecoveryPolicy
+from risk.incidents import upsert_incident
 from risk.models import cell_label
 from risk.rules import (
+    CAPPED_SENSITIVITIES,
     RULE_FIELDS,
     SENSITIVITIES,
     SEVERITIES,
@@ -69,6 +75,18 @@ def make_group(owner, second_owner, member):
     return _make
 
 
+def choosing(sensitivity: str, severity: str, *, group: str = "", policies=()) -> dict:
+    """How a use asks for the cell: the typed severity where it counts, else an open incident
+    of that severity linked to the group or policy."""
+    if sensitivity not in CAPPED_SENSITIVITIES or severity not in ("sev1", "sev2"):
+        return {"severity": severity}
+    external_id = f"INC-{sensitivity}-{severity}"
+    upsert_incident(external_id=external_id, title="incident", severity=severity,
+                    groups=[group] if group else None, policies=list(policies) or None,
+                    actor=None)
+    return {"incident": external_id}
+
+
 def expected_minutes(cell: dict) -> int:
     return min(GROUP_MINUTES, cell["max_minutes"])
 
@@ -110,7 +128,8 @@ def test_the_page_follows_the_cell(verified_client, make_group, member, sensitiv
     client = verified_client(member)
     make_stale(client)
     url = reverse("breakglass:break-glass", args=[group.slug])
-    form = {"reason": "payments are failing", "severity": severity}
+    form = {"reason": "payments are failing",
+            **choosing(sensitivity, severity, group=group.slug)}
     response = client.post(url, form)
     if not cell["self_service"]:
         assert response.status_code == 403
@@ -148,7 +167,8 @@ def test_a_wrong_code_on_the_page_is_not_a_step_up(verified_client, make_group, 
     right = current_totp(member.totpdevice_set.get(), steps_ahead=1)
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
     response = client.post(reverse("breakglass:break-glass", args=[group.slug]),
-                           {"reason": "r", "severity": "sev1", "code": wrong})
+                           {"reason": "r", "code": wrong,
+                            **choosing("critical", "sev1", group=group.slug)})
     assert response.status_code == 400
     assert "That code is not right" in response.content.decode()
     assert not Grant.objects.exists()
@@ -159,7 +179,7 @@ def test_the_sign_in_code_counts_as_a_step_up_for_five_minutes(verified_client, 
     group = make_group("critical")
     client = verified_client(member)  # just signed in with a code: no stale step-up
     response = client.post(reverse("breakglass:break-glass", args=[group.slug]),
-                           {"reason": "r", "severity": "sev1"})
+                           {"reason": "r", **choosing("critical", "sev1", group=group.slug)})
     assert response.status_code == 302
     assert Grant.objects.get().risk["cell"] == "critical × SEV1"
 
@@ -180,8 +200,9 @@ def token(db):
 def test_the_api_follows_the_cell(client, token, make_group, member, sensitivity, severity):
     cell, label = CELLS[sensitivity, severity], cell_label(sensitivity, severity)
     group = make_group(sensitivity)
-    response = api_break_glass(client, token, {"user": member.username, "group": group.slug,
-                                               "reason": "pager", "severity": severity})
+    response = api_break_glass(client, token, {
+        "user": member.username, "group": group.slug, "reason": "pager",
+        **choosing(sensitivity, severity, group=group.slug)})
     allowed = cell["self_service"] and not cell["step_up"]
     if not allowed:
         assert response.status_code == 403, response.content
@@ -223,7 +244,8 @@ def test_a_request_follows_the_cell(make_group, member, owner, second_owner, sen
     cell, label = CELLS[sensitivity, severity], cell_label(sensitivity, severity)
     group = make_group(sensitivity)
     now = timezone.now()
-    ask = {"requester": member, "reason": "audit", "severity": severity}
+    ask = {"requester": member, "reason": "audit",
+           **choosing(sensitivity, severity, group=group.slug)}
     if cell["step_up"]:
         for stale in (None, now - timedelta(minutes=6)):
             with pytest.raises(RiskRefused) as refused:
@@ -285,7 +307,8 @@ def test_the_request_page_follows_the_cell(verified_client, make_group, member, 
     client = verified_client(member)
     make_stale(client)
     url = reverse("breakglass:request-access", args=[group.slug])
-    form = {"minutes": cell["max_minutes"], "severity": severity, "reason": "quarterly audit"}
+    form = {"minutes": cell["max_minutes"], "reason": "quarterly audit",
+            **choosing(sensitivity, severity, group=group.slug)}
     response = client.post(url, form)
     if cell["step_up"]:
         assert response.status_code == 403
@@ -330,18 +353,19 @@ def test_a_quorum_attempt_follows_the_cell(quorum_users, sensitivity, severity):
     alice, bob, erin = quorum_users
     alone = quorum_policy("alone", sensitivity, [alice])
     pair = quorum_policy("pair", sensitivity, [bob, erin])
+    asking = choosing(sensitivity, severity, policies=[alone.slug, pair.slug])
 
     # Step-up is built in: no code, no attempt, whatever the cell says.
     with pytest.raises(recovery.RecoveryRefused, match="code"):
         recovery.start_attempt(pair, initiator=erin, reason="SSO down", code="",
-                               severity=severity)
+                               **asking)
     assert not RecoveryAttempt.objects.exists()
 
     # One authorized user cannot meet a cell that wants two confirmations.
     if cell["approvals"] > 1:
         with pytest.raises(recovery.RecoveryRefused) as refused:
             recovery.start_attempt(alone, initiator=alice, reason="SSO down",
-                                   code=code_of(alice), severity=severity)
+                                   code=code_of(alice), **asking)
         assert label in str(refused.value)
         assert f"needs {cell['approvals']} confirmations" in str(refused.value)
         event = last_event(EventKind.RECOVERY_REFUSED)
@@ -351,13 +375,13 @@ def test_a_quorum_attempt_follows_the_cell(quorum_users, sensitivity, severity):
         assert not RecoveryAttempt.objects.filter(policy=alone).exists()
     else:
         attempt = recovery.start_attempt(alone, initiator=alice, reason="SSO down",
-                                         code=code_of(alice), severity=severity)
+                                         code=code_of(alice), **asking)
         assert attempt.required == 1 and attempt.status == RecoveryAttempt.Status.BROKEN
         assert attempt.reveal_until - attempt.broken_at == timedelta(
             minutes=min(alone.reveal_minutes, cell["max_minutes"]))
 
     attempt = recovery.start_attempt(pair, initiator=bob, reason="SSO down", code=code_of(bob),
-                                     severity=severity)
+                                     **asking)
     assert attempt.required == max(pair.required, cell["approvals"])
     assert attempt.risk["cell"] == label
     assert_decision_stored(last_event(EventKind.RECOVERY_STARTED), path="quorum", label=label,

@@ -1,10 +1,12 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from accounts.models import TOTPDevice
 from recovery import crypto
 from recovery.models import EmergencyCredential, RecoveryPolicy
 
 ENCRYPTED_FIELDS = {
+    TOTPDevice: ("encrypted_key",),
     EmergencyCredential: ("username_encrypted", "secret_encrypted", "notes_encrypted"),
     RecoveryPolicy: ("signing_seed",),
 }

@@ -1,0 +1,116 @@
+"""Every number the JSON API takes is bounded: out-of-range values are a 4xx JSON answer,
+never a server error, and a server error the API still gives is JSON too."""
+
+import json
+import logging
+
+import pytest
+from django.core.cache import cache
+
+from breakglass import services
+from breakglass.api import api
+from breakglass.models import Group, Scope
+
+pytestmark = pytest.mark.django_db
+
+FORTY_DIGITS = "1" * 40
+OUT_OF_RANGE = [FORTY_DIGITS, str(2**63), "-1", "-" + FORTY_DIGITS]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    cache.clear()
+
+
+@pytest.fixture
+def token(db) -> str:
+    return services.create_application("sweeper", list(Scope.values), actor=None)[1]
+
+
+@pytest.fixture
+def grant(owner, member):
+    group = Group.objects.create(name="Production DB", slug="prod-db")
+    group.owners.add(owner)
+    group.break_glass_users.add(member)
+    return services.break_glass(group, actor=member, reason="disk full")
+
+
+def _integer_parameters() -> list[tuple[str, str, str, str]]:
+    """(method, path template, location, name) of every integer input of every operation,
+    read from the published document so a new operation is swept without editing this test."""
+    document = api.get_openapi_schema()
+    found = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["schema"].get("type") == "integer":
+                    found.append((method.upper(), path, parameter["in"], parameter["name"]))
+            found += [(method.upper(), path, "body", name)
+                      for name in _integer_body_fields(document, operation)]
+    return found
+
+
+def _integer_body_fields(document: dict, operation: dict) -> list[str]:
+    content = operation.get("requestBody", {}).get("content", {})
+    schema = content.get("application/json", {}).get("schema", {})
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return [name for name, field in schema.get("properties", {}).items()
+            if field.get("type") == "integer"]
+
+
+def _send(client, token, method, path, location, name, value, grant):
+    url = path.replace("{" + name + "}", value) if location == "path" else path
+    url = url.replace("{grant_id}", str(grant.pk)).replace("{slug}", "prod-db")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    query = {name: value} if location == "query" else {}
+    if method == "GET":
+        return client.get(url, query, **headers)
+    body = {"reason": "r", "action": "a"}
+    if location == "body":
+        body[name] = value
+    url = f"{url}?{name}={value}" if query else url
+    return client.generic(method, url, json.dumps(body), content_type="application/json",
+                          **headers)
+
+
+@pytest.mark.parametrize("offset", [FORTY_DIGITS, str(2**31)])
+def test_an_offset_past_the_paging_cap_is_a_json_client_error(client, token, grant, offset):
+    response = client.get("/api/v1/grants", {"offset": offset},
+                          HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code in (400, 422)
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["detail"].startswith("offset")
+
+
+def test_the_sweep_finds_the_integer_inputs_of_the_api():
+    names = {(path, name) for _, path, _, name in _integer_parameters()}
+    assert {("/api/v1/grants", "offset"), ("/api/v1/grants", "limit"),
+            ("/api/v1/audit", "after"), ("/api/v1/audit", "limit"),
+            ("/api/v1/grants/{grant_id}/revoke", "grant_id"),
+            ("/api/v1/grants/{grant_id}/activity", "grant_id")} <= names
+
+
+@pytest.mark.parametrize("value", OUT_OF_RANGE)
+def test_every_integer_input_refuses_huge_and_negative_values(client, token, grant, value):
+    for method, path, location, name in _integer_parameters():
+        response = _send(client, token, method, path, location, name, value, grant)
+        where = f"{method} {path} {name}={value}"
+        assert 400 <= response.status_code < 500, where
+        assert response["Content-Type"].startswith("application/json"), where
+        assert response.json()["detail"], where
+
+
+def test_an_unexpected_failure_is_answered_in_json(client, token, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("breakglass.api.decide_by_name", broken)
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/api/v1/access", {"user": "a", "group": "b"},
+                              HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"detail": "Internal server error."}
+    assert "the database went away" not in response.content.decode()
+    assert any("the database went away" in str(record.exc_info) for record in caplog.records)

@@ -1,9 +1,13 @@
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.forms import UserChangeForm
 from accounts.models import BackupCodeDevice, TOTPDevice, User
+from accounts.services import remove_second_factor
+from audit.admin import fresh_code_accepted
 
 
 @admin.register(User)
@@ -35,26 +39,55 @@ class UserAdmin(SimpleHistoryAdmin, DjangoUserAdmin):
                 messages.info(request, f"{user} was not locked.")
 
 
+class SecondFactorAdmin(admin.ModelAdmin):
+    """A user's second factor is removed only by the action below, which asks the acting staff
+    member for a fresh one-time code and goes through remove_second_factor (audited, the user
+    told by email and SMS). Django's delete page and bulk delete would do it silently."""
+
+    actions = ["remove_second_factor"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_remove_permission(self, request) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.delete_{self.opts.model_name}")
+
+    @admin.action(description="Remove (the user enrols again; asks for your one-time code)",
+                  permissions=["remove"])
+    def remove_second_factor(self, request, queryset):
+        confirmed = request.POST.get("post") == "yes"
+        if not (confirmed and fresh_code_accepted(request)):
+            if confirmed:
+                messages.error(request, "A fresh one-time code is needed to remove a factor.")
+            return TemplateResponse(request, "admin/accounts/confirm_remove_second_factor.html", {
+                **self.admin_site.each_context(request), "devices": queryset, "opts": self.opts,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "title": f"Remove {self.opts.verbose_name_plural}?"})
+        for device in queryset:
+            if remove_second_factor(device, actor=request.user, request=request):
+                messages.success(request, f"Removed {device}; {device.user} has been told.")
+
+
 @admin.register(BackupCodeDevice)
-class BackupCodeDeviceAdmin(admin.ModelAdmin):
-    """Codes are never shown (only their keyed hashes exist); deleting the set resets it."""
+class BackupCodeDeviceAdmin(SecondFactorAdmin):
+    """Codes are never shown (only their keyed hashes exist); removing the set resets it."""
 
     list_display = ("user", "name", "confirmed", "unused")
     search_fields = ("user__username",)
     fields = ("user", "name", "confirmed")
-    readonly_fields = ("user",)
+    readonly_fields = ("user", "confirmed")  # unconfirming a set would remove it silently
 
     @admin.display(description="Unused codes")
     def unused(self, device: BackupCodeDevice) -> int:
         return device.unused_count()
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
 
 @admin.register(TOTPDevice)
-class TOTPDeviceAdmin(admin.ModelAdmin):
-    """The seed is never shown (it is stored encrypted); deleting a lost phone's device makes
+class TOTPDeviceAdmin(SecondFactorAdmin):
+    """The seed is never shown (it is stored encrypted); removing a lost phone's device makes
     its owner enrol again after the password and a backup code."""
 
     list_display = ("user", "name", "confirmed", "created_at", "last_used_at")
@@ -62,6 +95,3 @@ class TOTPDeviceAdmin(admin.ModelAdmin):
     search_fields = ("user__username",)
     fields = ("user", "name", "confirmed", "created_at", "last_used_at")
     readonly_fields = ("user", "confirmed", "created_at", "last_used_at")
-
-    def has_add_permission(self, request) -> bool:
-        return False

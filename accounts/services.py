@@ -169,6 +169,27 @@ def _replace_backup_codes(user: User) -> list[str]:
     return codes
 
 
+@transaction.atomic
+def remove_second_factor(device: TOTPDevice | BackupCodeDevice, *, actor: User,
+                         request: HttpRequest | None = None) -> bool:
+    """Remove a user's authenticator app or backup code set (a lost phone, a leaked sheet).
+
+    The caller has checked the actor's own fresh one-time code (the admin asks for it).
+    Audited; the user is alerted by email and SMS, since once no confirmed factor is left the
+    next enrolment asks only for the password. Returns False if the device was already gone.
+    """
+    model = type(device)
+    device = model.objects.select_for_update().filter(pk=device.pk).first()
+    if device is None:
+        return False
+    user, kind = device.user, "totp" if model is TOTPDevice else "backup_codes"
+    device.delete()
+    event = record(EventKind.SECOND_FACTOR_REMOVED, actor=actor, target=user, request=request,
+                   data={"device": kind, "confirmed": device.confirmed})
+    alert(event, users=[user], channels=OWNER_CHANNELS, template="second_factor_changed")
+    return True
+
+
 def verify_second_factor(
     user: User, code: str, *, request: HttpRequest | None = None
 ) -> Device | None:

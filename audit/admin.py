@@ -86,6 +86,15 @@ class GuardedActionsMixin:
                        action=name, model=self.opts.label)
         return super().changelist_view(request, extra_context)
 
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # simple-history's revert rebuilds the change form on an old version and saves it:
+        # the form's step-up and custody checks would compare against that old version, not
+        # the row in force. Configuration changes go through the change page, never a revert.
+        if request.method == "POST":
+            refuse(request, f"reverting {self.opts.verbose_name} from its history",
+                   model=self.opts.label, object=str(object_id), version=str(version_id))
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
 
 class GuardedAdmin(GuardedActionsMixin, admin.ModelAdmin):
     """The base of Breakglass's ModelAdmins: every state-changing action declares

@@ -35,6 +35,10 @@ class EventKind(models.TextChoices):
         "auth.second_factor_change_refused",
         "A second-factor change was refused: wrong password or no factor in the last 5 minutes",
     )
+    SECOND_FACTOR_REMOVED = (
+        "auth.second_factor_removed",
+        "Staff removed a user's authenticator app or backup codes, with a fresh code of their own",
+    )
     # Grants (breakglass).
     GRANT_ACTIVATED = "grant.activated", "Break glass: access was given at once"
     GRANT_EXTENDED = "grant.extended", "Break glass again: active access was extended"
@@ -118,6 +122,10 @@ class EventKind(models.TextChoices):
     )
     MANAGER_CONFIRMED = (
         "website.manager_confirmed", "A second administrator confirmed a website's manager"
+    )
+    WEBSITE_SOURCE_CHANGED = (
+        "website.source_changed",
+        "What a website's backup reads changed: its files directory or its database",
     )
     # Risk-based controls (risk).
     RISK_RULES_CHANGED = "risk.rules_changed", "An administrator changed the risk rule table"

@@ -94,13 +94,21 @@ def claim_next_delivery() -> Lease | None:
 
 
 def send_due_deliveries() -> int:
-    """Send every due delivery, one claim at a time, until none is left. Returns how many
-    were handled."""
+    """Send due deliveries, one claim at a time, until none is left or the relay's time is up
+    (see relay_budget); the worker's next tick sends the rest. Returns how many were handled."""
     handled = 0
-    while lease := claim_next_delivery():
+    stop_claiming_at = timezone.now() + relay_budget()
+    while timezone.now() < stop_claiming_at and (lease := claim_next_delivery()):
         send_delivery(lease)
         handled += 1
     return handled
+
+
+def relay_budget() -> timedelta:
+    """How long a relay keeps claiming: django-q2 kills a task at Q_CLUSTER's timeout, and a
+    relay killed during a provider call would leave its row to be sent again once its lease
+    runs out. The last claim still has a whole lease's worth of capped calls before the kill."""
+    return timedelta(seconds=settings.Q_CLUSTER["timeout"]) - LEASE
 
 
 def relay_if_due() -> bool:

@@ -38,6 +38,7 @@ class WebsiteForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.request = request
         self.proven = False  # the acting user gave a fresh code in this save
+        self._stored: Website | None = None
 
     def clean_address(self):
         return services.normalize_address(self.cleaned_data["address"])
@@ -63,14 +64,29 @@ class WebsiteForm(forms.ModelForm):
                 raise forms.ValidationError(str(refused)) from None
         return database_url
 
+    def stored(self) -> Website | None:
+        """The website as it is in the database, which every change is measured against: the
+        copy the form was built on may be an old version (the history page builds one)."""
+        if self._stored is None and self.instance.pk is not None:
+            self._stored = Website.objects.get(pk=self.instance.pk)
+        return self._stored
+
+    def changed(self, field: str) -> bool:
+        stored = self.stored()
+        if stored is None:
+            return field in self.changed_data
+        value = self.cleaned_data.get(field)
+        return getattr(value, "pk", value) != getattr(stored, Website._meta.get_field(
+            field).attname)
+
     def contacts_changed(self) -> bool:
-        return any(field in self.changed_data for field in CONTACT_FIELDS)
+        return any(self.changed(field) for field in CONTACT_FIELDS)
 
     def manager_changed(self) -> bool:
-        return self.instance.pk is not None and "manager" in self.changed_data
+        return self.instance.pk is not None and self.changed("manager")
 
     def source_changed(self) -> bool:
-        return "files_dir" in self.changed_data or bool(self.cleaned_data.get("database_url"))
+        return self.changed("files_dir") or bool(self.cleaned_data.get("database_url"))
 
     def clean(self):
         cleaned = super().clean()
@@ -89,17 +105,17 @@ class WebsiteForm(forms.ModelForm):
     def _check_contacts_setter(self, submitted_manager) -> None:
         """The contacts are the manager in office's (on a new website: the manager named)."""
         user = self.request.user
-        website = self.instance
-        manager_id = website.manager_id if website.pk else getattr(submitted_manager, "pk", None)
+        website = self.stored()
+        manager_id = website.manager_id if website else getattr(submitted_manager, "pk", None)
         if manager_id != user.pk:
             raise forms.ValidationError("Only the website's manager sets its verification "
                                         "contacts, with their own one-time code.")
-        if website.pk and not website.manager_confirmed:
+        if website and not website.manager_confirmed:
             raise forms.ValidationError("Only the website's manager sets its verification "
                                         "contacts, once a second administrator confirmed them.")
 
     def _handing_over(self) -> bool:
-        return self.manager_changed() and self.instance.manager_id == self.request.user.pk
+        return self.manager_changed() and self.stored().manager_id == self.request.user.pk
 
     def _check_fresh_code(self, code: str) -> None:
         try:
@@ -126,54 +142,57 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
     actions = ["approve_contacts", "confirm_manager", "end_emergency_sessions", "unlock",
                "start_drill"]
 
-    def save_model(self, request, obj, form, change):
-        if form.cleaned_data.get("database_url"):
-            from recovery.crypto import encrypt_field
+    def get_fields(self, request, obj=None):
+        # A website being added has no custody or lock-out state yet: showing the defaults
+        # ("manager confirmed") would promise what creation does not give.
+        fields = super().get_fields(request, obj)
+        if obj is None:
+            return [field for field in fields if field not in self.readonly_fields]
+        return fields
 
-            obj.database_url_encrypted = encrypt_field(form.cleaned_data["database_url"])
+    def save_model(self, request, obj, form, change):
         if not change:
+            if form.cleaned_data.get("database_url"):
+                from recovery.crypto import encrypt_field
+
+                obj.database_url_encrypted = encrypt_field(form.cleaned_data["database_url"])
             custody.create_website(obj, actor=request.user, request=request)
             return
-        # The manager and the contacts change only through their services, and the state the
-        # form does not edit (lock, hold, confirmation) is never written back from a stale copy.
-        new_manager = obj.manager
-        new_contacts = {field: form.cleaned_data.get(field, "") for field in CONTACT_FIELDS}
-        obj.manager_id = form.initial["manager"]
-        for field in CONTACT_FIELDS:
-            setattr(obj, field, form.initial.get(field, ""))
-        edited = [name for name in WebsiteForm.Meta.fields
-                  if name != "manager" and name not in CONTACT_FIELDS]
-        if form.cleaned_data.get("database_url"):
-            edited.append("database_url_encrypted")
-        obj.save(update_fields=edited)
+        # The manager, the contacts and what a backup reads change only through their services,
+        # and the state the form does not edit (lock, hold, confirmation) is never written back
+        # from a stale copy.
+        new_manager, stored = obj.manager, form.stored()
+        guarded = (*CONTACT_FIELDS, "files_dir")
+        new_values = {field: form.cleaned_data.get(field, "") for field in guarded}
+        obj.manager_id = stored.manager_id
+        for field in guarded:
+            setattr(obj, field, getattr(stored, field))
+        obj.save(update_fields=[name for name in WebsiteForm.Meta.fields
+                                if name != "manager" and name not in guarded])
+        if form.source_changed():
+            custody.change_source(obj, files_dir=new_values["files_dir"],
+                                  database_url=form.cleaned_data.get("database_url", ""),
+                                  actor=request.user, request=request)
         if form.manager_changed():
             custody.change_manager(obj, new_manager=new_manager, actor=request.user,
                                     proven=form.proven, request=request)
         if form.contacts_changed():
-            services.change_contacts(obj, email=new_contacts["verification_email"],
-                                     mobile=new_contacts["verification_mobile"],
+            services.change_contacts(obj, email=new_values["verification_email"],
+                                     mobile=new_values["verification_mobile"],
                                      actor=request.user, request=request)
-        if "emergency_enabled" in form.changed_data and not obj.emergency_enabled:
+        if form.changed("emergency_enabled") and not obj.emergency_enabled:
             services.end_emergency_sessions(obj, actor=request.user, request=request,
                                             reason="emergency access was switched off")
 
     @admin.action(description="Approve new contacts now (second administrator)",
                   permissions=["change"])
     def approve_contacts(self, request, queryset):
-        for website in queryset:
-            try:
-                services.approve_contacts(website, actor=request.user, request=request)
-            except PermissionError as refused:
-                messages.error(request, f"{website}: {refused}")
+        self._each(request, queryset, services.approve_contacts)
 
     @admin.action(description="Confirm the manager (second administrator)",
                   permissions=["change"])
     def confirm_manager(self, request, queryset):
-        for website in queryset:
-            try:
-                custody.confirm_manager(website, actor=request.user, request=request)
-            except PermissionError as refused:
-                messages.error(request, f"{website}: {refused}")
+        self._each(request, queryset, custody.confirm_manager)
 
     @admin.action(description="End emergency session (every open one, at once)",
                   permissions=["change"])
@@ -203,9 +222,14 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
 
     @admin.action(description="Unlock the emergency flow", permissions=["change"])
     def unlock(self, request, queryset):
+        self._each(request, queryset, services.unlock)
+
+    @staticmethod
+    def _each(request, queryset, service) -> None:
+        """Call `service` for each selected website; a refusal names its website."""
         for website in queryset:
             try:
-                services.unlock(website, actor=request.user, request=request)
+                service(website, actor=request.user, request=request)
             except PermissionError as refused:
                 messages.error(request, f"{website}: {refused}")
 

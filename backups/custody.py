@@ -1,7 +1,8 @@
 """Who manages a website (QUALITY Q41): a manager named when a website is created, or by
 anyone but the manager in office, acts as one only once a second administrator confirms. Until
 then the website sends no code (services._why_no_code) and the named manager has none of a
-manager's powers (services.may_act_as_manager)."""
+manager's powers (services.may_act_as_manager). What a backup reads changes only through
+change_source, audited and told."""
 
 from django.db import transaction
 from django.http import HttpRequest
@@ -10,6 +11,8 @@ from django.utils import timezone
 from audit.alerts import alert
 from audit.catalogue import EventKind
 from audit.services import record
+from backups import sources
+from backups.jobs import database_url as stored_database_url
 from backups.models import Website
 from backups.services import CONTACT_HOLD, Contact, everyone_told
 
@@ -84,3 +87,33 @@ def confirm_manager(website: Website, *, actor, request: HttpRequest | None = No
         alert(event, users=[previous, *everyone_told(website)], channels=["email", "sms"],
               template="event")
 
+
+def change_source(website: Website, *, files_dir: str, database_url: str, actor,
+                  request: HttpRequest | None = None) -> None:
+    """Point the website's backup at `files_dir` and, unless `database_url` is empty (keep the
+    stored one), at that database. The caller checked the actor's fresh code; the operator's
+    policy is checked here (sources.SourceRefused) and again when a job runs. Audited without
+    the URL, which may hold a password; the manager and the contacts are told."""
+    policy = sources.current_policy()
+    if files_dir:
+        policy.check_files_dir(files_dir)
+    if database_url:
+        policy.check_database_url(database_url)
+    with transaction.atomic():
+        website = Website.objects.select_for_update().select_related("manager").get(
+            pk=website.pk)
+        previous = website.files_dir
+        database_changed = bool(database_url) and database_url != stored_database_url(website)
+        if previous == files_dir and not database_changed:
+            return
+        website.files_dir = files_dir
+        if database_changed:
+            from recovery.crypto import encrypt_field
+
+            website.database_url_encrypted = encrypt_field(database_url)
+        website.save(update_fields=["files_dir", "database_url_encrypted"])
+        event = record(EventKind.WEBSITE_SOURCE_CHANGED, actor=actor, target=website,
+                       request=request, data={"previous_files_dir": previous,
+                                              "files_dir": files_dir,
+                                              "database_changed": database_changed})
+        alert(event, users=everyone_told(website), channels=["email", "sms"], template="event")

@@ -135,6 +135,11 @@ class SourcePolicy:
             raise SourceRefused(str(exc)) from None
         name = environment["PGDATABASE"]
         for host, port in _effective_servers(environment):
+            if host.startswith(("/", "@")):
+                # Over a socket the server may trust the OS user pg_dump runs as (peer
+                # authentication): Breakglass's own account, not the website's credentials.
+                raise SourceRefused(f"the database URL connects through a Unix socket ({host}): "
+                                    "name the server's host and port, reached over TCP")
             if not any(_same_host(host, allowed) and allowed_port in (None, port)
                        for allowed, allowed_port in self.database_hosts):
                 raise SourceRefused(f"the database server {host}:{port} is not allowed "

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from audit.admin import ReadOnlyAdmin, fresh_code_accepted
+from audit.admin import ReadOnlyAdmin, fresh_code_accepted, refuse
 from breakglass import services
 from breakglass.access import reachable_from
 from breakglass.models import AccessRequest, Application, Connector, Grant, Group
@@ -173,6 +173,13 @@ class ApplicationAdmin(SimpleHistoryAdmin):
     def generate_token(self, request, queryset):
         """Asks for a fresh one-time code on a confirmation page (posted back with
         `post=yes`), then shows each new token once."""
+        bound = queryset.exclude(recovery_policy=None)
+        if bound.exists() and not request.user.has_perm("recovery.change_recoverypolicy"):
+            # A policy's own fetcher is locked out by a new token: a change to the policy.
+            refuse(request, "a new token for a recovery policy's application without the "
+                   "right to change recovery policies", action="generate_token",
+                   model=self.opts.label, policies=sorted(bound.values_list(
+                       "recovery_policy__slug", flat=True)))
         confirmed = request.POST.get("post") == "yes"
         if not (confirmed and fresh_code_accepted(request)):
             if confirmed:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.db import transaction
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
@@ -124,7 +125,12 @@ def invalid_input(request, exc: ValidationError):
 @api.exception_handler(Exception)
 def server_error(request, exc: Exception):
     """An unexpected failure is logged with its traceback and answered in JSON like every
-    other error; a client never sees Django's HTML error page or the exception's text."""
+    other error; a client never sees Django's HTML error page or the exception's text. What
+    Django itself answers with 4xx (a refusal, a body over the upload limit) keeps its status."""
+    if isinstance(exc, PermissionDenied):
+        return api.create_response(request, {"detail": "Not allowed."}, status=403)
+    if isinstance(exc, SuspiciousOperation):  # RequestDataTooBig, a bad host, …
+        return api.create_response(request, {"detail": "Bad request."}, status=400)
     logger.exception("API error on %s %s", request.method, request.path[:200])
     return api.create_response(request, {"detail": "Internal server error."}, status=500)
 

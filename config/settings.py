@@ -125,6 +125,10 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# History is read in the admin, never reverted from it: a revert would bypass the change
+# forms' step-up and custody checks (audit.admin.GuardedActionsMixin refuses the POST too).
+SIMPLE_HISTORY_REVERT_DISABLED = True
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 
@@ -307,14 +311,25 @@ WORKING_HOURS = env.str("WORKING_HOURS", default="mon-fri 08:00-18:00")
 WORKING_HOURS_TIME_ZONE = env.str("WORKING_HOURS_TIME_ZONE", default="UTC")
 BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
 BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", default=7)
+
+
+def default_demo_sites_dir() -> Path:
+    """XDG's data folder in development; production needs no home folder (a container's uid
+    may have none, and Path.home() then raises)."""
+    if os.environ.get("XDG_DATA_HOME"):
+        return Path(os.environ["XDG_DATA_HOME"]) / "breakglass" / "demo-sites"
+    if ENVIRONMENT != "development":
+        return VAR_DIR / "demo-sites"
+    return Path.home() / ".local" / "share" / "breakglass" / "demo-sites"
+
+
 # What the emergency backup may read (backups/sources.py), set here and never in the admin:
 # BACKUP_SOURCE_ROOTS lists absolute folders that websites' files directories must lie in;
 # BACKUP_DATABASE_ALLOW lists absolute folders for SQLite files and host[:port] entries for
 # PostgreSQL servers (a host alone allows any port). Empty (production's default) allows
 # nothing. Development allows the demo website's folder, outside the project tree.
-DEMO_SITES_DIR = Path(env.str("DEMO_SITES_DIR", default="") or (
-    Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    / "breakglass" / "demo-sites")).expanduser()
+DEMO_SITES_DIR = Path(env.str("DEMO_SITES_DIR", default="") or default_demo_sites_dir()
+                      ).expanduser()
 DEVELOPMENT_BACKUP_SOURCES = [str(DEMO_SITES_DIR)] if ENVIRONMENT == "development" else []
 BACKUP_SOURCE_ROOTS = env.list("BACKUP_SOURCE_ROOTS", default=DEVELOPMENT_BACKUP_SOURCES)
 BACKUP_DATABASE_ALLOW = env.list("BACKUP_DATABASE_ALLOW", default=DEVELOPMENT_BACKUP_SOURCES)

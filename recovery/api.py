@@ -32,6 +32,11 @@ def recovery_bundle(request: HttpRequest, slug: Text):
                    outcome=Outcome.DENIED, request=request,
                    reason="not the policy's authorized application")
         raise HttpError(403, "Only the policy's authorized application fetches its bundle.")
+    if not policy.enabled:
+        with transaction.atomic():
+            record(EventKind.BUNDLE_FETCHED, actor=application, target=policy,
+                   outcome=Outcome.DENIED, request=request, reason="the policy is disabled")
+        raise HttpError(403, "This recovery policy is disabled: it hands out nothing.")
     bundle = services.current_bundle(policy)
     if bundle is None:
         raise HttpError(409, "No bundle yet: every authorized user must enrol first.")

@@ -97,3 +97,20 @@ def test_post_without_csrf_token_is_refused(member):
     response = client.post(reverse("accounts:login"), {"username": "x", "password": "y"})
     assert response.status_code == 403
     assert b"This form has expired" in response.content
+
+
+def test_production_settings_load_in_an_account_without_a_home():
+    """Some containers run the app under a uid with no home and no passwd entry, where
+    Path.home() raises: production needs no home folder at all."""
+    script = ("import pathlib\n"
+              "def no_home(cls=None): raise RuntimeError('Could not determine home directory.')\n"
+              "pathlib.Path.home = classmethod(no_home)\n"
+              "import django; django.setup()\n"
+              "from django.conf import settings; print(settings.BACKUP_SOURCE_ROOTS)\n")
+    env = production_env()
+    env.pop("HOME", None)
+    env.pop("XDG_DATA_HOME", None)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

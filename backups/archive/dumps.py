@@ -20,6 +20,13 @@ LIBPQ_PARAMETERS = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
                     "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "host": "PGHOST",
                     "port": "PGPORT", "connect_timeout": "PGCONNECT_TIMEOUT",
                     "application_name": "PGAPPNAME"}
+# Where libpq finds the service user's own credentials (~/.pgpass, ~/.pg_service.conf,
+# ~/.postgresql/*, a Kerberos ticket cache): the child gets a path that cannot exist instead
+# (/dev/null is no folder), so a website URL without a password never authenticates as
+# Breakglass.
+NO_FILE = os.path.join(os.devnull, "none")
+OWN_CREDENTIALS = ("HOME", "PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLCERT",
+                   "PGSSLKEY", "PGSSLROOTCERT", "PGSSLCRL", "PGSSLCRLDIR", "KRB5CCNAME")
 KEEPALIVE_SECONDS = 1.0
 Keepalive = Callable[[], None]
 Confirm = Callable[[int], None]  # checks a descriptor the SQLite copy opened
@@ -171,5 +178,6 @@ def libpq_environment(database_url: str) -> tuple[dict[str, str], str]:
         raise ArchiveError("the database URL names no database")
     # Inherited PG* variables (a PGSERVICE, another password) must not change the target.
     environment = {name: value for name, value in os.environ.items() if not name.startswith("PG")}
+    environment.update(dict.fromkeys(OWN_CREDENTIALS, NO_FILE))
     environment.update({name: value for name, value in settings.items() if value})
     return environment, settings["PGPASSWORD"]

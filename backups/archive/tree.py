@@ -32,11 +32,16 @@ def files_root(files_dir: Path) -> Path:
     return top
 
 
-def tree_size(top: Path, guard: Guard | None = None) -> int:
+def tree_size(top: Path, guard: Guard | None = None,
+              keepalive: Callable[[], None] | None = None) -> int:
+    """The bytes under `top`. `keepalive` is called at every file: sizing a huge tree takes
+    longer than a backup job may stay silent (backups.jobs.STALE_AFTER)."""
     total = 0
     for _, _, entry in regular_files(top, lambda path, reason: None, guard):
         with suppress(OSError):  # gone since it was listed: the walk proper will say so
             total += entry.stat(follow_symlinks=False).st_size
+        if keepalive is not None:
+            keepalive()
     return total
 
 

@@ -69,7 +69,10 @@ def write_archive(*, website: str, files_dir: Path | None, database_url: str | N
     if database_url is not None:
         check_database_url(database_url)
     estimate = database_estimate(database_url)
-    tracker = _Tracker(progress, (tree_size(top, guard) if top else 0) + estimate)
+    tracker = _Tracker(progress, estimate)
+    if top is not None:
+        tracker.current = "sizing"  # told only if the walk lasts: through keepalive
+        tracker.total += tree_size(top, guard, keepalive=tracker.keepalive)
     partial = destination.with_name(f"{destination.name}.partial-{secrets.token_hex(8)}")
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "website": website,
                 "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -145,7 +148,7 @@ class _Tracker:
 
     def __init__(self, callback: Progress | None, total: int):
         self.callback, self.total, self.done = callback, total, 0
-        self.current, self.last = "", 0.0
+        self.current, self.last = "", time.monotonic()
 
     def phase(self, name: str, *, final: bool = False) -> None:
         self.current = name
@@ -155,6 +158,9 @@ class _Tracker:
 
     def advance(self, count: int) -> None:
         self.done += count
+        self.keepalive()
+
+    def keepalive(self) -> None:
         if time.monotonic() - self.last >= PROGRESS_INTERVAL:
             self.report()
 

@@ -261,6 +261,20 @@ def test_breakglass_own_database_is_refused_even_when_its_host_is_allowed(settin
         policy.check_database_url("postgres://u:p@x/breakglass?host=db.internal")
 
 
+def test_a_unix_socket_never_counts_as_an_allowed_server(settings):
+    """Over a Unix socket the server may trust the connecting OS user (peer authentication):
+    pg_dump runs as Breakglass's own account, so a socket would sign in as Breakglass on a
+    server whose loopback address the operator allowed for websites' own credentials."""
+    policy = policy_with(settings, [], ["127.0.0.1:5432", "localhost"])
+    policy.check_database_url("postgres://site:pw@127.0.0.1:5432/shop")
+    for socket in ["postgres://breakglass@/shop?host=/var/run/postgresql",
+                   "postgres://breakglass@localhost/shop?host=/tmp",
+                   "postgres://breakglass@%2Fvar%2Frun%2Fpostgresql/shop",
+                   "postgres://breakglass@127.0.0.1/shop?host=@abstract"]:
+        with pytest.raises(sources.SourceRefused, match="socket"):
+            policy.check_database_url(socket)
+
+
 def test_an_sqlite_file_swapped_after_the_check_is_caught_on_what_was_opened(settings,
                                                                             tmp_path):
     from backups.archive import ArchiveError, write_archive
@@ -281,3 +295,45 @@ def test_an_sqlite_file_swapped_after_the_check_is_caught_on_what_was_opened(set
         write_archive(website="shop.example", files_dir=None, database_url=url,
                       destination=tmp_path / "out" / "shop.tar.gz", guard=policy)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+CREDENTIAL_FILES = ("PGPASSFILE", "PGSERVICEFILE", "PGSSLCERT", "PGSSLKEY", "PGSSLROOTCERT",
+                    "PGSSLCRL", "KRB5CCNAME")
+
+
+@pytest.fixture
+def service_home(tmp_path, monkeypatch):
+    """Breakglass's own libpq credentials, where libpq looks for them: under $HOME."""
+    home = tmp_path / "home"
+    (home / ".postgresql").mkdir(parents=True)
+    (home / ".pgpass").write_text("db.example:5432:*:breakglass:own-secret\n")
+    (home / ".pgpass").chmod(0o600)
+    (home / ".pg_service.conf").write_text("[own]\nhost=db.example\nuser=breakglass\n")
+    for name in ("postgresql.crt", "postgresql.key", "root.crt", "root.crl"):
+        (home / ".postgresql" / name).write_text("own credential\n")
+    (home / "krb5cc").write_text("own ticket\n")
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{home / 'krb5cc'}")
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def test_pg_dump_cannot_reach_breakglass_own_libpq_credentials(service_home):
+    from backups.archive.dumps import libpq_environment
+
+    environment, password = libpq_environment("postgres://site@db.example/shop")
+    assert password == ""
+    assert environment["HOME"] != str(service_home)
+    assert not Path(environment["HOME"]).exists()
+    for name in CREDENTIAL_FILES:
+        assert not Path(environment[name]).exists(), name
+    assert not any(str(service_home) in value for value in environment.values())
+
+
+def test_a_database_url_may_still_name_its_own_certificates(service_home, tmp_path):
+    from backups.archive.dumps import libpq_environment
+
+    ca = tmp_path / "site-ca.crt"
+    environment, _ = libpq_environment(
+        f"postgres://site:pw@db.example/shop?sslmode=verify-full&sslrootcert={ca}")
+    assert environment["PGSSLROOTCERT"] == str(ca)
+    assert not Path(environment["PGSSLCERT"]).exists()

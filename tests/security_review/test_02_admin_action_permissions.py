@@ -287,6 +287,54 @@ def test_a_recovery_policys_own_token_is_refused_to_view_only_staff(owner):
         assert list(Application.objects.values_list("pk", "token_hash")) == before
 
 
+def test_a_recovery_policys_application_is_rotated_only_by_staff_who_may_change_the_policy(
+        owner):
+    """Rotating the bound application's token locks the policy's real fetcher out: it is a
+    change to the policy, whichever page it is asked from."""
+    call_command("seed_demo", force=True, stdout=io.StringIO())
+    policy = RecoveryPolicy.objects.exclude(application=None).first()
+    if policy is None:
+        policy = RecoveryPolicy.objects.first()
+        application, _ = services.create_application("Bundle fetcher", ["recovery:bundle"],
+                                                     actor=None)
+        policy.application = application
+        policy.save(update_fields=["application"])
+    staff = staff_with("tom", "change_application", "view_application")
+    client = sign_in(Client(), staff)
+    code = current_totp(TOTPDevice.objects.get(user=staff), steps_ahead=1)
+    before = Application.objects.get(pk=policy.application_id).token_hash
+    response = application_token_post(client, policy.application, post="yes", code=code)
+    assert response.status_code == 403
+    assert Application.objects.get(pk=policy.application_id).token_hash == before
+    assert refusals("generate_token").get().data["policies"] == [policy.slug]
+    assert not AuditEvent.objects.filter(kind=EventKind.TOKEN_ROTATED).exists()
+
+
+def test_no_admin_reverts_a_row_from_its_history(owner, admin_user):
+    """simple-history's revert form is built on an old version, so a form's step-up and custody
+    checks would compare against that version: every history admin refuses the POST (403,
+    audited) and changes nothing, even for a superuser; reading an old version still works."""
+    from simple_history.admin import SimpleHistoryAdmin
+
+    load_world(owner)
+    client = sign_in(Client(), admin_user)
+    tried = []
+    for model, model_admin in admin.site._registry.items():
+        row = model.objects.first() if isinstance(model_admin, SimpleHistoryAdmin) else None
+        version = row.history.first() if row is not None else None
+        if version is None:
+            continue
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_simple_history",
+                      args=[row.pk, version.history_id])
+        before = snapshot()
+        assert client.get(url).status_code == 200, model
+        assert client.post(url, {}).status_code == 403, model
+        assert snapshot() == before, model
+        tried.append(model._meta.label)
+    assert {"backups.Website", "recovery.RecoveryPolicy", "breakglass.Group"} <= set(tried)
+    assert refusals().count() == len(tried)
+
+
 # --- The admin's own pages: the dashboard and the evidence pack -------------------------------
 
 def test_the_dashboard_refusal_is_audited(db):

@@ -10,10 +10,10 @@ from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from audit.outbox import send_due_deliveries
 from backups import custody
-from backups.models import Website
 from tests.security_review.website_cast import (
     administrator,
     change_website,
+    example_website,
     fresh_code,
     page_messages,
     run_action,
@@ -29,10 +29,7 @@ def bob(db):
 
 @pytest.fixture
 def website(bob):
-    return Website.objects.create(
-        name="Example", address="example.org", manager=bob,
-        verification_email="owner@example.org", verification_mobile="+15555550100",
-        emergency_enabled=True)
+    return example_website(bob)
 
 
 def test_manager_and_contacts_in_one_save_are_refused(verified_client, website):

@@ -16,6 +16,7 @@ from tests.conftest import make_user
 from tests.security_review.website_cast import (
     administrator,
     change_website,
+    example_website,
     open_emergency_session,
     run_action,
 )
@@ -25,10 +26,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def website(db):
-    return Website.objects.create(
-        name="Example", address="example.org", manager=make_user("bob"),
-        verification_email="owner@example.org", verification_mobile="+15555550100",
-        emergency_enabled=True)
+    return example_website(make_user("bob"))
 
 
 def assert_refused_everywhere(client: Client) -> None:

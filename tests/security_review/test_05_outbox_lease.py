@@ -243,3 +243,23 @@ def test_two_relay_threads_and_a_slow_provider_send_every_alert_exactly_once(
         delivery.refresh_from_db()
         assert delivery.status == Delivery.Status.SENT
         assert delivery.provider_message_id == sent[delivery.body]
+
+
+def test_a_relay_stops_claiming_before_the_workers_task_limit(
+    clock, on_call, settings, monkeypatch,
+):
+    """django-q2 kills a task at Q_CLUSTER's timeout: a relay with a long backlog stops claiming
+    in time, so it is never killed in the middle of a provider call; the next tick sends the
+    rest, each exactly once."""
+    transport = SlowTwilioTransport(clock, answer_after=timedelta(seconds=50))
+    use_twilio(settings, monkeypatch, transport)
+    deliveries = sms_alerts(on_call, 8)  # 8 × 50 s: longer than the task may run
+
+    first = send_due_deliveries()
+
+    limit = timedelta(seconds=settings.Q_CLUSTER["timeout"])
+    assert 0 < first < len(deliveries)
+    assert first * timedelta(seconds=50) < limit
+    assert Delivery.objects.filter(status=Delivery.Status.SENDING).count() == 0
+    assert send_due_deliveries() + send_due_deliveries() == len(deliveries) - first
+    assert transport.calls_per_body() == {d.body: 1 for d in deliveries}

@@ -202,3 +202,108 @@ def test_password_and_current_code_regenerate_backup_codes_and_tell_the_user(
 def test_the_security_page_asks_for_the_proof(signed_in):
     page = signed_in.get(reverse("accounts:security")).content.decode()
     assert 'name="password"' in page and 'name="current_code"' in page
+
+
+# --- Removing a user's second factor in the admin --------------------------------------------
+
+def remove_in_admin(client, model, device, **extra):
+    url = reverse(f"admin:accounts_{model._meta.model_name}_changelist")
+    return client.post(url, {"action": "remove_second_factor", "index": "0",
+                             "_selected_action": [device.pk], **extra})
+
+
+def device_remover(verified_client, *codenames):
+    from django.contrib.auth.models import Permission
+
+    from tests.conftest import make_user
+
+    staff = make_user("stella", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(
+        codename__in=["view_totpdevice", "view_backupcodedevice", *codenames]))
+    return staff, verified_client(staff)
+
+
+def test_staff_removing_an_authenticator_with_a_fresh_code_is_audited_and_told(
+        verified_client, signed_in, member):
+    device = old_device(member)
+    staff, client = device_remover(verified_client, "delete_totpdevice")
+    asked = remove_in_admin(client, Authenticator, device)
+    assert asked.status_code == 200 and b'name="code"' in asked.content
+    assert Authenticator.objects.filter(pk=device.pk).exists()
+    code = current_totp(old_device(staff), steps_ahead=1)
+    response = remove_in_admin(client, Authenticator, device, post="yes", code=code)
+    assert response.status_code == 302
+    assert not Authenticator.objects.filter(pk=device.pk).exists()
+    event = AuditEvent.objects.get(kind=EventKind.SECOND_FACTOR_REMOVED)
+    assert (event.actor_id, event.target_id, event.data["device"]) == (
+        str(staff.pk), str(member.pk), "totp")
+    assert alerts_to(member, EventKind.SECOND_FACTOR_REMOVED) == {
+        ("email", member.email), ("sms", member.mobile)}
+    email = Delivery.objects.get(event=event, channel="email")
+    assert "authenticator app was removed" in email.subject
+    assert "If this was not you" in email.body
+
+
+def test_staff_removing_backup_codes_is_audited_and_told(verified_client, signed_in, member):
+    issue_backup_codes(member, actor=None)
+    staff, client = device_remover(verified_client, "delete_backupcodedevice")
+    code = current_totp(old_device(staff), steps_ahead=1)
+    device = BackupCodeDevice.objects.get(user=member)
+    response = remove_in_admin(client, BackupCodeDevice, device, post="yes", code=code)
+    assert response.status_code == 302
+    assert not BackupCodeDevice.objects.filter(user=member).exists()
+    event = AuditEvent.objects.get(kind=EventKind.SECOND_FACTOR_REMOVED)
+    assert event.data["device"] == "backup_codes"
+    assert "backup codes were removed" in Delivery.objects.get(event=event, channel="sms").body
+
+
+def test_removing_without_a_fresh_code_is_refused_and_changes_nothing(
+        verified_client, signed_in, member):
+    device = old_device(member)
+    _, client = device_remover(verified_client, "delete_totpdevice")
+    response = remove_in_admin(client, Authenticator, device, post="yes", code="000000")
+    assert response.status_code == 200
+    assert b"fresh one-time code" in response.content
+    assert Authenticator.objects.filter(pk=device.pk, confirmed=True).exists()
+    assert not AuditEvent.objects.filter(kind=EventKind.SECOND_FACTOR_REMOVED).exists()
+    assert not Delivery.objects.filter(recipient=member.email).exists()
+
+
+def test_staff_without_the_delete_permission_cannot_remove_a_factor(
+        verified_client, signed_in, member):
+    device = old_device(member)
+    staff, client = device_remover(verified_client)
+    code = current_totp(old_device(staff), steps_ahead=1)
+    response = remove_in_admin(client, Authenticator, device, post="yes", code=code)
+    assert response.status_code == 403
+    assert Authenticator.objects.filter(pk=device.pk).exists()
+    assert not AuditEvent.objects.filter(kind=EventKind.SECOND_FACTOR_REMOVED).exists()
+
+
+def test_the_admin_no_longer_deletes_a_second_factor_silently(admin_user, signed_in, member):
+    """Superusers included: bulk delete and the delete page are refused, not just hidden."""
+    from tests.conftest import sign_in
+
+    issue_backup_codes(member, actor=None)
+    client = sign_in(type(signed_in)(), admin_user)
+    for device in (old_device(member), BackupCodeDevice.objects.get(user=member)):
+        name = device._meta.model_name
+        bulk = client.post(reverse(f"admin:accounts_{name}_changelist"),
+                           {"action": "delete_selected", "index": "0", "post": "yes",
+                            "_selected_action": [device.pk]})
+        page = client.post(reverse(f"admin:accounts_{name}_delete", args=[device.pk]),
+                           {"post": "yes"})
+        assert (bulk.status_code, page.status_code) == (403, 403)
+        assert type(device).objects.filter(pk=device.pk).exists()
+
+
+def test_the_admin_cannot_unconfirm_a_backup_code_set(admin_user, signed_in, member):
+    """An unconfirmed set no longer counts as a factor: that would be a removal too."""
+    from tests.conftest import sign_in
+
+    issue_backup_codes(member, actor=None)
+    device = BackupCodeDevice.objects.get(user=member)
+    client = sign_in(type(signed_in)(), admin_user)
+    client.post(reverse("admin:accounts_backupcodedevice_change", args=[device.pk]),
+                {"name": "Backup codes"})
+    assert BackupCodeDevice.objects.get(pk=device.pk).confirmed

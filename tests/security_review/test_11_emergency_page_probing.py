@@ -13,18 +13,16 @@ from django.urls import reverse
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from backups import services
-from backups.models import EmergencyChallenge, Website
+from backups.models import EmergencyChallenge
 from tests.conftest import make_user
+from tests.security_review.website_cast import example_website
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def website(db):
-    return Website.objects.create(
-        name="Example", address="example.org", manager=make_user("bob"),
-        verification_email="owner@example.org", verification_mobile="+15555550100",
-        emergency_enabled=True)
+    return example_website(make_user("bob"))
 
 
 def statement_shapes(queries) -> list[str]:

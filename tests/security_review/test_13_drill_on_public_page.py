@@ -9,9 +9,15 @@ from django.urls import reverse
 
 from audit import sms
 from audit.outbox import send_due_deliveries
-from backups.models import EmergencyChallenge, EmergencySession, Website
+from backups.models import EmergencyChallenge, EmergencySession
 from review.models import Review
-from tests.security_review.website_cast import administrator, page_messages, run_action, texted_code
+from tests.security_review.website_cast import (
+    administrator,
+    example_website,
+    page_messages,
+    run_action,
+    texted_code,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -23,10 +29,7 @@ def bob(db):
 
 @pytest.fixture
 def website(bob):
-    return Website.objects.create(
-        name="Example", address="example.org", manager=bob,
-        verification_email="owner@example.org", verification_mobile="+15555550100",
-        emergency_enabled=True)
+    return example_website(bob)
 
 
 def test_the_owner_completes_a_drill_on_the_public_page(verified_client, bob, website):

@@ -148,3 +148,40 @@ def test_backups_carry_their_own_time_limit_which_the_queue_retry_exceeds(monkey
                        {"timeout": django_settings.BACKUP_TIMEOUT_MINUTES * 60})]
     assert django_settings.Q_CLUSTER["timeout"] < django_settings.BACKUP_TIMEOUT_MINUTES * 60
     assert Conf.RETRY > django_settings.BACKUP_TIMEOUT_MINUTES * 60
+
+
+SIZED_FOLDERS = 8
+SECONDS_PER_FOLDER = 0.2  # the sizing walk alone lasts longer than the one-second stale limit
+
+
+@pytest.mark.django_db
+def test_sizing_a_big_files_directory_keeps_the_heartbeat_going(backup_sources, settings,
+                                                                 monkeypatch):
+    """A slow filesystem (each folder listing takes a while) under a sweep that runs at every
+    listing: the walk that sizes the tree beats like the rest, so the job is never swept."""
+    settings.BACKUP_ROOT = backup_sources / "archives"
+    site = backup_sources / "site"
+    for number in range(SIZED_FOLDERS):
+        (site / f"folder{number}").mkdir(parents=True)
+        (site / f"folder{number}" / "page.html").write_text("<p>hello</p>")
+    website = Website.objects.create(
+        name="Example", address="example.org", manager=make_user("bob"),
+        verification_email="owner@example.org", emergency_enabled=True, files_dir=str(site))
+    monkeypatch.setattr(jobs, "STALE_AFTER", timedelta(seconds=1))
+    monkeypatch.setattr(jobs, "PROGRESS_EVERY_SECONDS", 0.2)
+    monkeypatch.setattr(jobs, "_enqueue", lambda job_id: None)
+    swept, real_scandir = [], os.scandir
+
+    def slow_scandir(folder=None):
+        if isinstance(folder, int):  # a folder of the site, listed by its descriptor
+            time.sleep(SECONDS_PER_FOLDER)
+            swept.append(jobs.sweep_stale_jobs())
+        return real_scandir(folder)
+
+    monkeypatch.setattr(os, "scandir", slow_scandir)
+    job = BackupJob.objects.create(website=website, created_at=timezone.now())
+    assert jobs.run_backup(job.pk) == "complete"
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (BackupJob.Status.COMPLETE, 1)
+    assert len(swept) == 2 * (SIZED_FOLDERS + 1) and sum(swept) == 0
+    assert events(EventKind.BACKUP_FAILED) == 0

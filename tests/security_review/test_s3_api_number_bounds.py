@@ -114,3 +114,27 @@ def test_an_unexpected_failure_is_answered_in_json(client, token, monkeypatch, c
     assert response.json() == {"detail": "Internal server error."}
     assert "the database went away" not in response.content.decode()
     assert any("the database went away" in str(record.exc_info) for record in caplog.records)
+
+
+def test_a_refusal_raised_below_the_api_keeps_its_status(client, token, monkeypatch):
+    """The catch-all answers the unexpected with 500; what Django itself maps to 4xx stays
+    4xx (a permission refusal is not a server error)."""
+    from django.core.exceptions import PermissionDenied
+
+    def refused(*args, **kwargs):
+        raise PermissionDenied("not for you")
+
+    monkeypatch.setattr("breakglass.api.decide_by_name", refused)
+    response = client.get("/api/v1/access", {"user": "a", "group": "b"},
+                          HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("application/json")
+
+
+def test_a_body_over_the_upload_limit_is_a_client_error(client, token, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    body = json.dumps({"user": "a", "group": "b", "reason": "x" * 4096})
+    response = client.post("/api/v1/break-glass", body, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")

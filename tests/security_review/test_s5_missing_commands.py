@@ -106,3 +106,18 @@ def test_expire_grants_ends_the_grants_past_their_expiry_now(owner, member):
     assert AuditEvent.objects.filter(kind=EventKind.GRANT_EXPIRED,
                                      target_id=str(due.pk)).count() == 1
     assert run("expire_grants").strip() == "expired 0 grants"
+
+
+def test_a_disabled_policy_hands_out_no_bundle(client, policy):
+    """Disabling a policy stops everything it reveals: the offline bundle too, even for its
+    authorized application (403, audited)."""
+    token = printed_token(run("create_application", "vault-sync", "--policy",
+                              "root-credentials"))
+    policy.refresh_from_db()
+    policy.enabled = False
+    policy.save(update_fields=["enabled"])
+    response = client.get("/api/v1/recovery/root-credentials/bundle",
+                          HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 403
+    refusal = AuditEvent.objects.get(kind=EventKind.BUNDLE_FETCHED)
+    assert refusal.outcome == "denied" and "disabled" in refusal.reason

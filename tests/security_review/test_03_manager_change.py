@@ -13,23 +13,12 @@ from backups import custody
 from tests.security_review.website_cast import (
     administrator,
     change_website,
-    example_website,
     fresh_code,
     page_messages,
     run_action,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def bob(db):
-    return administrator("bob")
-
-
-@pytest.fixture
-def website(bob):
-    return example_website(bob)
 
 
 def test_manager_and_contacts_in_one_save_are_refused(verified_client, website):

@@ -12,24 +12,12 @@ from audit.outbox import send_due_deliveries
 from backups.models import EmergencyChallenge, EmergencySession
 from review.models import Review
 from tests.security_review.website_cast import (
-    administrator,
-    example_website,
     page_messages,
     run_action,
     texted_code,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def bob(db):
-    return administrator("bob")
-
-
-@pytest.fixture
-def website(bob):
-    return example_website(bob)
 
 
 def test_the_owner_completes_a_drill_on_the_public_page(verified_client, bob, website):

@@ -1,0 +1,16 @@
+"""The website the custody and drill tests share: example.org, managed by bob, an
+administrator (a module may define its own `website` instead)."""
+
+import pytest
+
+from tests.security_review.website_cast import administrator, example_website
+
+
+@pytest.fixture
+def bob(db):
+    return administrator("bob")
+
+
+@pytest.fixture
+def website(bob):
+    return example_website(bob)

@@ -20,23 +20,7 @@ class UserAdmin(SimpleHistoryAdmin, DjangoUserAdmin):
     )
     list_display = ("username", "email", "mobile", "is_staff", "is_active", "last_login")
     search_fields = ("username", "email", "first_name", "last_name", "mobile")
-    actions = ["reopen_after_review"]
-
-    @admin.action(description="Reopen accounts locked by an abort link (after their review)",
-                  permissions=["change"])
-    def reopen_after_review(self, request, queryset):
-        from review.abort import AbortRefused, reopen_account
-
-        for user in queryset:
-            try:
-                reopened = reopen_account(user, actor=request.user, request=request)
-            except AbortRefused as refused:
-                messages.error(request, f"{user}: {refused}")
-                continue
-            if reopened:
-                messages.success(request, f"{user} can sign in again.")
-            else:
-                messages.info(request, f"{user} was not locked.")
+    # review/admin.py adds "reopen_after_review": reviews build on accounts, not the reverse.
 
 
 class SecondFactorAdmin(admin.ModelAdmin):

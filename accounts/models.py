@@ -17,6 +17,7 @@ from django_otp.oath import TOTP
 from django_otp.util import random_hex
 
 from accounts.phone import validate_e164
+from accounts.rights import releasing_rights
 from audit.history import ConfigurationHistory
 from recovery.crypto import decrypt_field, encrypt_field
 
@@ -43,6 +44,13 @@ class User(AbstractUser):
 
     objects = BreakglassUserManager()
 
+    @property
+    def is_security_reviewer(self) -> bool:
+        """An active member of the "Security reviewers" group: sees every grant and review,
+        receives every alert, may end any access (SPEC §1)."""
+        return bool(self.pk and self.is_active and self.groups.filter(
+            name=SECURITY_REVIEWERS_GROUP).exists())
+
     def has_break_glass_rights(self) -> bool:
         """Whether an action of this user can release access or secrets, and so whether the
         strict idle and absolute session limits apply (SPEC §2.1).
@@ -59,19 +67,13 @@ class User(AbstractUser):
 
 def release_rights(user) -> Q:
     """The condition "`user` (a pk or an OuterRef) holds a right that releases access or
-    secrets", besides staff status, as EXISTS subqueries that each use an index."""
-    from backups.models import Website
-    from breakglass.models import Grant, Group
-    from recovery.models import RecoveryPolicy
-
+    secrets", besides staff status, as EXISTS subqueries that each use an index: being a
+    security reviewer, or any right another app registered in accounts.rights."""
     reviewer = AuthGroup.objects.filter(user=user, name=SECURITY_REVIEWERS_GROUP)
-    break_glass_user = Group.break_glass_users.through.objects.filter(user=user)
-    owner = Group.owners.through.objects.filter(user=user)
-    quorum_holder = RecoveryPolicy.objects.filter(
-        Q(first_user=user) | Q(second_user=user) | Q(third_user=user))
-    return (Q(Exists(reviewer)) | Q(Exists(break_glass_user)) | Q(Exists(owner))
-            | Q(Exists(Grant.objects.active().filter(user=user))) | Q(Exists(quorum_holder))
-            | Q(Exists(Website.objects.filter(manager=user))))
+    condition = Q(Exists(reviewer))
+    for right in releasing_rights(user):
+        condition |= right
+    return condition
 
 
 def new_encrypted_seed() -> str:

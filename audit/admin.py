@@ -3,6 +3,7 @@ from typing import NoReturn
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
 from audit import outbox
@@ -14,6 +15,18 @@ BADGES = {
     Delivery.Status.SENT: "badge--green", Delivery.Status.PENDING: "badge--amber",
     Delivery.Status.SENDING: "badge--amber", Delivery.Status.FAILED: "badge--red",
 }
+
+
+def evidence_links(kind: str, object_id) -> str:
+    """The evidence-pack buttons an incident's or a grant's admin page shows (the pack itself
+    is built by the reports app, mounted in the admin as `admin:evidence`)."""
+    if object_id is None:
+        return "—"
+    return format_html(
+        '<a class="button" href="{}">Evidence pack (printable)</a> '
+        '<a class="button" href="{}">Evidence pack (JSON)</a>',
+        reverse("admin:evidence", args=[kind, object_id, "html"]),
+        reverse("admin:evidence", args=[kind, object_id, "json"]))
 
 
 def badge(value: str, label: str) -> str:

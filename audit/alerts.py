@@ -11,6 +11,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import User
 from audit.db import fast_insert, insert_statement
 from audit.models import AuditEvent, Delivery
 
@@ -59,8 +60,6 @@ def alert(
 
 
 def alert_security_reviewers(event: AuditEvent, **options) -> None:
-    from accounts.models import User
-
     alert(event, users=User.objects.security_reviewers(), **options)
 
 
@@ -106,17 +105,17 @@ def alert_later(event: AuditEvent, handler: str, **params) -> None:
     its expansion like any delivery (the deliveries it writes are idempotent). `params` must
     be JSON; the handler renders from the event's own data, so late expansion says what was
     true when the event happened."""
-    fast_insert(_fanout_row(event, handler, params))
+    fast_insert(fanout_row(event, handler, params))
     # No nudge: the worker's one-second tick finds the row (audit.outbox.relay_if_due).
 
 
 def alert_later_statement(event: AuditEvent, handler: str, **params) -> tuple[str, list]:
     """alert_later's row as (sql, params), for a hot path that writes it in the same
     statement as another row (audit.db.fast_insert's `with_first`, PostgreSQL only)."""
-    return insert_statement(_fanout_row(event, handler, params))
+    return insert_statement(fanout_row(event, handler, params))
 
 
-def _fanout_row(event: AuditEvent, handler: str, params: dict) -> Delivery:
+def fanout_row(event: AuditEvent, handler: str, params: dict) -> Delivery:
     now = timezone.now()
     return Delivery(event=event, channel=Delivery.Channel.FANOUT, recipient=handler,
                     body=json.dumps(params), created_at=now, next_attempt_at=now)

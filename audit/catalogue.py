@@ -40,11 +40,17 @@ class EventKind(models.TextChoices):
         "Staff removed a user's authenticator app or backup codes, with a fresh code of their own",
     )
     # Grants (breakglass).
-    GRANT_ACTIVATED = "grant.activated", "Break glass: access was given at once"
-    GRANT_EXTENDED = "grant.extended", "Break glass again: active access was extended"
+    GRANT_ACTIVATED = (
+        "grant.activated", "Access was given: by break glass, or when a request was approved")
+    GRANT_EXTENDED = (
+        "grant.extended",
+        "Active access was extended: by break glass again, or an approved extension")
     GRANT_REFUSED = "grant.refused", "A break-glass attempt was refused"
     GRANT_EXPIRED = "grant.expired", "Access ended at its expiry time"
     GRANT_REVOKED = "grant.revoked", "Access was ended early"
+    GRANT_DENIED = (
+        "grant.denied", "A requested grant ended unused: its request was denied or withdrawn")
+    GRANT_LAPSED = "grant.lapsed", "A requested grant ended unused: its request lapsed"
     GRANTS_REVOKED_ALL = "grant.revoked_all", "Every active grant of a group (or all) was ended"
     GRANT_EXPIRY_REMINDER = "grant.expiry_reminder", "The holder was reminded: 1 hour left"
     GRANT_ACTIVITY = "grant.activity", "A system reported an action taken under a grant"

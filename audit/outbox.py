@@ -23,8 +23,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.alerts import alert_security_reviewers, nudge_relay
 from audit.catalogue import EventKind, Outcome
 from audit.models import Delivery
+from audit.services import record
 from audit.sms import SmsError, get_sms_backend
 
 logger = logging.getLogger(__name__)
@@ -195,9 +197,6 @@ def fail_attempt(lease: Lease, error: str, *, retryable: bool) -> None:
 
 
 def report_dead_letter(delivery: Delivery) -> None:
-    from audit.alerts import alert_security_reviewers
-    from audit.services import record
-
     event = record(
         EventKind.DELIVERY_FAILED, actor=None, target=delivery, outcome=Outcome.FAILURE,
         reason=delivery.last_error,
@@ -214,8 +213,6 @@ def report_dead_letter(delivery: Delivery) -> None:
 @transaction.atomic
 def retry_delivery(delivery: Delivery, *, actor) -> Delivery:
     """Make a pending or failed delivery due now (the admin's "Retry now")."""
-    from audit.services import record
-
     delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
     if delivery.status in {Delivery.Status.SENT, Delivery.Status.SENDING}:
         return delivery
@@ -223,8 +220,6 @@ def retry_delivery(delivery: Delivery, *, actor) -> Delivery:
     delivery.next_attempt_at = timezone.now()
     delivery.save(update_fields=["status", "next_attempt_at"])
     record(EventKind.DELIVERY_RETRIED, actor=actor, target=delivery)
-    from audit.alerts import nudge_relay
-
     transaction.on_commit(nudge_relay)
     return delivery
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, Q
 
 from accounts.phone import validate_e164
 from audit.history import ConfigurationHistory
@@ -73,6 +73,11 @@ class Website(models.Model):
     @property
     def emergency_window(self) -> timedelta:
         return timedelta(minutes=self.emergency_minutes)
+
+
+def website_manager_rights(user) -> Q:
+    """The releasing right this app gives (accounts.rights): manager of any website."""
+    return Q(Exists(Website.objects.filter(manager=user)))
 
 
 class EmergencyChallenge(models.Model):

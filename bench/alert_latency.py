@@ -23,8 +23,8 @@ def main() -> int:
     from audit.alerts import alert
     from audit.catalogue import EventKind
     from audit.services import record
-    from breakglass import services
     from breakglass.models import Group
+    from breakglass.services.break_glass import break_glass
 
     reviewer, _ = User.objects.get_or_create(username="latency-reviewer",
                                              defaults={"email": "reviewer@example.org"})
@@ -38,10 +38,10 @@ def main() -> int:
         with transaction.atomic():
             alert(record(EventKind.LOCKOUT, actor=None), users=[reviewer], channels=["email"])
 
-    def break_glass(n):
-        services.break_glass(group, actor=holders[n], reason="latency bench")
+    def press(n):
+        break_glass(group, actor=holders[n], reason="latency bench")
 
-    results = [measure(direct, "direct alerts"), measure(break_glass, "break-glass alerts")]
+    results = [measure(direct, "direct alerts"), measure(press, "break-glass alerts")]
     return 0 if all(results) else 1
 
 

@@ -51,8 +51,8 @@ WARMUP = 30
 
 def populate() -> tuple[str, str]:
     from accounts.models import User
-    from breakglass import services
     from breakglass.models import Group, Scope
+    from breakglass.services.applications import create_application
 
     call_command("migrate", verbosity=0)
     Group.objects.bulk_create(
@@ -69,7 +69,7 @@ def populate() -> tuple[str, str]:
     holders = [User(username=f"holder-{n}") for n in range(WARMUP + ACTIVATIONS)]
     User.objects.bulk_create(holders)
     target.break_glass_users.add(*User.objects.filter(username__startswith="holder-"))
-    _, token = services.create_application("bench", list(Scope.values), actor=None)
+    _, token = create_application("bench", list(Scope.values), actor=None)
     return token, chain[0].slug
 
 

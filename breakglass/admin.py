@@ -3,10 +3,11 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from audit.admin import ReadOnlyAdmin, fresh_code_accepted, refuse
-from breakglass import services
-from breakglass.access import reachable_from
+from audit.admin import ReadOnlyAdmin, evidence_links, fresh_code_accepted, refuse
 from breakglass.models import AccessRequest, Application, Connector, Grant, Group
+from breakglass.services import applications, grants, groups
+from breakglass.services.errors import GrantError
+from breakglass.sql import reachable_from
 
 STATUS_BADGES = {"active": "badge--green", "requested": "badge--amber", "revoked": "badge--red"}
 
@@ -46,13 +47,13 @@ class GroupAdmin(SimpleHistoryAdmin):
     actions = ["revoke_all_of_selected"]
 
     def has_revoke_permission(self, request) -> bool:
-        return services.may_revoke_any(request.user)
+        return grants.may_revoke_any(request.user)
 
     def save_related(self, request, form, formsets, change):
         # The form writes the memberships; who may break glass is also audited.
-        before = services.break_glass_usernames(form.instance) if change else set()
+        before = groups.break_glass_usernames(form.instance) if change else set()
         super().save_related(request, form, formsets, change)
-        services.record_break_glass_users_change(form.instance, before, actor=request.user,
+        groups.record_break_glass_users_change(form.instance, before, actor=request.user,
                                                  request=request)
 
     def get_queryset(self, request):
@@ -76,7 +77,7 @@ class GroupAdmin(SimpleHistoryAdmin):
                   permissions=["revoke"])
     def revoke_all_of_selected(self, request, queryset):
         total = sum(
-            services.revoke_all(group, actor=request.user, request=request,
+            grants.revoke_all(group, actor=request.user, request=request,
                                 reason=f"Revoke all from the admin by {request.user}")
             for group in queryset
         )
@@ -97,12 +98,10 @@ class GrantAdmin(ReadOnlyAdmin):
     readonly_fields = [*(field.name for field in Grant._meta.fields), "evidence_pack"]
 
     def has_revoke_permission(self, request) -> bool:
-        return services.may_revoke_any(request.user)
+        return grants.may_revoke_any(request.user)
 
     @admin.display(description="Evidence pack")
     def evidence_pack(self, grant: Grant) -> str:
-        from review.evidence_admin import evidence_links
-
         return evidence_links("grant", grant.pk)
 
     @admin.display(description="Status", ordering="status")
@@ -116,17 +115,17 @@ class GrantAdmin(ReadOnlyAdmin):
         ended = 0
         for grant in queryset.filter(status=Grant.Status.ACTIVE):
             try:
-                services.revoke_grant(grant, actor=request.user, request=request,
+                grants.revoke_grant(grant, actor=request.user, request=request,
                                       reason=f"Ended from the admin by {request.user}")
                 ended += 1
-            except services.GrantError:
+            except GrantError:
                 continue
         messages.success(request, f"{ended} grants ended.")
 
     @admin.action(description="Revoke ALL active access everywhere (emergency)",
                   permissions=["revoke"])
     def revoke_everything(self, request, queryset):
-        total = services.revoke_all(None, actor=request.user, request=request,
+        total = grants.revoke_all(None, actor=request.user, request=request,
                                     reason=f"Global revoke all from the admin by {request.user}")
         messages.warning(request, f"{total} grants ended everywhere.")
 
@@ -186,7 +185,7 @@ class ApplicationAdmin(SimpleHistoryAdmin):
                 messages.error(request, "A fresh one-time code is needed to generate a token.")
             return self._token_page(request, "admin/breakglass/confirm_new_tokens.html",
                                     applications=queryset, title="Generate new tokens?")
-        issued = [(app, services.rotate_token(app, actor=request.user, request=request))
+        issued = [(app, applications.rotate_token(app, actor=request.user, request=request))
                   for app in queryset]
         return self._token_page(request, "admin/breakglass/new_tokens.html", issued=issued,
                                 title="New tokens")

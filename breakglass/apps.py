@@ -6,10 +6,13 @@ class BreakglassConfig(AppConfig):
     verbose_name = "Break-glass access"
 
     def ready(self) -> None:
+        from accounts.rights import register_releasing_right
         from audit.models import Delivery
         from audit.outbox import register_channel, register_fanout
         from breakglass.connectors import send_to_connector
-        from breakglass.services import GRANT_FANOUT, expand_grant_event
+        from breakglass.models import group_and_grant_rights
+        from breakglass.services.grants import GRANT_FANOUT, expand_grant_event
 
         register_channel(Delivery.Channel.CONNECTOR, send_to_connector)
         register_fanout(GRANT_FANOUT, expand_grant_event)
+        register_releasing_right(group_and_grant_rights)

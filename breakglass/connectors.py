@@ -10,8 +10,9 @@ from django.db.models.expressions import RawSQL
 from audit.alerts import queue_message
 from audit.models import AuditEvent, Delivery
 from audit.outbox import DeliveryError, post_signed
-from breakglass.access import REACH_IDS_SQL, decide
+from breakglass.access import decide
 from breakglass.models import Connector, Grant
+from breakglass.sql import REACH_IDS_SQL
 
 
 def provision(event: AuditEvent, grant: Grant, action: str) -> None:

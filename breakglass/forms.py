@@ -1,8 +1,10 @@
 from django import forms
 
 from accounts.models import User
-from breakglass.models import Group, Severity
-from breakglass.services import MAX_REASON_LENGTH
+from audit.reasons import MAX_REASON_LENGTH
+from breakglass.models import Group
+from risk.durations import minutes_words
+from risk.models import Severity
 from risk.rules import typed_severity_help
 
 
@@ -79,10 +81,8 @@ DURATION_STEPS = [15, 30, 60, 2 * 60, 4 * 60, 8 * 60, 12 * 60, 24 * 60, 2 * 24 *
 
 
 def duration_choices(max_minutes: int) -> list[tuple[int, str]]:
-    from breakglass.access_requests import minutes_in_words
-
     steps = sorted({step for step in DURATION_STEPS if step <= max_minutes} | {max_minutes})
-    return [(step, minutes_in_words(step)) for step in steps]
+    return [(step, minutes_words(step)) for step in steps]
 
 
 class RequestAccessForm(IncidentFieldsMixin, forms.Form):

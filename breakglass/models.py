@@ -3,29 +3,18 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, Q
 from django.utils import timezone
 
 from audit.history import ConfigurationHistory
-
-MIN_BREAK_GLASS_MINUTES = 15
-MAX_BREAK_GLASS_MINUTES = 24 * 60
-MIN_REQUEST_MINUTES = 15
-MAX_REQUEST_MINUTES = 14 * 24 * 60
-
-
-class Sensitivity(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
-
-
-class Severity(models.TextChoices):
-    SEV1 = "sev1", "SEV1"
-    SEV2 = "sev2", "SEV2"
-    SEV3 = "sev3", "SEV3"
-    SEV4 = "sev4", "SEV4"
+from risk.models import (
+    MAX_BREAK_GLASS_MINUTES,
+    MAX_REQUEST_MINUTES,
+    MIN_BREAK_GLASS_MINUTES,
+    MIN_REQUEST_MINUTES,
+    Sensitivity,
+    Severity,
+)
 
 
 class Group(models.Model):
@@ -124,9 +113,15 @@ class GrantQuerySet(models.QuerySet):
         return self.filter(status=Grant.Status.ACTIVE, expires_at__lte=at or timezone.now())
 
 
+# The statuses of a grant still open (asked for, or giving access): at most one per user and
+# group. The constraint below, the conflict target of breakglass/sql.py and
+# GrantQuerySet.open() all read this one list.
+OPEN_GRANT_STATUSES = ["requested", "active"]
+
+
 class Grant(models.Model):
-    """Time-bound access of one user to one group. Every transition is one service in
-    breakglass/services.py."""
+    """Time-bound access of one user to one group. Each move of TRANSITIONS is one function in
+    breakglass/services/grants.py."""
 
     class Status(models.TextChoices):
         REQUESTED = "requested", "Requested"
@@ -149,7 +144,7 @@ class Grant(models.Model):
         Status.DENIED: set(),
         Status.LAPSED: set(),
     }
-    OPEN_STATUSES = (Status.REQUESTED, Status.ACTIVE)
+    OPEN_STATUSES = tuple(map(Status, OPEN_GRANT_STATUSES))
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                              related_name="grants")
@@ -187,7 +182,7 @@ class Grant(models.Model):
         permissions = [("revoke_grant", "Can end any grant and revoke all access")]
         constraints = [
             models.UniqueConstraint(
-                fields=["user", "group"], condition=Q(status__in=["requested", "active"]),
+                fields=["user", "group"], condition=Q(status__in=OPEN_GRANT_STATUSES),
                 name="one_open_grant_per_user_and_group",
             ),
         ]
@@ -202,6 +197,15 @@ class Grant(models.Model):
 
     def can_become(self, status: str) -> bool:
         return status in self.TRANSITIONS[self.status]
+
+
+def group_and_grant_rights(user) -> Q:
+    """The releasing rights this app gives (accounts.rights): break-glass user or owner of
+    any group, or holder of an active grant."""
+    break_glass_user = Group.break_glass_users.through.objects.filter(user=user)
+    owner = Group.owners.through.objects.filter(user=user)
+    return (Q(Exists(break_glass_user)) | Q(Exists(owner))
+            | Q(Exists(Grant.objects.active().filter(user=user))))
 
 
 class Scope(models.TextChoices):
@@ -288,7 +292,7 @@ class Connector(models.Model):
 
 class AccessRequest(models.Model):
     """A request for time-bound access to a group (its grant waits in `requested`), or for
-    more time on an active grant. Transitions live in breakglass/access_requests.py."""
+    more time on an active grant. Transitions live in breakglass/services/requests.py."""
 
     class Kind(models.TextChoices):
         ACCESS = "access", "Access"

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from breakglass.models import Group, Severity
-from breakglass.templatetags.breakglass_extras import minutes_words
-from risk.models import Incident, RiskRule
+from breakglass.models import Group
+from risk.durations import minutes_words
+from risk.models import Incident, RiskRule, Severity
 from risk.rules import (
     CAPPED_SENSITIVITIES,
     UNCONFIRMED_SEVERITY_CAP,

@@ -1,21 +1,25 @@
 """django-q2 entry points: load by id, call a service, stay idempotent."""
 
-from breakglass import services
+from breakglass.services import grants, requests
+from breakglass.services.errors import TransitionRefused
 
 
 def expire_grant(grant_id: int) -> bool:
-    return services.expire_grant(grant_id)
+    """The one-off job at a grant's instant. A grant ended since (revoked, or expired by the
+    minute sweep) is done, not an error."""
+    try:
+        return grants.expire_grant(grant_id)
+    except TransitionRefused:
+        return False
 
 
 def expire_due_grants() -> int:
-    return services.expire_due_grants()
+    return grants.expire_due_grants()
 
 
 def send_expiry_reminders() -> int:
-    return services.send_expiry_reminders()
+    return grants.send_expiry_reminders()
 
 
 def lapse_due_requests() -> int:
-    from breakglass.access_requests import lapse_due_requests
-
-    return lapse_due_requests()
+    return requests.lapse_due_requests()

@@ -5,14 +5,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.models import User
 from accounts.services import (
     SecondFactorThrottled,
     note_step_up,
     stepped_up_at,
     verify_second_factor,
 )
-from breakglass import access_requests, services
 from breakglass.access import access_by_group, decide
 from breakglass.forms import (
     BreakGlassForm,
@@ -25,6 +23,16 @@ from breakglass.forms import (
 )
 from breakglass.models import AccessRequest, Grant, Group
 from breakglass.outlook import panel_outlooks
+from breakglass.services import break_glass as glass
+from breakglass.services import grants, groups
+from breakglass.services import requests as access_requests
+from breakglass.services.errors import (
+    BreakGlassRefused,
+    GrantError,
+    InvalidInput,
+    NotAllowed,
+    StepUpRequired,
+)
 from breakglass.timeline import grant_timeline_items
 from review.services import blocking_review
 from risk.anomalies import describe as describe_flags
@@ -32,15 +40,15 @@ from risk.rules import RiskRefused
 
 
 def _is_reviewer(user) -> bool:
-    return user.is_superuser or User.objects.security_reviewers().filter(pk=user.pk).exists()
+    return user.is_superuser or user.is_security_reviewer
 
 
 @require_GET
 def catalog(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
-    groups = Group.objects.all()
+    shown = Group.objects.all()
     if query:
-        groups = groups.filter(Q(name__icontains=query) | Q(description__icontains=query)
+        shown = shown.filter(Q(name__icontains=query) | Q(description__icontains=query)
                                | Q(slug__icontains=query))
     user = request.user
     access = access_by_group(user)
@@ -49,7 +57,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
     rows = [
         {"group": group, "access": access.get(group.pk), "owner": group.pk in owned,
          "can_break_glass": group.pk in can_break}
-        for group in groups
+        for group in shown
     ]
     return render(request, "breakglass/catalog.html", {"rows": rows, "query": query})
 
@@ -124,19 +132,19 @@ def break_glass(request: HttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid() or not _step_up(request, form):
         return _render_group(request, group, form, status=400)
     try:
-        grant = services.break_glass(
+        grant = glass.break_glass(
             group, actor=request.user, request=request, stepped_up_at=stepped_up_at(request),
             **form.cleaned_data
         )
-    except services.StepUpRequired as refused:
+    except StepUpRequired as refused:
         form.add_error("code", str(refused))
         return _render_group(request, group, form, status=403)
-    except services.BreakGlassRefused as refused:
+    except BreakGlassRefused as refused:
         if not group.break_glass_users.filter(pk=request.user.pk).exists():
             raise PermissionDenied(str(refused)) from refused
         form.add_error(None, str(refused))
         return _render_group(request, group, form, status=403)
-    except services.InvalidInput as invalid:
+    except InvalidInput as invalid:
         form.add_error(invalid.field if invalid.field in form.fields else None, str(invalid))
         return _render_group(request, group, form, status=400)
     flagged = grant.risk.get("flags")
@@ -152,12 +160,15 @@ def break_glass(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def manage_break_glass_users(request: HttpRequest, slug: str) -> HttpResponse:
     group = get_object_or_404(Group, slug=slug)
-    if not group.owners.filter(pk=request.user.pk).exists():
+    if not groups.may_manage(request.user, group):
         raise PermissionDenied("Only the group's owners manage its break-glass users.")
     form = BreakGlassUsersForm(request.POST)
     if form.is_valid():
-        services.set_break_glass_users(group, list(form.cleaned_data["users"]),
-                                       actor=request.user, request=request)
+        try:
+            groups.set_break_glass_users(group, list(form.cleaned_data["users"]),
+                                         actor=request.user, request=request)
+        except NotAllowed as refused:
+            raise PermissionDenied(str(refused)) from refused
         messages.success(request, "Break-glass users saved.")
         return redirect("breakglass:group-detail", slug=group.slug)
     return _render_group(request, group, BreakGlassForm(group), status=400)
@@ -165,12 +176,12 @@ def manage_break_glass_users(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 def my_access(request: HttpRequest) -> HttpResponse:
-    grants = Grant.objects.filter(user=request.user).select_related("group", "ended_by")
-    active = [grant for grant in grants.active()]
+    held = Grant.objects.filter(user=request.user).select_related("group", "ended_by")
+    active = list(held.active())
     for grant in active:
         grant.extension_form = (ExtensionForm(grant.group) if grant.group.requestable
                                 else None)
-    history = grants.exclude(pk__in=[grant.pk for grant in active]).exclude(
+    history = held.exclude(pk__in=[grant.pk for grant in active]).exclude(
         status=Grant.Status.REQUESTED)[:50]
     mine = (AccessRequest.objects.filter(requester=request.user,
                                          status=AccessRequest.Status.PENDING)
@@ -184,16 +195,16 @@ def my_access(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def end_grant(request: HttpRequest, grant_id: int) -> HttpResponse:
-    grant = services.visible_grants(request.user).filter(pk=grant_id).first()
+    grant = grants.visible_grants(request.user).filter(pk=grant_id).first()
     if grant is None:
         raise Http404("No such grant.")
-    if not services.can_end(request.user, grant):
-        raise PermissionDenied("You cannot end this grant.")
     form = EndAccessForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:
-        services.revoke_grant(grant, actor=request.user, reason=reason, request=request)
-    except services.GrantError as error:
+        grants.revoke_grant(grant, actor=request.user, reason=reason, request=request)
+    except NotAllowed as refused:
+        raise PermissionDenied(str(refused)) from refused
+    except GrantError as error:
         messages.warning(request, f"Nothing to end: {error}.")
         return _back(request, grant)
     messages.success(request, f"Access of {grant.user} to {grant.group.name} has ended.")
@@ -214,16 +225,16 @@ def request_access(request: HttpRequest, slug: str) -> HttpResponse:
         return _render_group(request, group, BreakGlassForm(group), status=400, request_form=form)
     try:
         access_request = access_requests.request_access(
-            group, requester=request.user, request=request,
+            group, actor=request.user, request=request,
             stepped_up_at=stepped_up_at(request), **form.cleaned_data)
     except RiskRefused as refused:
         form.add_error("code" if refused.decision.needs_code else None, str(refused))
         return _render_group(request, group, BreakGlassForm(group), status=403,
                              request_form=form)
-    except services.InvalidInput as invalid:
+    except InvalidInput as invalid:
         form.add_error(invalid.field if invalid.field in form.fields else None, str(invalid))
         return _render_group(request, group, BreakGlassForm(group), status=400, request_form=form)
-    except services.GrantError as error:
+    except GrantError as error:
         form.add_error(None, str(error))
         return _render_group(request, group, BreakGlassForm(group), status=error.status,
                              request_form=form)
@@ -237,13 +248,16 @@ def request_access(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def request_settings(request: HttpRequest, slug: str) -> HttpResponse:
     group = get_object_or_404(Group, slug=slug)
-    if not group.owners.filter(pk=request.user.pk).exists():
+    if not groups.may_manage(request.user, group):
         raise PermissionDenied("Only the group's owners change its request settings.")
     form = RequestSettingsForm(request.POST, instance=Group.objects.get(pk=group.pk))
     if not form.is_valid():
         return _render_group(request, group, BreakGlassForm(group), status=400, settings_form=form)
-    changed = access_requests.set_request_settings(group, form.cleaned_data,
-                                                   actor=request.user, request=request)
+    try:
+        changed = access_requests.set_request_settings(group, form.cleaned_data,
+                                                       actor=request.user, request=request)
+    except NotAllowed as refused:
+        raise PermissionDenied(str(refused)) from refused
     messages.success(request, "Request settings saved." if changed else "Nothing changed.")
     return redirect("breakglass:group-detail", slug=group.slug)
 
@@ -294,18 +308,18 @@ def decide_request(request: HttpRequest, request_id: int, decision: str) -> Http
     comment = form.cleaned_data["comment"]
     try:
         if decision == "approve":
-            access_requests.approve(access_request, approver=request.user, comment=comment,
+            access_requests.approve_request(access_request, actor=request.user, comment=comment,
                                     request=request)
         elif decision == "deny":
-            access_requests.deny(access_request, approver=request.user, comment=comment,
+            access_requests.deny_request(access_request, actor=request.user, comment=comment,
                                  request=request)
         else:
-            access_requests.withdraw(access_request, actor=request.user, reason=comment,
+            access_requests.withdraw_request(access_request, actor=request.user, reason=comment,
                                      request=request)
-    except services.InvalidInput as invalid:
+    except InvalidInput as invalid:
         form.add_error("comment", str(invalid))
         return _render_request(request, access_request, form=form, status=400)
-    except services.GrantError as error:
+    except GrantError as error:
         access_request.refresh_from_db()
         return _render_request(request, access_request, form=form, error=str(error),
                                status=error.status)
@@ -326,8 +340,8 @@ def request_extension(request: HttpRequest, grant_id: int) -> HttpResponse:
         return redirect("breakglass:my-access")
     try:
         access_request = access_requests.request_extension(
-            grant, requester=request.user, request=request, **form.cleaned_data)
-    except services.GrantError as error:
+            grant, actor=request.user, request=request, **form.cleaned_data)
+    except GrantError as error:
         messages.error(request, str(error))
         return redirect("breakglass:my-access")
     if access_request.status == AccessRequest.Status.APPROVED:
@@ -342,7 +356,7 @@ def grant_timeline(request: HttpRequest, grant_id: int) -> HttpResponse:
     """One grant's story in order: request and approvals, activation and extensions, the
     alerts delivered, the actions systems reported under it, its end. For its holder, the
     group's owners and reviewers (others get 404)."""
-    grant = (services.visible_grants(request.user).select_related("group", "user", "ended_by")
+    grant = (grants.visible_grants(request.user).select_related("group", "user", "ended_by")
              .filter(pk=grant_id).first())
     if grant is None:
         raise Http404("No such grant.")

@@ -66,8 +66,8 @@ class BreakglassAdminSite(OTPAdminSite):
     def get_urls(self):
         from django.urls import path
 
-        from review.dashboard_urls import dashboard_urls
-        from review.evidence_admin import evidence_view
+        from reports.dashboard_urls import dashboard_urls
+        from reports.evidence_admin import evidence_view
 
         return [
             path("evidence/<str:kind>/<int:object_id>.<str:fmt>", self.admin_view(evidence_view),

@@ -104,6 +104,9 @@ INSTALLED_APPS = [
     "backups",
     "risk",
     "review",
+    "reports",
+    # Only its `seed_demo` command, which refuses to run with DEBUG off unless forced.
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -200,7 +203,7 @@ PUBLIC_URLS = frozenset({
     "emergency:start", "emergency:verify", "emergency:session", "emergency:start-backup",
     "emergency:download", "emergency:end",
 })
-# The JSON API authenticates applications by bearer token on every operation (breakglass.api),
+# The JSON API authenticates applications by bearer token on every operation (api/auth.py),
 # not by session: the session checks step aside for this namespace.
 TOKEN_AUTH_NAMESPACES = frozenset({"api"})
 API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=10)

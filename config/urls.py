@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts.views import home
+from api.main import api
 from audit.views import healthz
-from breakglass.api import api
 
 urlpatterns = [
     path("", home, name="home"),

@@ -1,4 +1,4 @@
-"""The schedules part of the JSON API, mounted under /api/v1/schedules by breakglass/api.py
+"""The schedules part of the JSON API, mounted under /api/v1/schedules by api/main.py
 (which holds the token check and turns invalid bodies into 400 naming the field)."""
 
 from datetime import datetime
@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
 
-from breakglass.api_types import Text
+from api.types import Text
 from breakglass.models import Scope
 from oncall import services
 from oncall.models import Schedule, Shift

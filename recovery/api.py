@@ -1,4 +1,4 @@
-"""The recovery part of the JSON API, mounted under /api/v1/recovery by breakglass/api.py:
+"""The recovery part of the JSON API, mounted under /api/v1/recovery by api/main.py:
 the offline bundle, for the one application each policy authorizes."""
 
 from django.db import transaction
@@ -6,9 +6,9 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router
 from ninja.errors import HttpError
 
+from api.types import Text
 from audit.catalogue import EventKind, Outcome
 from audit.services import record
-from breakglass.api_types import Text
 from breakglass.models import Scope
 from recovery import services
 from recovery.models import RecoveryPolicy

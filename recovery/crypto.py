@@ -223,6 +223,11 @@ def signing_key_from_seed(seed: str) -> SigningKey:
     return SigningKey(_unb64(seed, "a signing seed", size=32))
 
 
+def new_signing_seed() -> str:
+    """A fresh signing key's seed, encrypted for storage on its policy."""
+    return encrypt_field(signing_key_to_seed(new_signing_key()))
+
+
 def verify_key_text(signing_key: SigningKey) -> str:
     return _b64(bytes(signing_key.verify_key))
 

@@ -1,7 +1,7 @@
 from django import forms
 
-from breakglass.models import Severity
-from recovery.services import MAX_REASON_LENGTH
+from audit.reasons import MAX_REASON_LENGTH
+from risk.models import Severity
 from risk.rules import typed_severity_help
 
 

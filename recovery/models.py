@@ -8,10 +8,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, Q
 
 from audit.history import ConfigurationHistory
-from breakglass.models import Sensitivity
+from recovery.crypto import new_signing_seed
+from risk.models import Sensitivity
 
 ENCRYPTED = "Encrypted at rest with FIELD_ENCRYPTION_KEY; never shown in lists or history."
 
@@ -102,8 +103,6 @@ class RecoveryPolicy(models.Model):
 
     def save(self, *args, **kwargs):
         if not self.signing_seed:  # every policy signs its bundles with a key of its own
-            from recovery.services import new_signing_seed
-
             self.signing_seed = new_signing_seed()
         super().save(*args, **kwargs)
 
@@ -122,6 +121,12 @@ class RecoveryPolicy(models.Model):
     @property
     def reveal_window(self) -> timedelta:
         return timedelta(minutes=self.reveal_minutes)
+
+
+def quorum_holder_rights(user) -> Q:
+    """The releasing right this app gives (accounts.rights): authorized user of any policy."""
+    return Q(Exists(RecoveryPolicy.objects.filter(
+        Q(first_user=user) | Q(second_user=user) | Q(third_user=user))))
 
 
 class EmergencyCredential(models.Model):

@@ -19,9 +19,12 @@ from accounts.models import User
 from accounts.services import SecondFactorThrottled, verify_second_factor
 from audit.alerts import alert, alert_security_reviewers
 from audit.catalogue import EventKind, Outcome
+from audit.reasons import check_reason
 from audit.services import record
-from breakglass.services import InvalidInput as GrantInvalidInput
-from breakglass.services import find_incident
+from breakglass.models import Scope
+from breakglass.services import applications
+from breakglass.services.errors import InvalidInput as GrantInvalidInput
+from breakglass.services.grants import find_incident
 from recovery import crypto
 from recovery.models import (
     Confirmation,
@@ -34,7 +37,6 @@ from recovery.models import (
 from review.services import blocking_message, blocking_review, open_for_attempt
 from risk.rules import Path, decide_risk, decide_severity
 
-MAX_REASON_LENGTH = 2000
 ROTATION_REMINDER_EVERY = timedelta(days=1)
 
 
@@ -109,10 +111,6 @@ def policies_of(user: User):
 
 def signing_key(policy: RecoveryPolicy):
     return crypto.signing_key_from_seed(crypto.decrypt_field(policy.signing_seed))
-
-
-def new_signing_seed() -> str:
-    return crypto.encrypt_field(crypto.signing_key_to_seed(crypto.new_signing_key()))
 
 
 def issue_bundle(policy: RecoveryPolicy) -> RecoveryBundle | None:
@@ -199,18 +197,15 @@ def generate_token(policy: RecoveryPolicy, *, actor: User,
                    request: HttpRequest | None = None) -> str:
     """A new token for the policy's application (created on first use), shown once; the old
     one stops working at once."""
-    from breakglass import services as grants
-    from breakglass.models import Scope
-
     policy = RecoveryPolicy.objects.select_for_update().get(pk=policy.pk)
     if policy.application is None:
-        application, token = grants.create_application(
+        application, token = applications.create_application(
             f"Recovery bundle: {policy.slug}", [Scope.RECOVERY_BUNDLE], actor=actor)
         policy.application = application
         policy.modified_by = actor
         policy.save(update_fields=["application", "modified_by", "modified_at"])  # history row
         return token
-    return grants.rotate_token(policy.application, actor=actor, request=request)
+    return applications.rotate_token(policy.application, actor=actor, request=request)
 
 
 @transaction.atomic
@@ -220,14 +215,11 @@ def bind_new_application(policy: RecoveryPolicy, *, name: str, scopes: list[str]
     `create_application --policy`); returns it with its token, shown once. It always holds
     the recovery:bundle scope. Refused (RecoveryError) when the policy already has one:
     replacing who may fetch the bundle is a token rotation in the admin, not a new client."""
-    from breakglass import services as grants
-    from breakglass.models import Scope
-
     policy = RecoveryPolicy.objects.select_for_update().get(pk=policy.pk)
     if policy.application_id is not None:
         raise RecoveryError(f"The policy {policy.slug!r} already has an authorized "
                             f"application; use Generate token in the admin to replace it.")
-    application, token = grants.create_application(
+    application, token = applications.create_application(
         name, [*scopes, Scope.RECOVERY_BUNDLE], actor=actor)
     policy.application = application
     policy.modified_by = actor
@@ -276,7 +268,7 @@ def _refuse(target, user, why: str, request, data: dict | None = None) -> None:
                reason=why, request=request, data=data)
 
 
-def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code: str,
+def start_attempt(policy: RecoveryPolicy, *, actor: User, reason: str, code: str,
                   incident: str = "", severity: str = "", drill: bool = False,
                   request: HttpRequest | None = None) -> RecoveryAttempt:
     """An authorized user asks to break the glass, with a reason and a fresh code; they count
@@ -286,12 +278,9 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
     without one, at most SEV3 on high and critical policies) may refuse, raise the
     confirmations needed above the policy's number, and cap the reveal window. A policy armed
     by incidents needs an open one linked to it."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("reason", "Give a reason: every authorized user is told.")
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidInput("reason", f"Keep the reason under {MAX_REASON_LENGTH} characters.")
-    if not policy.is_authorized(initiator):
+    reason = check_reason(reason, invalid=InvalidInput,
+                          missing="Give a reason: every authorized user is told.")
+    if not policy.is_authorized(actor):
         raise RecoveryRefused("You are not an authorized user of this policy.")
     if not policy.enabled:
         raise RecoveryError("This policy is not enabled.")
@@ -303,13 +292,13 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
             linked is None or not linked.policies.filter(pk=policy.pk).exists()):
         why = (f"{policy.name} can be used only during an open incident linked to it: "
                "choose that incident.")
-        _refuse(policy, initiator, why, request)
+        _refuse(policy, actor, why, request)
         raise RecoveryRefused(why)
     if policy.review_before_next:
         blocking = blocking_review(policy=policy)
         if blocking is not None:
             why = blocking_message(blocking)
-            _refuse(policy, initiator, why, request)
+            _refuse(policy, actor, why, request)
             raise RecoveryRefused(why)
     decided, claimed = decide_severity(policy.sensitivity, incident=linked, severity=severity)
     decision = decide_risk(Path.QUORUM, sensitivity=policy.sensitivity, severity=decided,
@@ -320,26 +309,26 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
             f"Risk rule {decision.cell} needs {required} confirmations, but this policy has "
             f"{len(policy.authorized_user_ids)} authorized user(s)."))
     if not decision.allowed:
-        _refuse(policy, initiator, decision.why, request, data={"risk": decision.as_data()})
+        _refuse(policy, actor, decision.why, request, data={"risk": decision.as_data()})
         raise RecoveryRefused(decision.why)
-    _check_code(initiator, code, attempt_or_policy=policy, request=request)
+    _check_code(actor, code, attempt_or_policy=policy, request=request)
     now = timezone.now()
     try:
         with transaction.atomic():
             lapse_due_attempts(policy=policy)
             attempt = RecoveryAttempt.objects.create(
-                policy=policy, initiator=initiator, reason=reason, opened_at=now,
+                policy=policy, initiator=actor, reason=reason, opened_at=now,
                 expires_at=now + policy.attempt_window, required=required, incident=linked,
                 risk=decision.as_data(), is_drill=bool(drill))
-            Confirmation.objects.create(attempt=attempt, user=initiator, confirmed_at=now)
-            event = record(EventKind.RECOVERY_STARTED, actor=initiator, target=attempt,
+            Confirmation.objects.create(attempt=attempt, user=actor, confirmed_at=now)
+            event = record(EventKind.RECOVERY_STARTED, actor=actor, target=attempt,
                            reason=reason, request=request,
                            data={"policy": policy.slug, "required": required,
                                  "incident": linked.external_id if linked else "",
                                  "risk": decision.as_data(), "drill": bool(drill),
                                  "expires_at": attempt.expires_at.isoformat()})
             others = User.objects.filter(pk__in=policy.authorized_user_ids,
-                                         is_active=True).exclude(pk=initiator.pk)
+                                         is_active=True).exclude(pk=actor.pk)
             alert(event, users=others, channels=["email", "sms"], template="recovery_started",
                   context={"attempt": attempt, "attempt_link": attempt_link(attempt)})
             alert_security_reviewers(event, template="event")
@@ -350,18 +339,18 @@ def start_attempt(policy: RecoveryPolicy, *, initiator: User, reason: str, code:
     return attempt
 
 
-def confirm(attempt: RecoveryAttempt, *, user: User, code: str,
+def confirm(attempt: RecoveryAttempt, *, actor: User, code: str,
             request: HttpRequest | None = None) -> RecoveryAttempt:
     """One authorized user's agreement, with a fresh code. The confirmation that reaches the
     required number breaks the glass, exactly once however many arrive together."""
-    if not attempt.policy.is_authorized(user):
-        _refuse(attempt, user, "not an authorized user of this policy", request)
+    if not attempt.policy.is_authorized(actor):
+        _refuse(attempt, actor, "not an authorized user of this policy", request)
         raise RecoveryRefused("You are not an authorized user of this policy.")
-    if attempt.confirmations.filter(user=user).exists():
+    if attempt.confirmations.filter(user=actor).exists():
         raise RecoveryError("You have already confirmed this attempt.")  # no code spent on it
     if not attempt.policy.enabled:
         raise RecoveryError("This policy has been disabled.")
-    _check_code(user, code, attempt_or_policy=attempt, request=request)
+    _check_code(actor, code, attempt_or_policy=attempt, request=request)
     refusal = None
     with transaction.atomic():
         attempt = RecoveryAttempt.objects.select_for_update().get(pk=attempt.pk)
@@ -369,17 +358,17 @@ def confirm(attempt: RecoveryAttempt, *, user: User, code: str,
         if attempt.effective_status(now) == RecoveryAttempt.Status.LAPSED:
             if attempt.status == RecoveryAttempt.Status.OPEN:
                 _lapse(attempt, now)
-            record(EventKind.RECOVERY_REFUSED, actor=user, target=attempt,
+            record(EventKind.RECOVERY_REFUSED, actor=actor, target=attempt,
                    outcome=Outcome.DENIED, reason="a confirmation after the window",
                    request=request)
             refusal = RecoveryError("This attempt's window has closed; start a new one.")
         elif attempt.status != RecoveryAttempt.Status.OPEN:
             refusal = RecoveryError(f"This attempt is {attempt.get_status_display().lower()}.")
-        elif attempt.confirmations.filter(user=user).exists():
+        elif attempt.confirmations.filter(user=actor).exists():
             refusal = RecoveryError("You have already confirmed this attempt.")
         else:
-            Confirmation.objects.create(attempt=attempt, user=user, confirmed_at=now)
-            record(EventKind.RECOVERY_CONFIRMED, actor=user, target=attempt, request=request,
+            Confirmation.objects.create(attempt=attempt, user=actor, confirmed_at=now)
+            record(EventKind.RECOVERY_CONFIRMED, actor=actor, target=attempt, request=request,
                    data={"confirmations": attempt.confirmations.count(),
                          "required": attempt.confirmations_needed})
             _break_if_enough(attempt, now=now, request=request)
@@ -431,7 +420,7 @@ def why_not_reveal(attempt: RecoveryAttempt, user: User, at=None) -> str:
     return ""
 
 
-def reveal(attempt: RecoveryAttempt, *, user: User,
+def reveal(attempt: RecoveryAttempt, *, actor: User,
            request: HttpRequest | None = None) -> list[dict]:
     """The credentials, for a participant of a broken attempt within its reveal window, while
     its policy is enabled. Each view is audited; what was shown is marked rotation due. A
@@ -440,17 +429,17 @@ def reveal(attempt: RecoveryAttempt, *, user: User,
         # The policy row is locked so that a disable committed before this read wins.
         attempt = RecoveryAttempt.objects.select_related("policy").get(pk=attempt.pk)
         attempt.policy = RecoveryPolicy.objects.select_for_update().get(pk=attempt.policy_id)
-        why = why_not_reveal(attempt, user)
+        why = why_not_reveal(attempt, actor)
         if not why:
-            return _reveal(attempt, user=user, request=request)
-    _refuse(attempt, user, why, request)
+            return _reveal(attempt, actor=actor, request=request)
+    _refuse(attempt, actor, why, request)
     raise RecoveryRefused(why)
 
 
-def _reveal(attempt: RecoveryAttempt, *, user: User, request) -> list[dict]:
+def _reveal(attempt: RecoveryAttempt, *, actor: User, request) -> list[dict]:
     if attempt.is_drill:
         # A drill proves the quorum works; the real secrets stay sealed (and need no rotation).
-        record(EventKind.CREDENTIALS_VIEWED, actor=user, target=attempt, request=request,
+        record(EventKind.CREDENTIALS_VIEWED, actor=actor, target=attempt, request=request,
                data={"credentials": [], "drill": True})
         return [{"name": "Drill", "username": "", "notes": "A drill: the glass opened as it "
                  "would, and the real credentials stay sealed.", "secret": "", "drill": True}]
@@ -467,7 +456,7 @@ def _reveal(attempt: RecoveryAttempt, *, user: User, request) -> list[dict]:
         credential.rotation_due = True
         credential.revealed_at = now
         credential.save(update_fields=["rotation_due", "revealed_at"])
-    record(EventKind.CREDENTIALS_VIEWED, actor=user, target=attempt, request=request,
+    record(EventKind.CREDENTIALS_VIEWED, actor=actor, target=attempt, request=request,
            data={"credentials": [credential.name for credential in credentials]})
     return shown
 

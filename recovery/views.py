@@ -66,7 +66,7 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     form = StartAttemptForm(policy, request.POST)
     if form.is_valid():
         try:
-            attempt = services.start_attempt(policy, initiator=request.user,
+            attempt = services.start_attempt(policy, actor=request.user,
                                              request=request, **form.cleaned_data)
         except services.RecoveryError as error:
             messages.error(request, str(error))
@@ -110,7 +110,7 @@ def confirm(request: HttpRequest, attempt_id: int) -> HttpResponse:
     if not form.is_valid():
         return _render_attempt(request, attempt, form=form, status=400)
     try:
-        services.confirm(attempt, user=request.user, code=form.cleaned_data["code"],
+        services.confirm(attempt, actor=request.user, code=form.cleaned_data["code"],
                          request=request)
     except services.RecoveryError as error:
         attempt.refresh_from_db()
@@ -126,7 +126,7 @@ def reveal(request: HttpRequest, attempt_id: int) -> HttpResponse:
     never to a GET another site could trigger with a link."""
     attempt = _my_attempt(request, attempt_id)
     try:
-        credentials = services.reveal(attempt, user=request.user, request=request)
+        credentials = services.reveal(attempt, actor=request.user, request=request)
     except services.RecoveryError as error:
         return _render_attempt(request, attempt, error=str(error), status=error.status)
     return _render_attempt(request, attempt, credentials=credentials)

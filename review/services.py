@@ -14,6 +14,7 @@ from audit.catalogue import ActorType, EventKind, Outcome
 from audit.db import fast_insert
 from audit.models import AuditEvent
 from audit.services import record
+from recovery.models import Confirmation
 from review.models import Review
 
 ESCALATE_AFTER = timedelta(hours=72)
@@ -84,8 +85,7 @@ def blocking_message(review: Review) -> str:
 # Closing.
 
 def may_review(user) -> bool:
-    return user.is_active and (user.is_superuser or User.objects.security_reviewers().filter(
-        pk=user.pk).exists())
+    return user.is_active and (user.is_superuser or user.is_security_reviewer)
 
 
 def part_in_use(review: Review, user: User) -> str:
@@ -95,8 +95,6 @@ def part_in_use(review: Review, user: User) -> str:
         return "You made this use: another security reviewer reviews it."
     if review.attempt_id is None:
         return ""
-    from recovery.models import Confirmation  # recovery's services import this module
-
     if Confirmation.objects.filter(attempt_id=review.attempt_id, user=user).exists():
         return ("You took part in this use (you confirmed the attempt): another security "
                 "reviewer reviews it.")
@@ -109,13 +107,13 @@ def part_in_use(review: Review, user: User) -> str:
     return ""
 
 
-def close_review(review: Review, *, reviewer: User, outcome: str, notes: str = "",
+def close_review(review: Review, *, actor: User, outcome: str, notes: str = "",
                  postmortem_url: str = "", request: HttpRequest | None = None) -> Review:
     """Record the outcome once. Reviewers never judge a use they took part in (part_in_use); a
     closed review keeps its first outcome. Refusals that are security events are audited."""
     notes = (notes or "").strip()
     postmortem_url = (postmortem_url or "").strip()
-    if not may_review(reviewer):
+    if not may_review(actor):
         raise ReviewRefused("Only security reviewers record review outcomes.")
     if outcome not in Review.Outcome.values:
         raise InvalidReview("outcome", "Choose justified, not justified or drill.")
@@ -127,7 +125,7 @@ def close_review(review: Review, *, reviewer: User, outcome: str, notes: str = "
     refusal = None
     with transaction.atomic():
         review = Review.objects.select_for_update().get(pk=review.pk)
-        part = part_in_use(review, reviewer)
+        part = part_in_use(review, actor)
         if part:
             refusal = ReviewRefused(part)
         elif not review.is_open:
@@ -137,16 +135,16 @@ def close_review(review: Review, *, reviewer: User, outcome: str, notes: str = "
             raise InvalidReview("outcome", "Drill is the outcome of drills, and only of drills.")
         if refusal is None:
             review.outcome, review.notes, review.postmortem_url = outcome, notes, postmortem_url
-            review.reviewed_by, review.reviewed_at = reviewer, timezone.now()
+            review.reviewed_by, review.reviewed_at = actor, timezone.now()
             review.save(update_fields=["outcome", "notes", "postmortem_url", "reviewed_by",
                                        "reviewed_at"])
-            record(EventKind.REVIEW_CLOSED, actor=reviewer, target=review, reason=notes[:2000],
+            record(EventKind.REVIEW_CLOSED, actor=actor, target=review, reason=notes[:2000],
                    request=request, data={"outcome": outcome, "path": review.path,
                                           "postmortem_url": postmortem_url,
                                           "drill": review.is_drill})
             return review
     with transaction.atomic():
-        record(EventKind.REVIEW_REFUSED, actor=reviewer, target=review, request=request,
+        record(EventKind.REVIEW_REFUSED, actor=actor, target=review, request=request,
                outcome=Outcome.DENIED, reason=str(refusal), data={"outcome": outcome})
     raise refusal
 

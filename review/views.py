@@ -42,7 +42,7 @@ def review_detail(request: HttpRequest, review_id: int) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                services.close_review(review, reviewer=request.user, request=request,
+                services.close_review(review, actor=request.user, request=request,
                                       **form.cleaned_data)
             except services.InvalidReview as invalid:
                 form.add_error(invalid.field if invalid.field in form.fields else None,
@@ -72,9 +72,9 @@ def abort_page(request: HttpRequest, token: str) -> HttpResponse:
     """The alert's "Not us — revoke and lock": a confirmation page, then a POST."""
     try:
         if request.method == "POST":
-            grant = abort.abort(token, user=request.user, request=request)
+            grant = abort.abort(token, actor=request.user, request=request)
             return render(request, "review/abort_done.html", {"grant": grant})
-        grant = abort.check(token, user=request.user, request=request)
+        grant = abort.check(token, actor=request.user, request=request)
     except abort.AbortRefused as refused:
         return render(request, "review/abort_refused.html", {"why": str(refused)},
                       status=refused.status)

@@ -8,6 +8,7 @@ from django.db.models import Case, IntegerField, Value, When
 from django.forms.models import BaseModelFormSet
 from simple_history.admin import SimpleHistoryAdmin
 
+from audit.admin import evidence_links
 from risk.incidents import IncidentError, clean_fields, upsert_incident
 from risk.models import Incident, RiskRule
 from risk.rules import RULE_FIELDS, SENSITIVITIES, current_table, save_rule, table_problems
@@ -117,8 +118,6 @@ class IncidentAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="Evidence pack")
     def evidence_pack(self, incident: Incident) -> str:
-        from review.evidence_admin import evidence_links
-
         return evidence_links("incident", incident.pk)
 
     def get_readonly_fields(self, request, obj=None):

@@ -4,21 +4,13 @@ then get an SMS even where the rule cell alerts by email only."""
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
-from functools import cache
+from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
-
-from audit.catalogue import ActorType
-from audit.db import prepared_cursor
-from audit.models import AuditEvent
 
 FREQUENT_USES = 3  # more than this many in the window is flagged
-FREQUENT_WINDOW = timedelta(days=7)
-IP_MEMORY = timedelta(days=30)
 
 FLAGS = {
     "frequent_use": "more than 3 break-glass uses by this user in 7 days",
@@ -90,31 +82,19 @@ def check_working_hours(app_configs=None, **kwargs) -> list:
     return []
 
 
-def anomaly_flags(user, group, *, now: datetime, ip: str = "",
-                  session_began: datetime | None = None) -> list[str]:
-    """The flags of a break-glass activation by `user` on `group`, asked before it is written.
-    `ip` is the user's own address (empty when an application acts for them), and
-    `session_began` when their current session signed in: addresses seen only since then do
-    not make an address familiar. The break-glass hot path asks the same questions as extra
-    columns of its locking read (`flag_columns`), saving the round trip."""
-    with prepared_cursor() as cursor:
-        cursor.execute("SELECT " + flag_columns(with_ip=bool(ip)),
-                       flag_params(user, group, now=now, ip=ip, session_began=session_began))
-        return flags_from(cursor.fetchone(), now=now, ip=ip)
-
-
-def flags_from(values, *, now: datetime, ip: str) -> list[str]:
-    """The flags from the five columns of `flag_columns`."""
-    recent_uses, any_shift, on_call, accessed_before, familiar_ip = values
+def flags_from(answers, *, now: datetime, ip: str) -> list[str]:
+    """The flags of an activation at `now` from the answers to their questions (recent uses,
+    any shift at all, on call now, accessed before, address familiar), which breakglass asks
+    within its locking read (breakglass.sql.FlagAnswers)."""
     flags = []
-    if recent_uses >= FREQUENT_USES:
+    if answers.recent_uses >= FREQUENT_USES:
         flags.append("frequent_use")
     # Only a deployment with on-call shifts can tell who is not on call.
-    if any_shift and not on_call:
+    if answers.any_shift and not answers.on_call:
         flags.append("not_on_call")
-    if not accessed_before:
+    if not answers.accessed_before:
         flags.append("first_access")
-    if ip and not familiar_ip:
+    if ip and not answers.familiar_ip:
         flags.append("new_ip")
     try:
         hours = working_hours()
@@ -126,42 +106,6 @@ def flags_from(values, *, now: datetime, ip: str) -> list[str]:
     if hours is not None and not hours.include(now):
         flags.append("outside_hours")
     return flags
-
-
-def flag_params(user, group, *, now: datetime, ip: str = "",
-                session_began: datetime | None = None) -> list:
-    adapt = connection.ops.adapt_datetimefield_value
-    params = [user.pk, adapt(now - FREQUENT_WINDOW), user.pk, adapt(now), adapt(now),
-              user.pk, group.pk]
-    if ip:
-        before = min(session_began or now, now) - timedelta(seconds=60)
-        params += [str(user.pk), ip, adapt(now - IP_MEMORY), adapt(before)]
-    return params
-
-
-@cache
-def flag_columns(*, with_ip: bool) -> str:
-    """Five columns (with the placeholders `flag_params` fills) answering the flags' questions:
-    recent uses, whether any shift exists, on call now, accessed before, address familiar.
-    Without an address (an application acting for the user) the last is a constant."""
-    from breakglass.models import Grant
-    from oncall.models import Shift
-
-    grants, shifts = Grant._meta.db_table, Shift._meta.db_table
-    events = AuditEvent._meta.db_table
-    sources = ", ".join(f"'{source}'" for source in (Grant.Source.BREAK_GLASS,
-                                                      Grant.Source.API))
-    familiar = f"""EXISTS (SELECT 1 FROM {events}
-                WHERE actor_type = '{ActorType.USER}' AND actor_id = %s AND ip = %s
-                  AND recorded_at >= %s AND recorded_at < %s)""" if with_ip else "FALSE"  # noqa: S608
-    return f"""
-       (SELECT COUNT(*) FROM {grants}
-         WHERE user_id = %s AND source IN ({sources}) AND activated_at >= %s),
-       EXISTS (SELECT 1 FROM {shifts}),
-       EXISTS (SELECT 1 FROM {shifts} WHERE user_id = %s AND starts_at <= %s AND ends_at > %s),
-       EXISTS (SELECT 1 FROM {grants}
-                WHERE user_id = %s AND group_id = %s AND activated_at IS NOT NULL),
-       {familiar}"""  # noqa: S608 (names only)
 
 
 def describe(flags: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The incidents part of the JSON API, mounted under /api/v1/incidents by breakglass/api.py
+"""The incidents part of the JSON API, mounted under /api/v1/incidents by api/main.py
 (which holds the token check and turns invalid bodies into 400 naming the field)."""
 
 from datetime import datetime
@@ -8,7 +8,7 @@ from ninja import Field, Router, Schema
 from ninja.errors import HttpError
 from ninja.responses import Status
 
-from breakglass.api_types import Text
+from api.types import Text
 from breakglass.models import Scope
 from risk.incidents import IncidentError, describe, upsert_incident
 

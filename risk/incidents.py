@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from audit.catalogue import EventKind
 from audit.services import record
-from breakglass.models import Grant, Group, Severity
+from breakglass.models import Group
+from breakglass.services.incidents import end_access_under
 from recovery.models import RecoveryPolicy
-from risk.models import Incident
+from risk.models import Incident, Severity
 
 # What paging systems call the same states.
 STATUS_ALIASES = {"triggered": Incident.Status.OPEN, "closed": Incident.Status.RESOLVED}
@@ -152,31 +153,7 @@ def _move(incident, status, *, actor, request, now, before=None) -> tuple[list[s
     event = record(EventKind.INCIDENT_RESOLVED, actor=actor, target=incident, request=request,
                    data={"before": before, "after": describe(incident)})
     del event  # each ended grant's own event names the incident as its cause
-    return ["status"], end_grants_under(incident, actor=actor, request=request, now=now)
-
-
-def end_grants_under(incident: Incident, *, actor, request=None, now=None) -> int:
-    """End the active grants opened under `incident` whose group ends access on resolution."""
-    from breakglass.services import _end
-
-    now = now or timezone.now()
-    grants = (Grant.objects.select_for_update().select_related("group", "user")
-              .filter(incident_record=incident, status=Grant.Status.ACTIVE,
-                      group__end_grants_on_resolve=True).order_by("pk"))
-    cause = {"incident": incident.external_id, "incident_id": incident.pk}
-    from breakglass.access_requests import close_for_incident
-
-    close_for_incident(incident, now=now)
-    ended = 0
-    for grant in grants:
-        if grant.expires_at <= now:
-            _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None)
-            continue
-        _end(grant, Grant.Status.REVOKED, ended_at=now, actor=actor, request=request,
-             reason=f"Incident {incident.external_id} was resolved.", cause=cause,
-             template="grant_ended", audience=("concerned", "holder"))
-        ended += 1
-    return ended
+    return ["status"], end_access_under(incident, actor=actor, request=request, now=now)
 
 
 def describe(incident: Incident) -> dict:

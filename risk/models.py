@@ -6,7 +6,27 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from audit.history import ConfigurationHistory
-from breakglass.models import MAX_REQUEST_MINUTES, MIN_REQUEST_MINUTES, Sensitivity, Severity
+
+# The vocabulary shared by groups, recovery policies and the rule table: defined here, the
+# lowest app that needs it, so that breakglass and recovery build on risk and not the reverse.
+MIN_BREAK_GLASS_MINUTES = 15
+MAX_BREAK_GLASS_MINUTES = 24 * 60
+MIN_REQUEST_MINUTES = 15
+MAX_REQUEST_MINUTES = 14 * 24 * 60
+
+
+class Sensitivity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Severity(models.TextChoices):
+    SEV1 = "sev1", "SEV1"
+    SEV2 = "sev2", "SEV2"
+    SEV3 = "sev3", "SEV3"
+    SEV4 = "sev4", "SEV4"
 
 
 class RiskRule(models.Model):

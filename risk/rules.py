@@ -6,18 +6,24 @@ and each stores the decision (with the cell that made it) on its audit event.
 Also the table's own checks: a table with a gap or a contradiction is refused at save."""
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from itertools import pairwise
 
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.services import STEP_UP_WINDOW
 from audit.catalogue import EventKind
 from audit.services import record
-from breakglass.models import MAX_REQUEST_MINUTES, MIN_REQUEST_MINUTES, Sensitivity, Severity
-from risk.models import RiskRule, cell_label
+from risk.models import (
+    MAX_REQUEST_MINUTES,
+    MIN_REQUEST_MINUTES,
+    RiskRule,
+    Sensitivity,
+    Severity,
+    cell_label,
+)
 
-STEP_UP_WINDOW = timedelta(minutes=5)
 # No incident and no severity given: treated as the least severe, so as the strictest.
 UNSPECIFIED_SEVERITY = Severity.SEV4
 SENSITIVITIES = [value for value, _ in Sensitivity.choices]  # least to most sensitive

@@ -1,19 +1,22 @@
 """The cast and the sign-in helpers shared by every test.
 
 Like healthchecks' Alice, Bob and Charlie: a group owner, a member, an outsider, a security
-reviewer and an administrator. Factories build only initial states (a user, a confirmed
-authenticator); everything later is reached through the real pages and services.
+reviewer and an administrator; and what several apps' tests start from: the prod-db group,
+the example.org website, the recovery holders. Factories build only initial states (a user, a
+confirmed authenticator); everything later is reached through the real pages and services.
 """
 
 import os
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group as AuthGroup
 from django.test import Client
 from django.urls import reverse
 from django_otp.oath import totp
 
 from accounts.models import SECURITY_REVIEWERS_GROUP, TOTPDevice, User
+from backups.models import Website
+from breakglass.models import Group
 
 # Playwright's sync API runs an event loop in the test thread; Django must be told that the
 # ORM calls made beside it are safe (the live server runs in its own thread).
@@ -74,7 +77,7 @@ def outsider(db) -> User:
 @pytest.fixture
 def reviewer(db) -> User:
     user = make_user("rita")
-    user.groups.add(Group.objects.get_or_create(name=SECURITY_REVIEWERS_GROUP)[0])
+    user.groups.add(AuthGroup.objects.get_or_create(name=SECURITY_REVIEWERS_GROUP)[0])
     return user
 
 
@@ -83,6 +86,43 @@ def admin_user(db) -> User:
     user = make_user("ada", is_staff=True, is_superuser=True)
     add_authenticator(user)
     return user
+
+
+@pytest.fixture
+def database(owner, member) -> Group:
+    """Production DB (prod-db) with every default (medium sensitivity, the deployment's
+    12-hour grants): olivia owns it, mark may break glass on it."""
+    group = Group.objects.create(name="Production DB", slug="prod-db")
+    group.owners.add(owner)
+    group.break_glass_users.add(member)
+    return group
+
+
+def example_website(manager: User, **fields) -> Website:
+    """example.org as its manager set it up earlier: confirmed, contacts preset, emergency
+    access on (`fields` add to that or change it)."""
+    fields = {"verification_email": "owner@example.org", "verification_mobile": "+15555550100",
+              "emergency_enabled": True, **fields}
+    return Website.objects.create(name="Example", address="example.org", manager=manager,
+                                  **fields)
+
+
+# The recovery cast: tests/recovery/helpers.py builds on this module's helpers, hence the
+# imports inside the fixtures.
+@pytest.fixture
+def pair(db) -> list[User]:
+    """alice and bob, each with an authenticator and a recovery passphrase."""
+    from tests.recovery.helpers import enrolled
+
+    return enrolled("alice", "bob")
+
+
+@pytest.fixture
+def trio(db) -> list[User]:
+    """alice, bob and erin, each with an authenticator and a recovery passphrase."""
+    from tests.recovery.helpers import enrolled_trio
+
+    return enrolled_trio()
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from breakglass import services
-from breakglass.api import api
+from api.main import api
 from breakglass.models import Group, Scope
+from breakglass.services.applications import create_application
+from breakglass.services.break_glass import break_glass
 from oncall.models import Schedule
 from risk.incidents import upsert_incident
 from tests.recovery.helpers import enrolled_trio, root_policy
@@ -56,12 +57,12 @@ def world(owner, member) -> dict:
     group = Group.objects.create(name="Production DB", slug="prod-db")
     group.owners.add(owner)
     group.break_glass_users.add(member)
-    grant = services.break_glass(group, actor=member, reason="disk full")
+    grant = break_glass(group, actor=member, reason="disk full")
     Schedule.objects.create(name="Primary on call", slug="primary-oncall")
     policy = root_policy(enrolled_trio(), secret="hunter2-root")
     upsert_incident(external_id="INC-1", title="Outage", severity="sev1", status="open",
                     url="", groups=["prod-db"], policies=None, actor=None)
-    application, token = services.create_application("fuzzer", list(Scope.values), actor=None)
+    application, token = create_application("fuzzer", list(Scope.values), actor=None)
     policy.application = application
     policy.save(update_fields=["application"])
     return {"token": token, "grant_id": grant.pk, "user": member.username,

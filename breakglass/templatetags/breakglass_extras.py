@@ -3,6 +3,10 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
+from review.services import may_review
+from risk import durations
+from risk.anomalies import describe
+
 register = template.Library()
 
 
@@ -33,33 +37,23 @@ def percent_used(grant) -> int:
 @register.filter
 def duration_words(duration) -> str:
     """A timedelta in words: "12 hours", "1 hour 30 minutes", "3 days"."""
-    return minutes_words(int(duration.total_seconds() // 60))
+    return durations.minutes_words(int(duration.total_seconds() // 60))
 
 
 @register.filter
 def minutes_words(minutes: int) -> str:
-    """480 → "8 hours", 4320 → "3 days"."""
-    days, rest = divmod(int(minutes), 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [f"{days} day{'s' * (days != 1)}" if days else "",
-             f"{hours} hour{'s' * (hours != 1)}" if hours else "",
-             f"{minutes} minutes" if minutes else ""]
-    return " ".join(part for part in parts if part)
+    return durations.minutes_words(minutes)
 
 
 @register.filter
 def flag_words(flags) -> list[str]:
     """Anomaly flag codes in words."""
-    from risk.anomalies import describe
-
     return describe(list(flags or []))
 
 
 @register.filter
 def reviews_uses(user) -> bool:
     """Whether the nav shows Reviews: security reviewers and administrators."""
-    from review.services import may_review
-
     if not user.is_authenticated:
         return False
     if not hasattr(user, "_reviews_uses"):  # asked once per request, however often shown

@@ -7,9 +7,9 @@ import pytest
 from audit import sms
 from audit.outbox import send_due_deliveries
 from backups import jobs, services
-from backups.models import BackupJob, EmergencyChallenge, EmergencySession, Website
+from backups.models import BackupJob, EmergencyChallenge, EmergencySession
 from tests.audit.test_concurrency import run_in_threads
-from tests.conftest import make_user
+from tests.conftest import example_website, make_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -18,10 +18,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def website(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "index.html").write_text("<h1>hello</h1>")
-    return Website.objects.create(
-        name="Example", address="example.org", manager=make_user("bob"),
-        verification_email="owner@example.org", verification_mobile="+15555550100",
-        files_dir=str(tmp_path / "site"), emergency_enabled=True)
+    return example_website(make_user("bob"), files_dir=str(tmp_path / "site"))
 
 
 def test_20_parallel_submissions_of_one_correct_code_open_one_session(website):

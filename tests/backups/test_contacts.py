@@ -15,7 +15,7 @@ from audit.models import AuditEvent
 from audit.outbox import send_due_deliveries
 from backups import services
 from backups.models import EmergencyChallenge, Website
-from tests.conftest import add_authenticator, current_totp, make_user
+from tests.conftest import add_authenticator, current_totp, example_website, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -29,10 +29,7 @@ def manager(db):
 
 @pytest.fixture
 def website(manager):
-    return Website.objects.create(
-        name="Example", address="example.org", manager=manager,
-        verification_email="owner@example.org", verification_mobile="+15555550100",
-        emergency_enabled=True)
+    return example_website(manager)
 
 
 def form(website, **changes) -> dict:

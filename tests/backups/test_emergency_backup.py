@@ -21,7 +21,7 @@ from backups import jobs
 from backups.archive import verify_archive
 from backups.models import BackupJob, Website
 from recovery.crypto import encrypt_field
-from tests.conftest import make_user
+from tests.conftest import example_website, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -38,11 +38,8 @@ def website(tmp_path, settings):
         connection.execute("CREATE TABLE posts (title TEXT)")
         connection.execute("INSERT INTO posts VALUES ('Opening hours')")
     connection.close()
-    return Website.objects.create(
-        name="Example", address="example.org", manager=make_user("bob"),
-        verification_email="owner@example.org", verification_mobile="+15555550100",
-        files_dir=str(site), database_url_encrypted=encrypt_field(f"sqlite:///{database}"),
-        emergency_enabled=True)
+    return example_website(make_user("bob"), files_dir=str(site),
+                           database_url_encrypted=encrypt_field(f"sqlite:///{database}"))
 
 
 def open_session(client: Client) -> None:
@@ -95,11 +92,11 @@ def test_a_second_request_joins_the_running_job(client, website, monkeypatch):
     assert 'http-equiv="refresh"' in page and "Queued" in page
 
 
-def test_another_websites_backup_is_not_found(client, website, tmp_path):
+def test_another_websites_backup_is_not_found(client, website):
     other = Website.objects.create(name="Other", address="other.org",
-                                   manager=website.manager, files_dir=str(tmp_path))
-    foreign = BackupJob.objects.create(website=other, status="complete", created_at=timezone.now(),
-                                       archive_name="other.org/x.tar.gz")
+                                   manager=website.manager, files_dir=website.files_dir)
+    foreign = BackupJob.objects.create(website=other, created_at=timezone.now())
+    assert jobs.run_backup(foreign.pk) == "complete"
     open_session(client)
     assert client.get(reverse("emergency:download", args=[foreign.pk])).status_code == 404
 

@@ -13,19 +13,16 @@ from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from audit.outbox import send_due_deliveries
 from backups import services
-from backups.models import EmergencyChallenge, EmergencySession, Website
+from backups.models import EmergencyChallenge, EmergencySession
 from tests.audit.test_no_secrets_leak import database_dump
-from tests.conftest import make_user
+from tests.conftest import example_website, make_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def website(db):
-    return Website.objects.create(
-        name="Example", address="example.org", manager=make_user("bob"),
-        owner_name="Olga Owner", verification_email="owner@example.org",
-        verification_mobile="+15555550100", emergency_enabled=True)
+    return example_website(make_user("bob"), owner_name="Olga Owner")
 
 
 def texted_code() -> str:

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from audit import sms
 from audit.outbox import send_due_deliveries
+from backups import jobs
 from backups.models import BackupJob, Website
 from tests.conftest import make_user
 from tests.test_url_access import PROBES, PUBLIC, TOKEN, classify
@@ -48,10 +49,12 @@ def test_the_session_reaches_no_other_page(emergency_client, name, url, method):
             name, response.status_code)
 
 
-def test_the_session_sees_no_other_websites_backup(emergency_client, tmp_path):
+def test_the_session_sees_no_other_websites_backup(emergency_client, tmp_path, settings):
+    settings.BACKUP_ROOT = tmp_path / "archives"
+    (tmp_path / "other").mkdir()
     other = Website.objects.create(name="Other", address="other.org",
-                                   manager=make_user("olga"), files_dir=str(tmp_path))
-    foreign = BackupJob.objects.create(website=other, status="complete",
-                                       created_at=timezone.now(), archive_name="x.tar.gz")
+                                   manager=make_user("olga"), files_dir=str(tmp_path / "other"))
+    foreign = BackupJob.objects.create(website=other, created_at=timezone.now())
+    assert jobs.run_backup(foreign.pk) == "complete"
     response = emergency_client.get(reverse("emergency:download", args=[foreign.pk]))
     assert response.status_code == 404

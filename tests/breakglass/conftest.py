@@ -1,10 +1,10 @@
 import pytest
 
-from breakglass import services
 from breakglass.models import Scope
+from breakglass.services.applications import create_application
 
 
 @pytest.fixture
 def app_token(db) -> str:
     """A token of an application holding every scope."""
-    return services.create_application("pager", list(Scope.values), actor=None)[1]
+    return create_application("pager", list(Scope.values), actor=None)[1]

@@ -4,34 +4,21 @@ import json
 from io import StringIO
 
 import pytest
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import services
 from breakglass.models import Application, Grant, Group, Scope
+from breakglass.services.applications import create_application, rotate_token
+from breakglass.services.break_glass import break_glass
 from risk.models import Incident
 from tests.breakglass.helpers import nest_under
 
 pytestmark = pytest.mark.django_db
 
 ALL_SCOPES = list(Scope.values)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-
-
-@pytest.fixture
-def database(owner, member):
-    group = Group.objects.create(name="Production DB", slug="prod-db")
-    group.owners.add(owner)
-    group.break_glass_users.add(member)
-    return group
 
 
 def call(client, method, path, token=None, body=None, **params):
@@ -57,7 +44,7 @@ def test_access_check_answers_for_members_grants_and_strangers(client, app_token
     assert denied.status_code == 200
     assert denied.json() == {"user": member.username, "group": "prod-db", "allowed": False,
                              "via": None, "grant_id": None, "expires_at": None}
-    grant = services.break_glass(database, actor=member, reason="r")
+    grant = break_glass(database, actor=member, reason="r")
     allowed = call(client, "GET", "/access", app_token, user=member.username,
                    group="prod-db").json()
     assert (allowed["allowed"], allowed["via"], allowed["grant_id"]) == (True, "grant", grant.pk)
@@ -103,7 +90,7 @@ def test_bad_break_glass_input_is_400_naming_the_field(client, app_token, databa
 
 
 def test_revoke_then_revoke_again_is_409(client, app_token, database, member):
-    grant = services.break_glass(database, actor=member, reason="r")
+    grant = break_glass(database, actor=member, reason="r")
     first = call(client, "POST", f"/grants/{grant.pk}/revoke", app_token, body={"reason": "done"})
     assert first.status_code == 200 and first.json()["status"] == "revoked"
     again = call(client, "POST", f"/grants/{grant.pk}/revoke", app_token, body={})
@@ -112,7 +99,7 @@ def test_revoke_then_revoke_again_is_409(client, app_token, database, member):
 
 
 def test_grants_are_listed_and_filtered(client, app_token, database, member, owner):
-    services.break_glass(database, actor=member, reason="r")
+    break_glass(database, actor=member, reason="r")
     listed = call(client, "GET", "/grants", app_token, status="active").json()
     assert listed["count"] == 1 and listed["items"][0]["group"] == "prod-db"
     assert call(client, "GET", "/grants", app_token, user=owner.username).json()["count"] == 0
@@ -121,7 +108,7 @@ def test_grants_are_listed_and_filtered(client, app_token, database, member, own
 
 def test_the_audit_export_pages_by_sequence(client, app_token, database, member):
     for _ in range(3):
-        services.break_glass(database, actor=member, reason="r")
+        break_glass(database, actor=member, reason="r")
     first = call(client, "GET", "/audit", app_token, limit=2).json()
     assert [e["sequence"] for e in first["items"]] == [1, 2] and first["next"] == 2
     rest = call(client, "GET", "/audit", app_token, after=first["next"], limit=1000).json()
@@ -130,7 +117,7 @@ def test_the_audit_export_pages_by_sequence(client, app_token, database, member)
 
 
 def test_a_token_without_the_scope_gets_403(client, database, member):
-    _, token = services.create_application("reader", [Scope.ACCESS_READ], actor=None)
+    _, token = create_application("reader", [Scope.ACCESS_READ], actor=None)
     response = call(client, "GET", "/grants", token)
     assert response.status_code == 403
     assert response.json() == {"detail": "This token lacks the grants:read scope."}
@@ -153,7 +140,7 @@ def test_the_token_is_accepted_only_in_the_authorization_header(client, app_toke
 def test_a_disabled_application_and_a_rotated_token_stop_working_at_once(client, app_token):
     application = Application.objects.get()
     assert call(client, "GET", "/grants", app_token).status_code == 200
-    new_token = services.rotate_token(application, actor=None)
+    new_token = rotate_token(application, actor=None)
     assert call(client, "GET", "/grants", app_token).status_code == 401
     assert call(client, "GET", "/grants", new_token).status_code == 200
     Application.objects.filter(pk=application.pk).update(enabled=False)
@@ -245,7 +232,7 @@ def test_the_access_check_costs_two_queries_at_any_depth(client, app_token, data
 
 
 def test_an_inactive_user_is_denied_by_the_api(client, app_token, database, member):
-    services.break_glass(database, actor=member, reason="r")
+    break_glass(database, actor=member, reason="r")
     member.is_active = False
     member.save()
     body = call(client, "GET", "/access", app_token, user=member.username, group="prod-db").json()
@@ -302,7 +289,7 @@ def test_generated_incident_bodies_never_cause_a_500(client, app_token, database
     ends when a body resolves it."""
     if Incident.objects.filter(external_id="PD-1", status="open").exists() and not (
             Grant.objects.active().filter(user=member).exists()):
-        services.break_glass(database, actor=member, reason="r", incident="PD-1")
+        break_glass(database, actor=member, reason="r", incident="PD-1")
     response = call(client, "POST", "/incidents", app_token, body=body)
     assert response.status_code in {200, 201, 400}, response.content
     if response.status_code == 400:

@@ -13,8 +13,10 @@ from django.utils import timezone
 
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import services
 from breakglass.models import Grant, Group
+from breakglass.services.break_glass import break_glass
+from breakglass.services.grants import expire_due_grants
+from breakglass.services.requests import approve_request, request_access
 from tests.audit.test_concurrency import run_in_threads
 from tests.audit.test_qcluster import database_url, wait_for
 
@@ -30,7 +32,7 @@ def database(member):
 
 
 def test_50_simultaneous_activations_give_one_grant_and_one_activation(database, member):
-    errors = run_in_threads(50, lambda index: services.break_glass(
+    errors = run_in_threads(50, lambda index: break_glass(
         database, actor=member, reason=f"press {index}"))
     assert errors == []
     assert Grant.objects.count() == 1
@@ -42,26 +44,25 @@ def test_two_concurrent_sweeps_give_one_expiry_event_per_grant(database, member,
                                                               owner):
     for user in (member, outsider, owner):
         database.break_glass_users.add(user)
-        services.break_glass(database, actor=user, reason="r")
+        break_glass(database, actor=user, reason="r")
     Grant.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert run_in_threads(2, lambda index: services.expire_due_grants()) == []
+    assert run_in_threads(2, lambda index: expire_due_grants()) == []
     assert AuditEvent.objects.filter(kind=EventKind.GRANT_EXPIRED).count() == 3
     assert set(Grant.objects.values_list("status", flat=True)) == {"expired"}
 
 
 def test_two_owners_approving_at_once_give_one_activation(database, member, owner):
-    from breakglass import access_requests
     from tests.conftest import make_user
 
     second = make_user("bob")
     database.owners.add(owner, second)
     database.requestable = True
     database.save()
-    pending = access_requests.request_access(database, requester=member, minutes=60,
+    pending = request_access(database, actor=member, minutes=60,
                                              reason="r")
     approvers = [owner, second]
-    errors = run_in_threads(2, lambda index: access_requests.approve(
-        pending, approver=approvers[index]))
+    errors = run_in_threads(2, lambda index: approve_request(
+        pending, actor=approvers[index]))
     # One approval activates; the other finds the request decided (409), never a second
     # activation.
     assert len(errors) == 1 and "no longer be decided" in str(errors[0])
@@ -83,12 +84,11 @@ def stop_worker(worker: subprocess.Popen) -> str:
 
 
 def test_a_lapsed_request_is_audited_once_when_the_worker_runs(database, member, tmp_path):
-    from breakglass import access_requests
     from breakglass.models import AccessRequest
 
     database.requestable = True
     database.save()
-    pending = access_requests.request_access(database, requester=member, minutes=60,
+    pending = request_access(database, actor=member, minutes=60,
                                              reason="r")
     AccessRequest.objects.update(expires_at=timezone.now() - timedelta(milliseconds=1))
     lapsed = AuditEvent.objects.filter(kind=EventKind.REQUEST_LAPSED)
@@ -107,13 +107,13 @@ def test_a_lapsed_request_is_audited_once_when_the_worker_runs(database, member,
 def test_a_real_worker_expires_each_grant_exactly_once(database, member, outsider, tmp_path):
     for user in (member, outsider):
         database.break_glass_users.add(user)
-        services.break_glass(database, actor=user, reason="r")
+        break_glass(database, actor=user, reason="r")
     soon = timezone.now() + timedelta(seconds=2)
     Grant.objects.update(expires_at=soon)
     from django_q.models import Schedule
 
     Schedule.objects.filter(name__startswith="expire-grant-").update(next_run=soon)
-    assert services.expire_due_grants() == 0
+    assert expire_due_grants() == 0
     worker = start_worker(tmp_path)
     try:
         expired = AuditEvent.objects.filter(kind=EventKind.GRANT_EXPIRED)

@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from audit.models import Delivery
 from audit.outbox import expand_fanout, send_due_deliveries
-from breakglass import services
 from breakglass.models import Connector, Group
+from breakglass.services.break_glass import break_glass
+from breakglass.services.grants import revoke_grant
 from tests.audit.fakes import WebhookReceiver
 
 pytestmark = pytest.mark.django_db
@@ -33,10 +34,10 @@ def dba_role(database):
 
 
 def test_a_grant_carries_real_django_permissions_while_it_lasts(database, dba_role, member):
-    grant = services.break_glass(database, actor=member, reason="r")
+    grant = break_glass(database, actor=member, reason="r")
     send_due_deliveries()
     assert member.groups.filter(pk=dba_role.pk).exists()
-    services.revoke_grant(grant, actor=member)
+    revoke_grant(grant, actor=member)
     send_due_deliveries()
     assert not member.groups.filter(pk=dba_role.pk).exists()
     provisioning = Delivery.objects.filter(channel="connector")
@@ -45,8 +46,8 @@ def test_a_grant_carries_real_django_permissions_while_it_lasts(database, dba_ro
 
 
 def test_a_late_retry_cannot_undo_a_revocation(database, dba_role, member):
-    grant = services.break_glass(database, actor=member, reason="r")
-    services.revoke_grant(grant, actor=member)
+    grant = break_glass(database, actor=member, reason="r")
+    revoke_grant(grant, actor=member)
     for fanout in Delivery.objects.filter(channel="fanout").order_by("pk"):
         expand_fanout(fanout)  # writes the connector deliveries, sends nothing
     Delivery.objects.filter(channel="fanout").update(status="sent")
@@ -66,7 +67,7 @@ def test_nested_access_provisions_the_contained_groups_connectors(database, dba_
     top = Group.objects.create(name="Break-glass DB", slug="bg-db")
     top.contains.add(database)
     top.break_glass_users.add(owner)
-    services.break_glass(top, actor=owner, reason="on call")
+    break_glass(top, actor=owner, reason="on call")
     send_due_deliveries()
     assert owner.groups.filter(pk=dba_role.pk).exists()
 
@@ -75,7 +76,7 @@ def test_the_webhook_connector_is_signed_and_retried_until_2xx(database, member)
     with WebhookReceiver(status=503) as receiver:
         connector = Connector.objects.create(group=database, kind=Connector.Kind.WEBHOOK,
                                              url=receiver.url)
-        services.break_glass(database, actor=member, reason="r")
+        break_glass(database, actor=member, reason="r")
         send_due_deliveries()
         delivery = Delivery.objects.get(channel="connector")
         assert delivery.status == "pending" and delivery.last_error == "webhook answered 503"

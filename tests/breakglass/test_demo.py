@@ -49,9 +49,9 @@ def test_seed_demo_is_idempotent_and_a_printed_code_signs_in(settings, client):
 
 
 def test_the_demo_holds_opals_pattern_carol_on_call_and_staging_for_owners(settings):
-    from breakglass import access_requests
     from breakglass.access import decide
     from breakglass.models import Group
+    from breakglass.services.requests import request_access
 
     settings.DEBUG = True
     seed()
@@ -64,10 +64,10 @@ def test_the_demo_holds_opals_pattern_carol_on_call_and_staging_for_owners(setti
     # incident (SEV4) it wants two owners, so on-call auto-approval no longer applies.
     from django.utils import timezone
 
-    request = access_requests.request_access(target, requester=carol, minutes=60, reason="r",
+    request = request_access(target, actor=carol, minutes=60, reason="r",
                                              incident="INC-2041", stepped_up_at=timezone.now())
     assert request.status == "approved" and request.grant.incident == "INC-2041"
     assert decide(carol, Group.objects.get(slug="prod-database")).via == "nested"
     staging = Group.objects.get(slug="staging")
-    assert access_requests.request_access(staging, requester=dave, minutes=60,
+    assert request_access(staging, actor=dave, minutes=60,
                                           reason="r").status == "pending"

@@ -18,15 +18,16 @@ from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.core.cache import cache
 from django.test import Client
 from django.urls import get_resolver, include, path, reverse
 
 from accounts.models import User
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import access_requests, services
 from breakglass.models import AccessRequest, Application, Grant, Group, Scope
+from breakglass.services.applications import create_application
+from breakglass.services.break_glass import break_glass
+from breakglass.services.requests import request_access
 from risk.models import Incident, RiskRule
 from risk.rules import RULE_FIELDS, SENSITIVITIES, current_table, table_problems
 from tests.conftest import PASSWORD, add_authenticator, make_user, sign_in
@@ -481,7 +482,7 @@ def world_incident(world: World) -> Incident:
         world.incident = upsert_incident(external_id="INC-9", title="Checkout errors",
                                          severity="sev2", groups=[world.group.slug],
                                          actor=None).incident
-        services.break_glass(world.group, actor=world.users["bg_user"], reason="checkout",
+        break_glass(world.group, actor=world.users["bg_user"], reason="checkout",
                              incident="INC-9")
     return world.incident
 
@@ -495,13 +496,14 @@ def _bundle(world: World) -> dict:
     """A recovery policy under the group's slug (the slug url_of() passes), held by olivia,
     whose authorized application is the one the cell's token belongs to."""
     from recovery import services as recovery
+    from recovery.crypto import new_signing_seed
     from recovery.models import RecoveryPolicy
 
     owner = world.users["owner"]
     recovery.enrol(owner, "olivia recovery passphrase")
     policy = RecoveryPolicy.objects.create(
         name="Root", slug=world.group.slug, first_user=owner, required=1, enabled=True,
-        signing_seed=recovery.new_signing_seed(),
+        signing_seed=new_signing_seed(),
         application=Application.objects.order_by("-pk").first())
     recovery.issue_bundle(policy)
     return {}
@@ -567,11 +569,6 @@ def url_of(row: Row, world: World) -> str:
     return reverse(row.url, kwargs={name: values[name] for name in params})
 
 
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()  # the API counts token failures per address in the cache
-
-
 @pytest.fixture
 def world(owner, member, outsider) -> World:
     group = Group.objects.create(name="Production DB", slug="prod-db", requestable=True)
@@ -579,10 +576,10 @@ def world(owner, member, outsider) -> World:
     group.members.add(member)
     bella, hal = make_user("bella"), make_user("hal")
     group.break_glass_users.add(bella, hal)
-    grant = services.break_glass(group, actor=hal, reason="outage")
+    grant = break_glass(group, actor=hal, reason="outage")
     users = {"unverified": hal, "outsider": outsider, "member": member, "bg_user": bella,
              "holder": hal, "owner": owner}
-    pending = access_requests.request_access(group, requester=member, minutes=60,
+    pending = request_access(group, actor=member, minutes=60,
                                              reason="reporting")
     return World(group, grant, users, pending)
 
@@ -639,7 +636,7 @@ def authorization(role: str, row: Row) -> dict:
     others = [scope for scope in Scope.values if scope != row.scope]
     scopes = {"disabled": Scope.values, "no_scope": others,
               "scoped": [row.scope] if row.scope else Scope.values}[role]
-    application, token = services.create_application(role, scopes, actor=None)
+    application, token = create_application(role, scopes, actor=None)
     if role == "disabled":
         application.enabled = False
         application.save(update_fields=["enabled"])

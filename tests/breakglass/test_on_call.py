@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from breakglass import access_requests, services
 from breakglass.access import access_by_group, decide
 from breakglass.models import AccessRequest, Group
+from breakglass.services.grants import revoke_grant
+from breakglass.services.requests import request_access
 from oncall.models import Schedule, Shift
 from tests.breakglass.test_api import call
 from tests.conftest import make_user
@@ -60,7 +61,7 @@ def test_whoever_is_on_call_now_has_access_to_the_schedules_group(groups, carol,
 def test_on_call_requests_are_approved_at_once_and_reach_the_target_through_nesting(
         client, groups, carol, app_token):
     prod, _, target = groups
-    access_request = access_requests.request_access(target, requester=carol, minutes=60,
+    access_request = request_access(target, actor=carol, minutes=60,
                                                     reason="pager: db down")
     assert access_request.status == "approved"
     assert "on call now in Primary on call" in access_request.auto_rule
@@ -75,8 +76,8 @@ def test_on_call_requests_are_approved_at_once_and_reach_the_target_through_nest
                 group="prod-database").json()
     assert (body["allowed"], body["via"]) == (True, "nested")
     # ...but once it has ended, a new request waits for the owners.
-    services.revoke_grant(access_request.grant, actor=carol)
-    again = access_requests.request_access(target, requester=carol, minutes=60, reason="again")
+    revoke_grant(access_request.grant, actor=carol)
+    again = request_access(target, actor=carol, minutes=60, reason="again")
     assert again.status == AccessRequest.Status.PENDING
 
 

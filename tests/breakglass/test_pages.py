@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from accounts.services import STEP_UP_SESSION_KEY
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import services
-from breakglass.models import Grant, Group, Sensitivity
+from breakglass.models import Grant, Group
+from breakglass.services.break_glass import break_glass
+from risk.models import Sensitivity
 from tests.breakglass.helpers import open_incident
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +33,7 @@ def member_client(verified_client, member):
 
 @pytest.fixture
 def grant(database, member):
-    return services.break_glass(database, actor=member, reason="outage")
+    return break_glass(database, actor=member, reason="outage")
 
 
 def test_catalog_lists_groups_with_my_access_and_the_one_action(verified_client, database,

@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.services import STEP_UP_SESSION_KEY
-from breakglass.models import AccessRequest, Grant, Group, Sensitivity
+from breakglass.models import AccessRequest, Grant, Group
+from risk.models import Sensitivity
 from tests.breakglass.helpers import open_incident
 from tests.conftest import make_user, sign_in
 

@@ -13,9 +13,9 @@ from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from audit.outbox import relay_if_due
 from audit.services import verify_trail
-from breakglass import services
-from breakglass.demo import DEMO_INCIDENT, seed_demo
 from breakglass.models import Grant, Group
+from breakglass.services.break_glass import break_glass
+from demo.organisation import DEMO_INCIDENT, seed_demo
 from tests.browser.conftest import DESKTOP, sign_in_page
 from tests.conftest import PASSWORD
 
@@ -28,7 +28,7 @@ def test_erin_revokes_and_locks_alice_from_her_alert(live_server, page):
     mail.outbox.clear()
     alice = User.objects.get(username="alice")
     erin = User.objects.get(username="erin")
-    grant = services.break_glass(
+    grant = break_glass(
         Group.objects.get(slug="prod-database"), actor=alice, reason="Primary refuses connections",
         incident=DEMO_INCIDENT, stepped_up_at=timezone.now())
     assert relay_if_due()  # the worker's tick expands the alerts; tasks run at once in tests

@@ -11,8 +11,8 @@ from accounts.models import User
 from audit import sms
 from audit.outbox import relay_if_due
 from audit.services import verify_trail
-from breakglass.demo import seed_demo
 from breakglass.models import Grant
+from demo.organisation import seed_demo
 from tests.conftest import PASSWORD, add_authenticator, current_totp
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from audit import sms
-from breakglass.demo import seed_demo
+from demo.organisation import seed_demo
 from tests.browser.conftest import PHONE
 from tests.conftest import PASSWORD
 

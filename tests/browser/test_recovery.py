@@ -7,7 +7,7 @@ import re
 import pytest
 
 from accounts.models import User
-from breakglass.demo import seed_demo
+from demo.organisation import seed_demo
 from recovery.models import EmergencyCredential
 from tests.browser.conftest import DESKTOP, sign_in_page
 from tests.conftest import PASSWORD, current_totp

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from breakglass.demo import seed_demo
 from breakglass.models import AccessRequest, Grant
+from demo.organisation import seed_demo
 from tests.browser.conftest import DESKTOP, sign_in_page
 from tests.conftest import PASSWORD
 

@@ -5,7 +5,6 @@ from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,17 +12,12 @@ from hypothesis import strategies as st
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from breakglass.models import Scope
-from breakglass.services import create_application
+from breakglass.services.applications import create_application
 from oncall.models import Shift
 from oncall.services import replace_coming_shifts
 from tests.oncall.conftest import hours_from_now, row, time_passes
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()  # failed tokens are counted per address in the cache
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass.services import create_application
+from breakglass.services.applications import create_application
 from oncall.models import Shift
 from oncall.services import MAX_SHIFTS, ScheduleError, replace_coming_shifts
 from tests.oncall.conftest import hours_from_now, row, time_passes

@@ -8,19 +8,14 @@ from django.utils import timezone
 
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from recovery import services
+from recovery import crypto, services
 from recovery.models import EmergencyCredential, RecoveryAttempt, RecoveryPolicy
 from tests.conftest import add_authenticator, current_totp, make_user
-from tests.recovery.helpers import enrolled_trio, root_policy
+from tests.recovery.helpers import root_policy
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "correct-root-password-7731"
-
-
-@pytest.fixture
-def trio(db):
-    return enrolled_trio()
 
 
 @pytest.fixture
@@ -41,7 +36,7 @@ def kinds() -> list[str]:
 
 
 def start(policy, user, reason="SSO is down"):
-    return services.start_attempt(policy, initiator=user, reason=reason, code=code(user))
+    return services.start_attempt(policy, actor=user, reason=reason, code=code(user))
 
 
 def test_two_confirmations_break_the_glass_and_only_they_see_the_credentials(policy, trio):
@@ -49,16 +44,16 @@ def test_two_confirmations_break_the_glass_and_only_they_see_the_credentials(pol
     attempt = start(policy, alice)
     assert attempt.status == "open" and attempt.confirmations.count() == 1
     with pytest.raises(services.RecoveryRefused):
-        services.reveal(attempt, user=alice)
-    services.confirm(attempt, user=bob, code=code(bob))
+        services.reveal(attempt, actor=alice)
+    services.confirm(attempt, actor=bob, code=code(bob))
     attempt.refresh_from_db()
     assert attempt.status == "broken"
     assert attempt.reveal_until - attempt.broken_at == timedelta(minutes=15)
-    shown = services.reveal(attempt, user=bob)
+    shown = services.reveal(attempt, actor=bob)
     assert shown[0]["secret"] == SECRET and shown[0]["username"] == "root"
-    assert services.reveal(attempt, user=alice)[0]["secret"] == SECRET
+    assert services.reveal(attempt, actor=alice)[0]["secret"] == SECRET
     with pytest.raises(services.RecoveryRefused):
-        services.reveal(attempt, user=erin)  # did not confirm
+        services.reveal(attempt, actor=erin)  # did not confirm
     assert EmergencyCredential.objects.get().rotation_due
     assert kinds().count(EventKind.GLASS_BROKEN) == 1
     assert kinds().count(EventKind.CREDENTIALS_VIEWED) == 2
@@ -67,21 +62,21 @@ def test_two_confirmations_break_the_glass_and_only_they_see_the_credentials(pol
 def test_the_reveal_window_closes(policy, trio):
     alice, bob, _ = trio
     attempt = start(policy, alice)
-    services.confirm(attempt, user=bob, code=code(bob))
+    services.confirm(attempt, actor=bob, code=code(bob))
     RecoveryAttempt.objects.update(reveal_until=timezone.now() - timedelta(seconds=1))
     attempt.refresh_from_db()
     with pytest.raises(services.RecoveryRefused, match="reveal window"):
-        services.reveal(attempt, user=bob)
+        services.reveal(attempt, actor=bob)
 
 
 def test_a_wrong_code_is_refused_and_audited(policy, trio):
     alice, bob, erin = trio
     with pytest.raises(services.RecoveryRefused, match="code"):
-        services.start_attempt(policy, initiator=alice, reason="x", code=wrong(alice))
+        services.start_attempt(policy, actor=alice, reason="x", code=wrong(alice))
     assert not RecoveryAttempt.objects.exists()
     attempt = start(policy, bob)
     with pytest.raises(services.RecoveryRefused, match="code"):
-        services.confirm(attempt, user=erin, code=wrong(erin))
+        services.confirm(attempt, actor=erin, code=wrong(erin))
     assert kinds().count(EventKind.RECOVERY_REFUSED) == 2
     attempt.refresh_from_db()
     assert attempt.status == "open" and attempt.confirmations.count() == 1
@@ -93,7 +88,7 @@ def test_confirming_twice_is_refused(policy, trio):
     policy.save()
     attempt = start(policy, alice)
     with pytest.raises(services.RecoveryError, match="already confirmed"):
-        services.confirm(attempt, user=alice, code=code(alice, steps_ahead=1))
+        services.confirm(attempt, actor=alice, code=code(alice, steps_ahead=1))
 
 
 def test_outsiders_and_users_of_another_policy_cannot_confirm(policy, trio):
@@ -102,7 +97,7 @@ def test_outsiders_and_users_of_another_policy_cannot_confirm(policy, trio):
     add_authenticator(mallory)
     attempt = start(policy, alice)
     with pytest.raises(services.RecoveryRefused, match="not an authorized user"):
-        services.confirm(attempt, user=mallory, code=code(mallory))
+        services.confirm(attempt, actor=mallory, code=code(mallory))
     assert kinds()[-1] == EventKind.RECOVERY_REFUSED
 
 
@@ -111,7 +106,7 @@ def test_a_confirmation_after_the_window_lapses_the_attempt_once(policy, trio):
     attempt = start(policy, alice)
     RecoveryAttempt.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     with pytest.raises(services.RecoveryError, match="window has closed"):
-        services.confirm(attempt, user=bob, code=code(bob))
+        services.confirm(attempt, actor=bob, code=code(bob))
     attempt.refresh_from_db()
     assert attempt.status == "lapsed"
     assert services.lapse_due_attempts() == 0
@@ -128,7 +123,7 @@ def test_one_open_attempt_per_policy_and_cancel_is_idempotent(policy, trio):
     services.cancel(attempt, actor=alice)
     services.cancel(attempt, actor=alice)
     assert kinds().count(EventKind.RECOVERY_CANCELLED) == 1
-    again = services.start_attempt(policy, initiator=bob, reason="again",
+    again = services.start_attempt(policy, actor=bob, reason="again",
                                    code=code(bob, steps_ahead=1))
     assert again.status == "open"
 
@@ -149,15 +144,15 @@ def test_a_one_of_one_policy_breaks_at_start(trio):
     alice, *_ = trio
     solo = RecoveryPolicy.objects.create(name="Solo", slug="solo", first_user=alice,
                                          required=1, enabled=True,
-                                         signing_seed=services.new_signing_seed())
+                                         signing_seed=crypto.new_signing_seed())
     assert start(solo, alice).status == "broken"
 
 
 def test_rotation_is_due_until_recorded_with_a_daily_reminder(policy, trio):
     alice, bob, _ = trio
     attempt = start(policy, alice)
-    services.confirm(attempt, user=bob, code=code(bob))
-    services.reveal(attempt, user=bob)
+    services.confirm(attempt, actor=bob, code=code(bob))
+    services.reveal(attempt, actor=bob)
     assert services.send_rotation_reminders() == 1
     assert services.send_rotation_reminders() == 0  # once a day
     credential = EmergencyCredential.objects.get()
@@ -181,8 +176,6 @@ def test_rotating_the_field_key_reencrypts_everything(policy, settings):
 
     from django.core.management import call_command
 
-    from recovery import crypto
-
     old = EmergencyCredential.objects.get().secret_encrypted
     settings.FIELD_ENCRYPTION_KEYS = [crypto.generate_field_key(), *settings.FIELD_ENCRYPTION_KEYS]
     out = StringIO()
@@ -203,7 +196,7 @@ def test_confirmations_of_users_the_policy_no_longer_names_do_not_count(policy, 
     dave = make_user("dave")
     policy.first_user = dave  # alice, who started it, is replaced...
     policy.save()
-    services.confirm(attempt, user=bob, code=code(bob))
+    services.confirm(attempt, actor=bob, code=code(bob))
     attempt.refresh_from_db()
     assert attempt.status == "open"  # ...so bob's confirmation alone breaks nothing
     assert not services.may_reveal(attempt, alice)
@@ -215,7 +208,7 @@ def test_a_disabled_policy_takes_no_confirmation(policy, trio):
     policy.enabled = False
     policy.save()
     with pytest.raises(services.RecoveryError, match="disabled"):
-        services.confirm(attempt, user=bob, code=code(bob))
+        services.confirm(attempt, actor=bob, code=code(bob))
     attempt.refresh_from_db()
     assert attempt.status == "open" and attempt.confirmations.count() == 1
 
@@ -243,16 +236,14 @@ def test_weak_passphrases_are_refused(trio):
 
 def test_an_unreadable_credential_does_not_hide_the_others(policy, trio, settings):
     alice, bob, _ = trio
-    from recovery import crypto
-
     broken = EmergencyCredential(policy=policy, name="Old key",
                                  secret_encrypted=crypto.encrypt_field("x"))
     broken.save()
     EmergencyCredential.objects.filter(pk=broken.pk).update(
         secret_encrypted="enc1:00000000:AAAA")
     attempt = start(policy, alice)
-    services.confirm(attempt, user=bob, code=code(bob))
-    shown = {item["name"]: item for item in services.reveal(attempt, user=bob)}
+    services.confirm(attempt, actor=bob, code=code(bob))
+    shown = {item["name"]: item for item in services.reveal(attempt, actor=bob)}
     assert shown["Cloud root"]["secret"] == SECRET and shown["Old key"]["unreadable"]
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from recovery import services
+from recovery import crypto, services
 from recovery.models import RecoveryPolicy
 from tests.audit.test_concurrency import run_in_threads
 from tests.conftest import add_authenticator, current_totp, make_user
@@ -20,12 +20,12 @@ def test_the_last_two_confirmations_together_break_the_glass_once():
         services.enrol(user, f"{user.username} recovery passphrase")
     policy = RecoveryPolicy.objects.create(
         name="Root", slug="root", first_user=alice, second_user=bob, third_user=erin,
-        required=3, enabled=True, signing_seed=services.new_signing_seed())
-    attempt = services.start_attempt(policy, initiator=alice, reason="outage",
+        required=3, enabled=True, signing_seed=crypto.new_signing_seed())
+    attempt = services.start_attempt(policy, actor=alice, reason="outage",
                                      code=current_totp(devices["alice"]))
     late = [bob, erin]
     errors = run_in_threads(2, lambda index: services.confirm(
-        attempt, user=late[index], code=current_totp(devices[late[index].username])))
+        attempt, actor=late[index], code=current_totp(devices[late[index].username])))
     # Both confirmations count; whichever commits second breaks the glass, once.
     assert errors == []
     assert attempt.confirmations.count() == 3

@@ -57,12 +57,6 @@ CREDENTIALS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def fast_argon2(settings):
-    settings.RECOVERY_ARGON2_OPSLIMIT = argon2id.OPSLIMIT_MIN
-    settings.RECOVERY_ARGON2_MEMLIMIT = argon2id.MEMLIMIT_MIN
-
-
 def issue_bundle(threshold: int, usernames=("alice", "bob", "carol"), *, signing_key=None,
                  version: int = 1) -> bytes:
     return build_bundle(

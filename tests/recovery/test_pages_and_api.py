@@ -9,8 +9,9 @@ from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from breakglass.models import Application
 from recovery import crypto, services
-from recovery.models import EmergencyCredential, RecoveryAttempt, RecoveryPolicy
-from tests.conftest import add_authenticator, current_totp, make_user, sign_in
+from recovery.models import RecoveryAttempt, RecoveryPolicy
+from tests.conftest import current_totp, make_user, sign_in
+from tests.recovery.helpers import root_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -18,25 +19,8 @@ SECRET = "root-password-for-the-page-tests-41"
 
 
 @pytest.fixture
-def pair(db):
-    users = [make_user("alice"), make_user("bob")]
-    for user in users:
-        add_authenticator(user)
-        services.enrol(user, f"{user.username} recovery passphrase")
-    return users
-
-
-@pytest.fixture
 def policy(pair):
-    alice, bob = pair
-    policy = RecoveryPolicy.objects.create(
-        name="Root", slug="root", first_user=alice, second_user=bob, required=2,
-        enabled=True, signing_seed=services.new_signing_seed())
-    credential = EmergencyCredential(policy=policy, name="Cloud root")
-    services.set_credential(credential, secret=SECRET)
-    credential.save()
-    services.issue_bundle(policy)
-    return policy
+    return root_policy(pair, secret=SECRET, name="Root", slug="root")
 
 
 def fresh(user) -> str:
@@ -68,7 +52,7 @@ def test_start_and_confirm_through_the_pages(client, policy, pair):
 
 def test_strangers_get_404_for_policies_and_attempts(client, policy, pair):
     alice, _ = pair
-    attempt = services.start_attempt(policy, initiator=alice, reason="x",
+    attempt = services.start_attempt(policy, actor=alice, reason="x",
                                      code=current_totp(alice.totpdevice_set.get()))
     sign_in(client, make_user("mallory"))
     assert client.get(reverse("recovery:attempt", args=[attempt.pk])).status_code == 404
@@ -117,10 +101,10 @@ def test_only_the_policys_own_enabled_application_fetches_the_bundle(client, pol
     assert crypto.open_bundle(document, [("alice", "alice recovery passphrase"),
                                          ("bob", "bob recovery passphrase")])[0]["secret"] == SECRET
     # Another application, even with the scope: 403, audited.
-    from breakglass import services as grants
     from breakglass.models import Scope
+    from breakglass.services.applications import create_application
 
-    _, other = grants.create_application("other", [Scope.RECOVERY_BUNDLE], actor=None)
+    _, other = create_application("other", [Scope.RECOVERY_BUNDLE], actor=None)
     assert client.get("/api/v1/recovery/root/bundle",
                       HTTP_AUTHORIZATION=f"Bearer {other}").status_code == 403
     # A regenerated token stops the old one on the next request.

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from nacl.pwhash import argon2id
 
 from recovery.crypto import (
     build_bundle,
@@ -31,12 +30,6 @@ PASSPHRASES = {
 }
 SECRET = "SENTINEL-root-password-7f3a9c"
 SIGNING_KEY = new_signing_key()
-
-
-@pytest.fixture(autouse=True)
-def fast_argon2(settings):
-    settings.RECOVERY_ARGON2_OPSLIMIT = argon2id.OPSLIMIT_MIN
-    settings.RECOVERY_ARGON2_MEMLIMIT = argon2id.MEMLIMIT_MIN
 
 
 @pytest.fixture

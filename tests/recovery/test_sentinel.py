@@ -11,7 +11,7 @@ from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 
 from audit.outbox import send_due_deliveries
-from recovery import services
+from recovery import crypto, services
 from recovery.models import EmergencyCredential, RecoveryPolicy
 from tests.audit.test_no_secrets_leak import database_dump
 from tests.conftest import add_authenticator, current_totp, make_user
@@ -37,7 +37,7 @@ def test_the_secret_and_passphrases_appear_nowhere_in_clear(client, caplog, sett
         services.enrol(user, PASSPHRASES[user.username])
     policy = RecoveryPolicy.objects.create(
         name="Root", slug="root", first_user=alice, second_user=bob, required=2, enabled=True,
-        signing_seed=services.new_signing_seed())
+        signing_seed=crypto.new_signing_seed())
     credential = EmergencyCredential(policy=policy, name="Cloud root")
     services.set_credential(credential, username="root", secret=SECRET, notes=SECRET)
     credential.save()
@@ -46,10 +46,10 @@ def test_the_secret_and_passphrases_appear_nowhere_in_clear(client, caplog, sett
     fetched = client.get("/api/v1/recovery/root/bundle", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert fetched.status_code == 200 and SECRET.encode() not in fetched.content
 
-    attempt = services.start_attempt(policy, initiator=alice, reason="outage",
+    attempt = services.start_attempt(policy, actor=alice, reason="outage",
                                      code=current_totp(alice.totpdevice_set.get()))
-    services.confirm(attempt, user=bob, code=current_totp(bob.totpdevice_set.get()))
-    assert services.reveal(attempt, user=bob)[0]["secret"] == SECRET  # it was there to see
+    services.confirm(attempt, actor=bob, code=current_totp(bob.totpdevice_set.get()))
+    assert services.reveal(attempt, actor=bob)[0]["secret"] == SECRET  # it was there to see
     services.send_rotation_reminders()
     services.record_rotation(EmergencyCredential.objects.get(), actor=alice, secret=NEW_SECRET)
     send_due_deliveries()
@@ -63,6 +63,4 @@ def test_the_secret_and_passphrases_appear_nowhere_in_clear(client, caplog, sett
     # The ciphertext is there, and it is what holds the secret.
     stored = EmergencyCredential.objects.get()
     assert stored.secret_encrypted in dump
-    from recovery import crypto
-
     assert crypto.decrypt_field(stored.secret_encrypted) == NEW_SECRET

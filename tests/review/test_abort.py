@@ -23,10 +23,11 @@ from audit import sms
 from audit.catalogue import EventKind
 from audit.models import AuditEvent, Delivery
 from audit.outbox import relay_if_due, send_due_deliveries
-from breakglass import services as breakglass
 from breakglass.access import has_access
-from breakglass.models import Grant, Group
-from review import abort
+from breakglass.models import Grant
+from breakglass.services.break_glass import break_glass
+from breakglass.services.grants import revoke_grant
+from review import abort_links
 from review.models import AbortUse
 from tests.conftest import PASSWORD, make_user
 
@@ -41,12 +42,6 @@ def make_reviewer(username: str, mobile: str = ""):
     return user
 
 
-@pytest.fixture(autouse=True)
-def _empty_outboxes():
-    sms.outbox.clear()
-    mail.outbox.clear()
-
-
 @pytest.fixture
 def rita(db):
     return make_reviewer("rita", mobile="+15555550141")
@@ -58,17 +53,9 @@ def remy(db):
 
 
 @pytest.fixture
-def database(owner, member):
-    group = Group.objects.create(name="Production DB", slug="prod-db")
-    group.owners.add(owner)
-    group.break_glass_users.add(member)
-    return group
-
-
-@pytest.fixture
 def grant(database, member, rita, remy) -> Grant:
     """mark breaks glass; the worker's tick expands the alerts and sends them."""
-    grant = breakglass.break_glass(database, actor=member, reason="primary is down")
+    grant = break_glass(database, actor=member, reason="primary is down")
     assert relay_if_due()  # tasks run inline in tests
     return grant
 
@@ -105,7 +92,7 @@ def test_each_reviewer_and_owner_gets_a_link_of_their_own(grant, owner, rita, re
     links = {user.username: emailed_link(user) for user in (owner, rita, remy)}
     assert len(set(links.values())) == 3
     for username, path in links.items():
-        assert abort.read(token_of(path)) == (grant.pk, User.objects.get(
+        assert abort_links.read(token_of(path)) == (grant.pk, User.objects.get(
             username=username).pk)
     # The holder hears nothing of a link to revoke themself.
     assert not [m for m in mail.outbox if m.to == [member.email] and "broke glass" in m.subject]
@@ -218,7 +205,7 @@ def test_a_replayed_link_does_nothing_more(verified_client, grant, rita):
 
 def test_a_link_used_after_the_grant_ended_still_locks_the_holder(verified_client, grant,
                                                                   owner, rita):
-    breakglass.revoke_grant(grant, actor=owner, reason="done already")
+    revoke_grant(grant, actor=owner, reason="done already")
     page = verified_client(rita).post(emailed_link(rita))
     assert page.status_code == 200
     assert state(grant) == (Grant.Status.REVOKED, False, 1, 1)
@@ -236,14 +223,14 @@ def signed_at(seconds_ago: float, grant: Grant, user: User, monkeypatch) -> str:
     with monkeypatch.context() as patched:
         patched.setattr(signing, "time", types.SimpleNamespace(
             time=lambda: time.time() - seconds_ago))
-        return abort.abort_token(grant, user)
+        return abort_links.abort_token(grant, user)
 
 
 def test_an_expired_link_is_refused(verified_client, grant, rita, monkeypatch):
     client = verified_client(rita)
     expired = signed_at(24 * 3600 + 60, grant, rita, monkeypatch)
     fresh_enough = signed_at(23 * 3600, grant, rita, monkeypatch)
-    assert abort.read(fresh_enough) == (grant.pk, rita.pk)
+    assert abort_links.read(fresh_enough) == (grant.pk, rita.pk)
 
     for method in (client.get, client.post):
         response = method(reverse("review:abort", args=[expired]))
@@ -263,11 +250,11 @@ def forgeries(grant: Grant, user: User, genuine: str) -> list[str]:
         f"{value}:{flipped}",  # a tampered signature
         genuine[:-3],  # cut short
         signing.dumps(payload, salt="some.other.salt", compress=True),
-        signing.dumps(payload, salt=abort.SALT, key="another-secret-key-" * 3),
+        signing.dumps(payload, salt=abort_links.SALT, key="another-secret-key-" * 3),
         signing.dumps({"g": grant.pk, "u": user.pk, "n": "x"}, compress=True),  # no salt
-        signing.dumps([grant.pk, user.pk], salt=abort.SALT),  # signed, but not a link
-        signing.dumps({"g": str(grant.pk), "u": user.pk}, salt=abort.SALT),
-        signing.dumps({"g": grant.pk + 1000, "u": user.pk}, salt=abort.SALT),  # no such grant
+        signing.dumps([grant.pk, user.pk], salt=abort_links.SALT),  # signed, but not a link
+        signing.dumps({"g": str(grant.pk), "u": user.pk}, salt=abort_links.SALT),
+        signing.dumps({"g": grant.pk + 1000, "u": user.pk}, salt=abort_links.SALT),  # no such grant
         "not-a-token",
     ]
 
@@ -304,14 +291,14 @@ def test_someone_elses_link_is_refused(verified_client, grant, rita, remy, owner
 
 def test_strangers_are_refused_even_with_a_link_signed_for_them(verified_client, grant, rita,
                                                                 outsider, member):
-    own = reverse("review:abort", args=[abort.abort_token(grant, outsider)])
+    own = reverse("review:abort", args=[abort_links.abort_token(grant, outsider)])
     client = verified_client(outsider)
     for path in (own, emailed_link(rita)):
         for method in (client.get, client.post):
             response = method(path)
             assert response.status_code == 400
             assert b"sent to someone else" in response.content
-    holders_own = reverse("review:abort", args=[abort.abort_token(grant, member)])
+    holders_own = reverse("review:abort", args=[abort_links.abort_token(grant, member)])
     assert verified_client(member).post(holders_own).status_code == 400
     assert state(grant) == UNTOUCHED
     assert len(refusals()) == 5

@@ -25,7 +25,7 @@ from audit.services import record
 from backups.models import Website
 from breakglass.models import Grant, Group
 from recovery.models import RecoveryAttempt, RecoveryPolicy
-from review import dashboard, reports
+from reports import dashboard, reports
 from review.models import Review
 from tests.conftest import make_user
 

@@ -13,10 +13,11 @@ from django.utils import timezone
 from audit.catalogue import EventKind
 from audit.models import AuditEvent, Delivery
 from audit.outbox import send_due_deliveries
-from breakglass import services
-from breakglass.demo import DEMO_INCIDENT, seed_demo
 from breakglass.models import Grant, Group, Scope
-from review.evidence import build_pack, verify_pack
+from breakglass.services.applications import create_application, report_activity
+from breakglass.services.break_glass import break_glass
+from demo.organisation import DEMO_INCIDENT, seed_demo
+from reports.evidence import build_pack, verify_pack
 from review.models import Review
 from risk.incidents import upsert_incident
 from tests.audit.helpers import raw, triggers_lifted
@@ -25,7 +26,7 @@ from tests.conftest import add_authenticator, make_user
 
 pytestmark = pytest.mark.django_db
 
-# The admin button's route as it is wired into the admin site (review/evidence_admin.py).
+# The admin button's route as it is wired into the admin site (reports/evidence_admin.py).
 
 
 
@@ -37,9 +38,9 @@ def lifecycle(member, owner):
     group.owners.add(owner)
     group.break_glass_users.add(member)
     incident = open_incident("INC-7", groups=["prod-db"])
-    grant = services.break_glass(group, actor=member, reason="replica lag", incident="INC-7")
-    application, _ = services.create_application("pager", list(Scope.values), actor=None)
-    services.report_activity(grant, application=application, action="restart replica",
+    grant = break_glass(group, actor=member, reason="replica lag", incident="INC-7")
+    application, _ = create_application("pager", list(Scope.values), actor=None)
+    report_activity(grant, actor=application, action="restart replica",
                              detail="step 1")
     send_due_deliveries()
     upsert_incident(external_id="INC-7", severity="sev2", status="resolved", actor=None)
@@ -192,7 +193,7 @@ def test_the_demo_incident_pack_verifies_against_the_chain(tmp_path, db):
     from accounts.models import User
 
     alice = User.objects.get(username="alice")
-    services.break_glass(Group.objects.get(slug="prod-database"), actor=alice,
+    break_glass(Group.objects.get(slug="prod-database"), actor=alice,
                          reason="primary refuses connections", incident=DEMO_INCIDENT,
                          stepped_up_at=timezone.now())
     pack = export(tmp_path, "--incident", DEMO_INCIDENT)

@@ -6,8 +6,8 @@ from django.urls import reverse
 
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import services as breakglass
 from breakglass.models import Group
+from breakglass.services.break_glass import break_glass
 from review import abort, services
 from review.models import Review
 
@@ -19,8 +19,8 @@ def aborted(owner, member, reviewer):
     group = Group.objects.create(name="Prod", slug="prod")
     group.owners.add(owner)
     group.break_glass_users.add(member)
-    grant = breakglass.break_glass(group, actor=member, reason="night")
-    abort.abort(abort.abort_token(grant, reviewer), user=reviewer)
+    grant = break_glass(group, actor=member, reason="night")
+    abort.abort(abort.abort_token(grant, reviewer), actor=reviewer)
     member.refresh_from_db()
     assert not member.is_active
     return member, Review.objects.get(grant=grant)
@@ -34,7 +34,7 @@ def test_the_account_stays_locked_until_the_review_is_closed(aborted, admin_user
     member.refresh_from_db()
     assert not member.is_active
 
-    services.close_review(review, reviewer=make_second_reviewer, outcome="not_justified",
+    services.close_review(review, actor=make_second_reviewer, outcome="not_justified",
                           notes="credentials phished; rotated")
     assert abort.reopen_account(member, actor=admin_user) is True
     member.refresh_from_db()
@@ -60,7 +60,7 @@ def test_the_admin_action_reopens_after_review(aborted, admin_user, verified_cli
     client.post(url, data)
     member.refresh_from_db()
     assert not member.is_active  # the review is still open
-    services.close_review(review, reviewer=make_second_reviewer, outcome="justified")
+    services.close_review(review, actor=make_second_reviewer, outcome="justified")
     client.post(url, data)
     member.refresh_from_db()
     assert member.is_active

@@ -22,15 +22,18 @@ from audit.catalogue import EventKind
 from audit.models import AuditEvent, Delivery
 from audit.outbox import send_due_deliveries
 from backups import services as backups
-from backups.models import EmergencySession, Website
-from breakglass import services as breakglass
-from breakglass.models import Grant, Group, Scope
+from backups.models import EmergencySession
+from breakglass.models import Grant, Scope
+from breakglass.services.applications import create_application
+from breakglass.services.break_glass import break_glass
+from breakglass.services.errors import BreakGlassRefused
+from breakglass.services.grants import revoke_grant
 from recovery import services as recovery
 from recovery.models import RecoveryAttempt
 from review import services
 from review.models import Review
-from tests.conftest import current_totp, make_user
-from tests.recovery.helpers import enrolled_trio, root_policy
+from tests.conftest import current_totp, example_website, make_user
+from tests.recovery.helpers import root_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -46,28 +49,9 @@ def make_reviewer(username: str, mobile: str = ""):
     return user
 
 
-@pytest.fixture(autouse=True)
-def _empty_outboxes():
-    sms.outbox.clear()
-    mail.outbox.clear()
-
-
-@pytest.fixture
-def database(owner, member):
-    group = Group.objects.create(name="Production DB", slug="prod-db")
-    group.owners.add(owner)
-    group.break_glass_users.add(member)
-    return group
-
-
 @pytest.fixture
 def second_reviewer(db):
     return make_reviewer("remy", mobile="+15555550142")
-
-
-@pytest.fixture
-def trio(db):
-    return enrolled_trio()
 
 
 @pytest.fixture
@@ -77,10 +61,7 @@ def policy(trio):
 
 @pytest.fixture
 def website(db):
-    return Website.objects.create(
-        name="Example", address="example.org", manager=make_user("bea"),
-        owner_name="Olga Owner", verification_email="owner@example.org",
-        verification_mobile="+15555550100", emergency_enabled=True)
+    return example_website(make_user("bea"), owner_name="Olga Owner")
 
 
 def totp(user, steps_ahead: int = 0) -> str:
@@ -88,9 +69,9 @@ def totp(user, steps_ahead: int = 0) -> str:
 
 
 def break_quorum(policy, initiator, confirmer, *, steps_ahead: int = 0, drill: bool = False):
-    attempt = recovery.start_attempt(policy, initiator=initiator, reason="SSO is down",
+    attempt = recovery.start_attempt(policy, actor=initiator, reason="SSO is down",
                                      code=totp(initiator, steps_ahead), drill=drill)
-    recovery.confirm(attempt, user=confirmer, code=totp(confirmer, steps_ahead))
+    recovery.confirm(attempt, actor=confirmer, code=totp(confirmer, steps_ahead))
     attempt.refresh_from_db()
     assert attempt.status == RecoveryAttempt.Status.BROKEN
     return attempt
@@ -128,7 +109,7 @@ def test_break_glass_on_the_group_page_opens_one_review(verified_client, databas
 
 
 def test_break_glass_through_the_api_opens_one_review(client, database, member):
-    token = breakglass.create_application("pager", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
+    token = create_application("pager", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
     response = api_break_glass(client, token, user="mark", group="prod-db", reason="pager")
     assert response.status_code == 201, response.content
 
@@ -139,10 +120,10 @@ def test_break_glass_through_the_api_opens_one_review(client, database, member):
 
 def test_a_quorum_opens_one_review_when_the_glass_breaks(policy, trio):
     alice, bob, _ = trio
-    attempt = recovery.start_attempt(policy, initiator=alice, reason="SSO is down",
+    attempt = recovery.start_attempt(policy, actor=alice, reason="SSO is down",
                                      code=totp(alice))
     assert not Review.objects.exists()  # one confirmation of two: no use yet
-    recovery.confirm(attempt, user=bob, code=totp(bob))
+    recovery.confirm(attempt, actor=bob, code=totp(bob))
 
     review = Review.objects.get()
     attempt.refresh_from_db()
@@ -175,7 +156,7 @@ def test_an_emergency_backup_code_opens_one_review(website):
 
 def test_reviewers_list_reviews_and_nobody_else_does(client, verified_client, database, member,
                                                      owner, outsider, reviewer):
-    grant = breakglass.break_glass(database, actor=member, reason="disk full")
+    grant = break_glass(database, actor=member, reason="disk full")
     review = grant.review
 
     page = verified_client(reviewer).get(reverse("review:list"))
@@ -197,7 +178,7 @@ def test_reviewers_list_reviews_and_nobody_else_does(client, verified_client, da
 
 def test_the_detail_page_shows_the_timeline_and_the_flags(verified_client, database, member,
                                                           reviewer, owner):
-    grant = breakglass.break_glass(database, actor=member, reason="replica lag 4 hours")
+    grant = break_glass(database, actor=member, reason="replica lag 4 hours")
     send_due_deliveries()  # the alerts go out: they belong to the use's story
 
     page = verified_client(reviewer).get(detail_url(grant.review))
@@ -207,7 +188,7 @@ def test_the_detail_page_shows_the_timeline_and_the_flags(verified_client, datab
     assert f"Review #{grant.review.pk}" in content and "Open" in content
     assert "replica lag 4 hours" in content
     assert 'badge--red">flagged</span> first-ever access to this group' in content
-    assert "Break glass: access was given at once</strong> by mark" in content
+    assert f"{EventKind.GRANT_ACTIVATED.label}</strong> by mark" in content
     assert f"Alert delivered by email to {owner.email}" in content
     assert f"Alert delivered by email to {reviewer.email}" in content
     assert "Close the review" in content
@@ -215,7 +196,7 @@ def test_the_detail_page_shows_the_timeline_and_the_flags(verified_client, datab
 
 def test_a_reviewer_closes_a_review_with_notes_and_a_post_mortem(verified_client, database,
                                                                  member, reviewer):
-    review = breakglass.break_glass(database, actor=member, reason="disk full").review
+    review = break_glass(database, actor=member, reason="disk full").review
     client = verified_client(reviewer)
 
     response = client.post(detail_url(review), {
@@ -242,7 +223,7 @@ def test_a_reviewer_closes_a_review_with_notes_and_a_post_mortem(verified_client
 
 def test_a_post_mortem_link_without_a_scheme_is_taken_as_https(verified_client, database,
                                                                member, reviewer):
-    review = breakglass.break_glass(database, actor=member, reason="disk full").review
+    review = break_glass(database, actor=member, reason="disk full").review
     response = verified_client(reviewer).post(detail_url(review), {
         "outcome": "not_justified", "postmortem_url": "wiki.example.org/pm/43"})
     assert response.status_code == 302
@@ -254,7 +235,7 @@ def test_a_post_mortem_link_without_a_scheme_is_taken_as_https(verified_client, 
 def test_a_reviewer_never_reviews_their_own_use(verified_client, database, reviewer,
                                                 second_reviewer):
     database.break_glass_users.add(reviewer)
-    review = breakglass.break_glass(database, actor=reviewer, reason="on call").review
+    review = break_glass(database, actor=reviewer, reason="on call").review
     client = verified_client(reviewer)
 
     page = client.get(detail_url(review))
@@ -272,7 +253,7 @@ def test_a_reviewer_never_reviews_their_own_use(verified_client, database, revie
     assert "You made this use" in refusal.reason
     assert not events(EventKind.REVIEW_CLOSED)
     with pytest.raises(services.ReviewRefused):
-        services.close_review(review, reviewer=reviewer, outcome="justified")
+        services.close_review(review, actor=reviewer, outcome="justified")
     assert len(events(EventKind.REVIEW_REFUSED)) == 2
 
     # Another reviewer may.
@@ -284,7 +265,7 @@ def test_a_reviewer_never_reviews_their_own_use(verified_client, database, revie
 
 def test_a_closed_review_keeps_its_first_outcome(verified_client, database, member, reviewer,
                                                  second_reviewer):
-    review = breakglass.break_glass(database, actor=member, reason="disk full").review
+    review = break_glass(database, actor=member, reason="disk full").review
     assert verified_client(reviewer).post(detail_url(review), {
         "outcome": "justified", "notes": "first"}).status_code == 302
 
@@ -315,7 +296,7 @@ def test_a_closed_review_keeps_its_first_outcome(verified_client, database, memb
 ])
 def test_bad_outcomes_and_links_are_400_form_errors(verified_client, database, member,
                                                     reviewer, data, field, message):
-    review = breakglass.break_glass(database, actor=member, reason="disk full").review
+    review = break_glass(database, actor=member, reason="disk full").review
 
     response = verified_client(reviewer).post(detail_url(review), data)
 
@@ -344,7 +325,7 @@ def test_a_review_open_for_72_hours_alerts_every_reviewer_once(database, member,
                                                                second_reviewer, owner):
     reviewer.mobile = "+15555550141"
     reviewer.save()
-    review = breakglass.break_glass(database, actor=member, reason="disk full").review
+    review = break_glass(database, actor=member, reason="disk full").review
     opened = review.opened_at
 
     assert services.escalate_overdue(now=opened + timedelta(hours=71, minutes=59)) == 0
@@ -374,11 +355,11 @@ def test_a_review_open_for_72_hours_alerts_every_reviewer_once(database, member,
 def test_escalation_finds_reviews_by_their_age_and_skips_closed_ones(database, member,
                                                                      reviewer, outsider):
     database.break_glass_users.add(outsider)
-    old = breakglass.break_glass(database, actor=member, reason="old use").review
-    done = breakglass.break_glass(database, actor=outsider, reason="closed use").review
+    old = break_glass(database, actor=member, reason="old use").review
+    done = break_glass(database, actor=outsider, reason="closed use").review
     Review.objects.filter(pk__in=[old.pk, done.pk]).update(
         opened_at=timezone.now() - timedelta(hours=73))
-    services.close_review(done, reviewer=reviewer, outcome="justified")
+    services.close_review(done, actor=reviewer, outcome="justified")
 
     assert services.escalate_overdue() == 1
 
@@ -403,33 +384,33 @@ def gated(database, outsider):
 
 def test_an_open_review_refuses_the_next_break_glass_until_closed(gated, member, outsider,
                                                                   owner, reviewer):
-    first = breakglass.break_glass(gated, actor=member, reason="first night")
-    breakglass.revoke_grant(first, actor=owner, reason="done")
+    first = break_glass(gated, actor=member, reason="first night")
+    revoke_grant(first, actor=owner, reason="done")
     refusals = len(events(EventKind.GRANT_REFUSED))
 
     for who in (member, outsider):  # the same holder, or anyone else
-        with pytest.raises(breakglass.BreakGlassRefused,
+        with pytest.raises(BreakGlassRefused,
                            match=rf"Review #{first.review.pk} of the previous use \(mark"):
-            breakglass.break_glass(gated, actor=who, reason="second night")
+            break_glass(gated, actor=who, reason="second night")
     assert Grant.objects.count() == 1 and Review.objects.count() == 1
     refused = events(EventKind.GRANT_REFUSED)[refusals:]
     assert [(event.actor_label, event.outcome) for event in refused] == [
         ("mark", "denied"), ("oscar", "denied")]
     assert all(f"Review #{first.review.pk}" in event.reason for event in refused)
 
-    services.close_review(first.review, reviewer=reviewer, outcome="justified")
+    services.close_review(first.review, actor=reviewer, outcome="justified")
 
-    second = breakglass.break_glass(gated, actor=outsider, reason="second night")
+    second = break_glass(gated, actor=outsider, reason="second night")
     assert second.gives_access() and second.review.pk != first.review.pk
     # The new use's own review now blocks the one after it.
-    with pytest.raises(breakglass.BreakGlassRefused, match=rf"Review #{second.review.pk}\b"):
-        breakglass.break_glass(gated, actor=member, reason="third night")
+    with pytest.raises(BreakGlassRefused, match=rf"Review #{second.review.pk}\b"):
+        break_glass(gated, actor=member, reason="third night")
 
 
 def test_the_group_page_refuses_naming_the_review(verified_client, gated, member, owner,
                                                   reviewer):
-    first = breakglass.break_glass(gated, actor=member, reason="first night")
-    breakglass.revoke_grant(first, actor=owner, reason="done")
+    first = break_glass(gated, actor=member, reason="first night")
+    revoke_grant(first, actor=owner, reason="done")
     client = verified_client(member)
     url = reverse("breakglass:break-glass", args=["prod-db"])
 
@@ -438,15 +419,15 @@ def test_the_group_page_refuses_naming_the_review(verified_client, gated, member
     assert refused.status_code == 403
     assert f"Review #{first.review.pk} of the previous use" in refused.content.decode()
     assert Grant.objects.count() == 1
-    services.close_review(first.review, reviewer=reviewer, outcome="justified")
+    services.close_review(first.review, actor=reviewer, outcome="justified")
     assert client.post(url, {"reason": "second night"}).status_code == 302
     assert Grant.objects.active().filter(user=member).count() == 1
 
 
 def test_the_api_is_refused_too(client, gated, member, owner):
-    token = breakglass.create_application("pager", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
-    first = breakglass.break_glass(gated, actor=member, reason="first night")
-    breakglass.revoke_grant(first, actor=owner, reason="done")
+    token = create_application("pager", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
+    first = break_glass(gated, actor=member, reason="first night")
+    revoke_grant(first, actor=owner, reason="done")
 
     response = api_break_glass(client, token, user="oscar", group="prod-db", reason="pager")
 
@@ -456,23 +437,23 @@ def test_the_api_is_refused_too(client, gated, member, owner):
 
 
 def test_pressing_again_on_ones_own_active_grant_still_extends(gated, member, outsider):
-    first = breakglass.break_glass(gated, actor=member, reason="first night")
+    first = break_glass(gated, actor=member, reason="first night")
     Grant.objects.filter(pk=first.pk).update(expires_at=timezone.now() + timedelta(minutes=5))
 
-    again = breakglass.break_glass(gated, actor=member, reason="still needed")
+    again = break_glass(gated, actor=member, reason="still needed")
 
     assert again.pk == first.pk
     assert again.expires_at > timezone.now() + timedelta(hours=1)
     assert len(events(EventKind.GRANT_EXTENDED)) == 1
     assert Review.objects.count() == 1  # an extension is the same use
-    with pytest.raises(breakglass.BreakGlassRefused, match=f"Review #{first.review.pk}"):
-        breakglass.break_glass(gated, actor=outsider, reason="me too")  # a next use
+    with pytest.raises(BreakGlassRefused, match=f"Review #{first.review.pk}"):
+        break_glass(gated, actor=outsider, reason="me too")  # a next use
 
 
 def test_without_the_setting_open_reviews_do_not_block(database, member, owner):
-    first = breakglass.break_glass(database, actor=member, reason="first night")
-    breakglass.revoke_grant(first, actor=owner, reason="done")
-    second = breakglass.break_glass(database, actor=member, reason="second night")
+    first = break_glass(database, actor=member, reason="first night")
+    revoke_grant(first, actor=owner, reason="done")
+    second = break_glass(database, actor=member, reason="second night")
     assert second.pk != first.pk and Review.objects.filter(outcome="").count() == 2
 
 
@@ -484,12 +465,12 @@ def test_a_quorum_policy_waits_for_its_review_too(policy, trio, reviewer):
     refusals = len(events(EventKind.RECOVERY_REFUSED))
 
     with pytest.raises(recovery.RecoveryRefused, match=rf"Review #{first.review.pk}\b"):
-        recovery.start_attempt(policy, initiator=erin, reason="again", code=totp(erin))
+        recovery.start_attempt(policy, actor=erin, reason="again", code=totp(erin))
     assert RecoveryAttempt.objects.count() == 1
     [refused] = events(EventKind.RECOVERY_REFUSED)[refusals:]
     assert refused.actor_label == "erin" and f"Review #{first.review.pk}" in refused.reason
 
-    services.close_review(first.review, reviewer=reviewer, outcome="justified")
+    services.close_review(first.review, actor=reviewer, outcome="justified")
 
     second = break_quorum(policy, erin, alice, steps_ahead=1)
     assert second.pk != first.pk and second.review.is_open
@@ -508,7 +489,7 @@ FIELD_VALUE = st.one_of(
 
 @pytest.fixture
 def open_review(database, member) -> Review:
-    return breakglass.break_glass(database, actor=member, reason="disk full").review
+    return break_glass(database, actor=member, reason="disk full").review
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import services
 from breakglass.models import Grant, Group
+from breakglass.services.break_glass import break_glass
 from risk.models import Incident, RiskRule, cell_label
 from risk.rules import RULE_FIELDS, SENSITIVITIES, SEVERITIES, current_table, table_problems
 from tests.breakglass.helpers import open_incident
@@ -277,8 +277,8 @@ def test_creating_an_incident_in_the_admin_links_groups_and_is_audited(admin_cli
 def test_resolving_in_the_admin_ends_the_grants_opened_under_it(admin_client, admin_user,
                                                                 payments, ledger, member):
     incident = open_incident("PD-5", "sev2", groups=["payments", "ledger"])
-    ended = services.break_glass(payments, actor=member, reason="refunds", incident="PD-5")
-    kept = services.break_glass(ledger, actor=member, reason="refunds", incident="PD-5")
+    ended = break_glass(payments, actor=member, reason="refunds", incident="PD-5")
+    kept = break_glass(ledger, actor=member, reason="refunds", incident="PD-5")
     change = reverse("admin:risk_incident_change", args=[incident.pk])
     response = admin_client.post(change, incident_form(
         status="resolved", groups=[payments.pk, ledger.pk]), follow=True)

@@ -5,26 +5,22 @@ is a 400 naming the field."""
 import json
 
 import pytest
-from django.core.cache import cache
 
 from audit.catalogue import EventKind
 from audit.models import AuditEvent, Delivery
 from audit.outbox import send_due_deliveries
-from breakglass import services
 from breakglass.models import Grant, Group, Scope
+from breakglass.services.applications import create_application
+from breakglass.services.errors import GrantError
+from breakglass.services.requests import approve_request, request_access
 from risk.models import Incident
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-
-
 @pytest.fixture
 def token(db) -> str:
-    return services.create_application(
+    return create_application(
         "pager", [Scope.INCIDENTS_WRITE, Scope.BREAK_GLASS_WRITE], actor=None)[1]
 
 
@@ -203,7 +199,7 @@ def test_a_bad_update_leaves_the_incident_as_it_was(client, token, armed):
 
 
 def test_incidents_need_their_scope(client, armed):
-    other = services.create_application("reader", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
+    other = create_application("reader", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
     response = incident(client, other, external_id="PD-1")
     assert response.status_code == 403 and "incidents:write" in response.json()["detail"]
     assert incident(client, "bg_nope_nope", external_id="PD-1").status_code == 401
@@ -211,17 +207,16 @@ def test_incidents_need_their_scope(client, armed):
 
 
 def test_no_grant_becomes_active_under_a_resolved_incident(client, token, owner, member):
-    from breakglass import access_requests
 
     group = Group.objects.create(name="Reports", slug="reports", requestable=True)
     group.owners.add(owner)
     assert incident(client, token, external_id="PD-8", groups=["reports"]).status_code == 201
-    pending = access_requests.request_access(group, requester=member, minutes=60, reason="r",
+    pending = request_access(group, actor=member, minutes=60, reason="r",
                                              incident="PD-8")
     assert incident(client, token, external_id="PD-8", status="resolved").status_code == 200
     pending.refresh_from_db()
     assert pending.status == "lapsed" and "PD-8 was resolved" in pending.comment
-    with pytest.raises(services.GrantError, match="lapsed"):
-        access_requests.approve(pending, approver=owner)
+    with pytest.raises(GrantError, match="lapsed"):
+        approve_request(pending, actor=owner)
     assert not Grant.objects.filter(status=Grant.Status.ACTIVE,
                                     incident_record__status=Incident.Status.RESOLVED).exists()

@@ -10,15 +10,16 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.services import STEP_UP_SESSION_KEY
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import access_requests, services
 from breakglass.models import AccessRequest, Grant, Group, Scope
+from breakglass.services.applications import create_application
+from breakglass.services.errors import InvalidInput
+from breakglass.services.requests import approve_request, request_access
 from recovery import services as recovery
 from recovery.models import RecoveryAttempt, RecoveryPolicy
 from risk.incidents import upsert_incident
@@ -47,11 +48,6 @@ STEP_UP_WORDS = "one-time code verified in the last 5 minutes"
 
 def by_cell(test):
     return pytest.mark.parametrize(("sensitivity", "severity"), KEYS, ids=IDS)(test)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
 
 
 @pytest.fixture
@@ -193,7 +189,7 @@ def api_break_glass(client, token, body):
 
 @pytest.fixture
 def token(db):
-    return services.create_application("pager", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
+    return create_application("pager", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
 
 
 @by_cell
@@ -244,12 +240,12 @@ def test_a_request_follows_the_cell(make_group, member, owner, second_owner, sen
     cell, label = CELLS[sensitivity, severity], cell_label(sensitivity, severity)
     group = make_group(sensitivity)
     now = timezone.now()
-    ask = {"requester": member, "reason": "audit",
+    ask = {"actor": member, "reason": "audit",
            **choosing(sensitivity, severity, group=group.slug)}
     if cell["step_up"]:
         for stale in (None, now - timedelta(minutes=6)):
             with pytest.raises(RiskRefused) as refused:
-                access_requests.request_access(group, minutes=cell["max_minutes"],
+                request_access(group, minutes=cell["max_minutes"],
                                                stepped_up_at=stale, **ask)
             assert refused.value.decision.needs_code
             assert STEP_UP_WORDS in str(refused.value) and label in str(refused.value)
@@ -258,12 +254,12 @@ def test_a_request_follows_the_cell(make_group, member, owner, second_owner, sen
         assert not AccessRequest.objects.exists()
     fresh = now - timedelta(minutes=1)
     if cell["max_minutes"] < FOURTEEN_DAYS:
-        with pytest.raises(services.InvalidInput) as too_long:
-            access_requests.request_access(group, minutes=cell["max_minutes"] + 15,
+        with pytest.raises(InvalidInput) as too_long:
+            request_access(group, minutes=cell["max_minutes"] + 15,
                                            stepped_up_at=fresh, **ask)
         assert too_long.value.field == "minutes" and label in str(too_long.value)
         assert not AccessRequest.objects.exists()
-    access_request = access_requests.request_access(group, minutes=cell["max_minutes"],
+    access_request = request_access(group, minutes=cell["max_minutes"],
                                                     stepped_up_at=fresh, **ask)
     assert access_request.approvals_needed == max(group.approvals_needed, cell["approvals"])
     created = last_event(EventKind.REQUEST_CREATED)
@@ -278,7 +274,7 @@ def test_a_request_follows_the_cell(make_group, member, owner, second_owner, sen
         for count, approver in enumerate(approvers, start=1):
             access_request.refresh_from_db()
             assert access_request.status == AccessRequest.Status.PENDING
-            access_requests.approve(access_request, approver=approver)
+            approve_request(access_request, actor=approver)
             access_request.refresh_from_db()
             assert access_request.approvals.count() == count
         assert access_request.status == AccessRequest.Status.APPROVED
@@ -291,7 +287,7 @@ def test_a_group_wanting_more_approvals_than_the_cell_keeps_its_number(make_grou
     group = make_group("low")
     group.approvals_needed = 2
     group.save()
-    access_request = access_requests.request_access(group, requester=member, minutes=60,
+    access_request = request_access(group, actor=member, minutes=60,
                                                     reason="r", severity="sev1")
     assert access_request.approvals_needed == 2
     assert access_request.status == AccessRequest.Status.PENDING  # no auto-approval above one
@@ -357,14 +353,14 @@ def test_a_quorum_attempt_follows_the_cell(quorum_users, sensitivity, severity):
 
     # Step-up is built in: no code, no attempt, whatever the cell says.
     with pytest.raises(recovery.RecoveryRefused, match="code"):
-        recovery.start_attempt(pair, initiator=erin, reason="SSO down", code="",
+        recovery.start_attempt(pair, actor=erin, reason="SSO down", code="",
                                **asking)
     assert not RecoveryAttempt.objects.exists()
 
     # One authorized user cannot meet a cell that wants two confirmations.
     if cell["approvals"] > 1:
         with pytest.raises(recovery.RecoveryRefused) as refused:
-            recovery.start_attempt(alone, initiator=alice, reason="SSO down",
+            recovery.start_attempt(alone, actor=alice, reason="SSO down",
                                    code=code_of(alice), **asking)
         assert label in str(refused.value)
         assert f"needs {cell['approvals']} confirmations" in str(refused.value)
@@ -374,13 +370,13 @@ def test_a_quorum_attempt_follows_the_cell(quorum_users, sensitivity, severity):
                                decision="refused")
         assert not RecoveryAttempt.objects.filter(policy=alone).exists()
     else:
-        attempt = recovery.start_attempt(alone, initiator=alice, reason="SSO down",
+        attempt = recovery.start_attempt(alone, actor=alice, reason="SSO down",
                                          code=code_of(alice), **asking)
         assert attempt.required == 1 and attempt.status == RecoveryAttempt.Status.BROKEN
         assert attempt.reveal_until - attempt.broken_at == timedelta(
             minutes=min(alone.reveal_minutes, cell["max_minutes"]))
 
-    attempt = recovery.start_attempt(pair, initiator=bob, reason="SSO down", code=code_of(bob),
+    attempt = recovery.start_attempt(pair, actor=bob, reason="SSO down", code=code_of(bob),
                                      **asking)
     assert attempt.required == max(pair.required, cell["approvals"])
     assert attempt.risk["cell"] == label

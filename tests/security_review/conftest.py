@@ -3,7 +3,8 @@ administrator (a module may define its own `website` instead)."""
 
 import pytest
 
-from tests.security_review.website_cast import administrator, example_website
+from tests.conftest import example_website
+from tests.security_review.website_cast import administrator
 
 
 @pytest.fixture

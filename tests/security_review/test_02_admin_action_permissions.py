@@ -21,8 +21,9 @@ from accounts.models import TOTPDevice
 from audit.catalogue import EventKind
 from audit.models import AuditEvent, ChainHead, Delivery
 from backups.models import Website
-from breakglass import services
 from breakglass.models import Application, Grant, Group
+from breakglass.services.applications import create_application
+from breakglass.services.break_glass import break_glass
 from recovery.models import RecoveryPolicy
 from tests.conftest import current_totp, make_user, sign_in
 
@@ -65,10 +66,10 @@ def load_world(owner) -> None:
     """The demo organisation, plus a row for every model whose admin has actions."""
     call_command("seed_demo", force=True, stdout=io.StringIO())
     alice = Group.objects.get(slug="prod-database").break_glass_users.get()
-    services.break_glass(Group.objects.get(slug="prod-database"), actor=alice,
+    break_glass(Group.objects.get(slug="prod-database"), actor=alice,
                          reason="Primary database refuses connections", incident="INC-2041",
                          stepped_up_at=timezone.now())
-    services.create_application("Pager", ["grants:read"], actor=None)
+    create_application("Pager", ["grants:read"], actor=None)
     locked = Website.objects.first()
     locked.locked_at = timezone.now()
     locked.save(update_fields=["locked_at"])
@@ -228,7 +229,7 @@ def application_token_post(client, application, **extra):
 
 
 def test_generate_token_is_refused_to_view_only_staff(db):
-    application, _ = services.create_application("Pager", ["grants:read"], actor=None)
+    application, _ = create_application("Pager", ["grants:read"], actor=None)
     client = sign_in(Client(), view_only_staff())
     response = application_token_post(client, application)
     assert response.status_code == 403
@@ -238,7 +239,7 @@ def test_generate_token_is_refused_to_view_only_staff(db):
 
 
 def test_generate_token_asks_staff_who_may_change_applications_for_a_fresh_code(db):
-    application, _ = services.create_application("Pager", ["grants:read"], actor=None)
+    application, _ = create_application("Pager", ["grants:read"], actor=None)
     staff = staff_with("tom", "change_application")
     client = sign_in(Client(), staff)
     asked = application_token_post(client, application)
@@ -252,7 +253,7 @@ def test_generate_token_asks_staff_who_may_change_applications_for_a_fresh_code(
 
 
 def test_generate_token_with_a_fresh_code_shows_the_new_token_once(db):
-    application, old_token = services.create_application("Pager", ["grants:read"], actor=None)
+    application, old_token = create_application("Pager", ["grants:read"], actor=None)
     staff = staff_with("tom", "change_application")
     client = sign_in(Client(), staff)
     code = current_totp(TOTPDevice.objects.get(user=staff), steps_ahead=1)
@@ -295,7 +296,7 @@ def test_a_recovery_policys_application_is_rotated_only_by_staff_who_may_change_
     policy = RecoveryPolicy.objects.exclude(application=None).first()
     if policy is None:
         policy = RecoveryPolicy.objects.first()
-        application, _ = services.create_application("Bundle fetcher", ["recovery:bundle"],
+        application, _ = create_application("Bundle fetcher", ["recovery:bundle"],
                                                      actor=None)
         policy.application = application
         policy.save(update_fields=["application"])

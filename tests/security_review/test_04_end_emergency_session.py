@@ -12,11 +12,10 @@ from audit.models import AuditEvent
 from audit.outbox import send_due_deliveries
 from backups import services
 from backups.models import EmergencyChallenge, EmergencySession, Website
-from tests.conftest import make_user
+from tests.conftest import example_website, make_user
 from tests.security_review.website_cast import (
     administrator,
     change_website,
-    example_website,
     open_emergency_session,
     run_action,
 )

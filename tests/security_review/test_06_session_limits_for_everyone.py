@@ -12,8 +12,9 @@ from accounts.models import SECURITY_REVIEWERS_GROUP
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from backups.models import Website
-from breakglass import access_requests
 from breakglass.models import Grant, Group
+from breakglass.services.grants import revoke_grant
+from breakglass.services.requests import approve_request, request_access
 from recovery.models import RecoveryPolicy
 from tests.conftest import make_user
 
@@ -47,9 +48,9 @@ def grant_holder():
     group = Group.objects.create(name="Billing", slug="billing", requestable=True)
     group.owners.add(owner)
     holder = make_user("hugo")
-    pending = access_requests.request_access(group, requester=holder, minutes=60,
+    pending = request_access(group, actor=holder, minutes=60,
                                              reason="deploy a fix")
-    access_requests.approve(pending, approver=owner, comment="ok")
+    approve_request(pending, actor=owner, comment="ok")
     assert Grant.objects.active().filter(user=holder).exists()
     return holder
 
@@ -130,7 +131,6 @@ def test_ordinary_user_keeps_the_existing_behaviour(verified_client, member):
 
 def test_a_past_grant_alone_does_not_bring_the_limits(verified_client):
     holder = grant_holder()
-    from breakglass.services import revoke_grant
 
     revoke_grant(Grant.objects.get(user=holder), actor=make_user("ops", is_superuser=True),
                  reason="done")

@@ -46,13 +46,13 @@ def broken_quorum(db, verified_client):
     policy = root_policy([alice, bob, erin], secret="quorum-review-secret-5521")
     policy.required = 3
     policy.save()
-    attempt = recovery.start_attempt(policy, initiator=alice, reason="SSO is down",
+    attempt = recovery.start_attempt(policy, actor=alice, reason="SSO is down",
                                      code=code(alice))
-    recovery.confirm(attempt, user=bob, code=code(bob, steps_ahead=1))
-    recovery.confirm(attempt, user=erin, code=code(erin, steps_ahead=1))
+    recovery.confirm(attempt, actor=bob, code=code(bob, steps_ahead=1))
+    recovery.confirm(attempt, actor=erin, code=code(erin, steps_ahead=1))
     attempt.refresh_from_db()
     assert attempt.status == RecoveryAttempt.Status.BROKEN
-    recovery.reveal(attempt, user=erin)
+    recovery.reveal(attempt, actor=erin)
     return attempt, clients
 
 

@@ -10,15 +10,16 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 from django_otp import devices_for_user
 
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import access_requests, services
 from breakglass.models import AccessRequest, Grant, Group, Scope
+from breakglass.services.applications import create_application
+from breakglass.services.errors import InvalidInput
+from breakglass.services.requests import request_access, withdraw_request
 from recovery import services as recovery
 from recovery.models import RecoveryAttempt, RecoveryPolicy
 from risk.incidents import upsert_incident
@@ -35,11 +36,6 @@ def authenticator(user):
 CELLS = default_cells()
 DAY = 24 * 60
 GUARDED = ["high", "critical"]  # where a typed SEV1/SEV2 counts as SEV3
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
 
 
 @pytest.fixture
@@ -135,7 +131,7 @@ def test_low_and_medium_groups_keep_the_typed_severity(verified_client, make_gro
 
 @pytest.fixture
 def token(db):
-    return services.create_application("pager", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
+    return create_application("pager", [Scope.BREAK_GLASS_WRITE], actor=None)[1]
 
 
 def api_break_glass(client, token, **body):
@@ -182,12 +178,12 @@ def test_the_api_on_a_medium_group_keeps_the_typed_severity(client, token, make_
 def test_a_request_on_a_high_group_is_capped_by_the_sev3_cell(make_group, member):
     group = make_group("high")
     fresh = timezone.now() - timedelta(minutes=1)
-    with pytest.raises(services.InvalidInput) as too_long:
-        access_requests.request_access(group, requester=member, minutes=12 * 60, reason="r",
+    with pytest.raises(InvalidInput) as too_long:
+        request_access(group, actor=member, minutes=12 * 60, reason="r",
                                        severity="sev1", stepped_up_at=fresh)
     assert "high × SEV3 allows at most 4 hours" in str(too_long.value)
-    access_request = access_requests.request_access(
-        group, requester=member, minutes=4 * 60, reason="r", severity="sev1",
+    access_request = request_access(
+        group, actor=member, minutes=4 * 60, reason="r", severity="sev1",
         stepped_up_at=fresh)
     assert access_request.status == AccessRequest.Status.APPROVED  # on call: auto-approved
     assert (access_request.risk["cell"], access_request.risk["claimed_severity"]) == (
@@ -201,14 +197,14 @@ def test_a_request_on_a_high_group_is_capped_by_the_sev3_cell(make_group, member
 def test_a_request_on_a_critical_group_needs_the_sev3_approvals(make_group, member, owner):
     group = make_group("critical")
     fresh = timezone.now() - timedelta(minutes=1)
-    typed = access_requests.request_access(group, requester=member, minutes=60, reason="r",
+    typed = request_access(group, actor=member, minutes=60, reason="r",
                                            severity="sev1", stepped_up_at=fresh)
     assert typed.approvals_needed == CELLS["critical", "sev3"]["approvals"] == 2
     assert typed.status == AccessRequest.Status.PENDING  # no auto-approval above one
-    access_requests.withdraw(typed, actor=member, reason="wrong form")
+    withdraw_request(typed, actor=member, reason="wrong form")
 
     incident = sev1_incident(groups=[group.slug])
-    chosen = access_requests.request_access(group, requester=member, minutes=60, reason="r",
+    chosen = request_access(group, actor=member, minutes=60, reason="r",
                                             incident=incident, stepped_up_at=fresh)
     assert chosen.approvals_needed == 1 and chosen.status == AccessRequest.Status.APPROVED
     assert "claimed_severity" not in chosen.risk
@@ -239,7 +235,7 @@ def test_a_quorum_on_a_critical_policy_needs_the_sev3_confirmations(pair):
     policy = RecoveryPolicy.objects.create(name="Root", slug="root", sensitivity="critical",
                                            required=1, enabled=True, first_user=alice,
                                            second_user=bob)
-    attempt = recovery.start_attempt(policy, initiator=alice, reason="SSO down",
+    attempt = recovery.start_attempt(policy, actor=alice, reason="SSO down",
                                      code=current_totp(authenticator(alice)),
                                      severity="sev1")
     assert attempt.required == CELLS["critical", "sev3"]["approvals"] == 2
@@ -251,7 +247,7 @@ def test_a_quorum_on_a_critical_policy_needs_the_sev3_confirmations(pair):
     recovery.cancel(attempt, actor=alice)
 
     incident = sev1_incident(policies=[policy.slug])
-    attempt = recovery.start_attempt(policy, initiator=alice, reason="SSO down",
+    attempt = recovery.start_attempt(policy, actor=alice, reason="SSO down",
                                      code=current_totp(authenticator(alice), 1),
                                      incident=incident)
     assert attempt.required == 1 and attempt.status == RecoveryAttempt.Status.BROKEN

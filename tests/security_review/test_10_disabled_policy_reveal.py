@@ -70,7 +70,7 @@ def test_a_disabled_policy_reveals_nothing(broken):
     credential = EmergencyCredential.objects.get(policy=policy)
     assert (credential.rotation_due, credential.revealed_at) == (False, None)
     with pytest.raises(services.RecoveryRefused, match="disabled"):
-        services.reveal(attempt, user=attempt.initiator)
+        services.reveal(attempt, actor=attempt.initiator)
     assert AuditEvent.objects.filter(kind=EventKind.RECOVERY_REFUSED).count() == 2
 
 

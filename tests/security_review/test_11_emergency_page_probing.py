@@ -14,8 +14,7 @@ from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from backups import services
 from backups.models import EmergencyChallenge
-from tests.conftest import make_user
-from tests.security_review.website_cast import example_website
+from tests.conftest import example_website, make_user
 
 pytestmark = pytest.mark.django_db
 

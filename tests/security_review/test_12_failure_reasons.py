@@ -10,8 +10,8 @@ from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from audit.outbox import send_due_deliveries
 from backups import jobs
-from backups.models import BackupJob, Website
-from tests.conftest import make_user
+from backups.models import BackupJob
+from tests.conftest import example_website, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -19,10 +19,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def website(backup_sources, settings):
     settings.BACKUP_ROOT = backup_sources / "archives"
-    return Website.objects.create(
-        name="Example", address="example.org", manager=make_user("bob"),
-        verification_email="owner@example.org", verification_mobile="+15555550100",
-        files_dir=str(backup_sources / "srv" / "missing-site"), emergency_enabled=True)
+    return example_website(make_user("bob"),
+                           files_dir=str(backup_sources / "srv" / "missing-site"))
 
 
 def test_the_owner_hears_a_plain_sentence_and_the_manager_the_reason(website, monkeypatch):

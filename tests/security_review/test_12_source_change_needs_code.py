@@ -4,6 +4,7 @@ acting administrator's fresh one-time code, like the contacts."""
 import pytest
 
 from backups.models import Website
+from tests.conftest import example_website
 from tests.security_review.website_cast import administrator, change_website, fresh_code
 
 pytestmark = pytest.mark.django_db
@@ -18,10 +19,8 @@ def site_dirs(backup_sources):
 
 @pytest.fixture
 def website(site_dirs):
-    return Website.objects.create(
-        name="Example", address="example.org", manager=administrator("bob"),
-        verification_email="owner@example.org", files_dir=str(site_dirs / "site"),
-        emergency_enabled=True)
+    return example_website(administrator("bob"), verification_mobile="",
+                           files_dir=str(site_dirs / "site"))
 
 
 def test_changing_the_files_directory_needs_a_fresh_code(verified_client, website, site_dirs):

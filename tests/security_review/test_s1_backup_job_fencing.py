@@ -21,7 +21,7 @@ from backups import jobs
 from backups.archive import write_archive
 from backups.models import BackupJob, Website
 from recovery.crypto import encrypt_field
-from tests.conftest import make_user
+from tests.conftest import example_website, make_user
 
 DUMP_SECONDS = 4
 
@@ -47,9 +47,8 @@ def slow_pg_dump(tmp_path, monkeypatch):
 def website(backup_sources, settings):
     settings.BACKUP_ROOT = backup_sources / "archives"
     settings.BACKUP_DATABASE_ALLOW = ["db.example:5432"]
-    return Website.objects.create(
-        name="Example", address="example.org", manager=make_user("bob"),
-        verification_email="owner@example.org", emergency_enabled=True,
+    return example_website(
+        make_user("bob"), verification_mobile="",
         database_url_encrypted=encrypt_field("postgres://site:secret@db.example/shop"))
 
 

@@ -5,11 +5,11 @@ import json
 import logging
 
 import pytest
-from django.core.cache import cache
 
-from breakglass import services
-from breakglass.api import api
-from breakglass.models import Group, Scope
+from api.main import api
+from breakglass.models import Scope
+from breakglass.services.applications import create_application
+from breakglass.services.break_glass import break_glass
 
 pytestmark = pytest.mark.django_db
 
@@ -17,22 +17,14 @@ FORTY_DIGITS = "1" * 40
 OUT_OF_RANGE = [FORTY_DIGITS, str(2**63), "-1", "-" + FORTY_DIGITS]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-
-
 @pytest.fixture
 def token(db) -> str:
-    return services.create_application("sweeper", list(Scope.values), actor=None)[1]
+    return create_application("sweeper", list(Scope.values), actor=None)[1]
 
 
 @pytest.fixture
-def grant(owner, member):
-    group = Group.objects.create(name="Production DB", slug="prod-db")
-    group.owners.add(owner)
-    group.break_glass_users.add(member)
-    return services.break_glass(group, actor=member, reason="disk full")
+def grant(database, member):
+    return break_glass(database, actor=member, reason="disk full")
 
 
 def _integer_parameters() -> list[tuple[str, str, str, str]]:

@@ -5,29 +5,24 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
-from breakglass import services, tokens
+from breakglass import tokens
 from breakglass.models import Application, Grant, Group, Scope
+from breakglass.services.break_glass import break_glass
 from recovery import crypto
 from recovery.models import RecoveryPolicy
-from tests.recovery.helpers import enrolled_trio, root_policy
+from tests.recovery.helpers import root_policy
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-
-
 @pytest.fixture
-def policy(db) -> RecoveryPolicy:
-    return root_policy(enrolled_trio(), secret="hunter2-root")
+def policy(trio) -> RecoveryPolicy:
+    return root_policy(trio, secret="hunter2-root")
 
 
 def run(*args) -> str:
@@ -97,7 +92,7 @@ def test_expire_grants_ends_the_grants_past_their_expiry_now(owner, member):
     group = Group.objects.create(name="Production DB", slug="prod-db")
     group.owners.add(owner)
     group.break_glass_users.add(member)
-    due = services.break_glass(group, actor=member, reason="disk full")
+    due = break_glass(group, actor=member, reason="disk full")
     Grant.objects.filter(pk=due.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     output = run("expire_grants")
     assert output.strip() == "expired 1 grant"

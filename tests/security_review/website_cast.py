@@ -12,15 +12,6 @@ from backups.models import Website
 from tests.conftest import add_authenticator, current_totp, make_user
 
 
-def example_website(manager) -> Website:
-    """example.org as its manager set it up earlier: confirmed, contacts preset, emergency
-    access on."""
-    return Website.objects.create(
-        name="Example", address="example.org", manager=manager,
-        verification_email="owner@example.org", verification_mobile="+15555550100",
-        emergency_enabled=True)
-
-
 def administrator(username: str):
     user = make_user(username, is_staff=True, is_superuser=True)
     add_authenticator(user)

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
-from breakglass import services
 from breakglass.models import Scope
+from breakglass.services import applications
 from recovery import services as recovery
 from recovery.models import RecoveryPolicy
 
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         if slug is None:
             if not scopes:
                 raise CommandError("give at least one --scope (or --policy SLUG)")
-            return services.create_application(name, scopes, actor=None)
+            return applications.create_application(name, scopes, actor=None)
         policy = RecoveryPolicy.objects.filter(slug=slug).first()
         if policy is None:
             raise CommandError(f"no recovery policy with slug {slug!r}")

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from breakglass import services
+from breakglass.services import grants
 
 
 class Command(BaseCommand):
@@ -8,5 +8,5 @@ class Command(BaseCommand):
             "alerted the same way); prints how many it ended.")
 
     def handle(self, *args, **options):
-        ended = services.expire_due_grants()
+        ended = grants.expire_due_grants()
         self.stdout.write(f"expired {ended} grant{'' if ended == 1 else 's'}")

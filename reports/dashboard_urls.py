@@ -2,6 +2,6 @@
 
 
 def dashboard_urls(site) -> list:
-    from review.dashboard import admin_urls
+    from reports.dashboard import admin_urls
 
     return admin_urls(site)

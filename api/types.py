@@ -1,4 +1,4 @@
-"""Input types shared by every part of the JSON API (breakglass/api.py, oncall/api.py)."""
+"""Input types shared by every router of the JSON API."""
 
 from typing import Annotated
 

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from accounts.models import User
 from backups.models import Website
+from recovery.crypto import encrypt_field
 
 PAGES = {
     "index.html": "<!doctype html><title>Example</title><h1>Welcome to example.org</h1>\n",
@@ -35,8 +36,6 @@ def seed_website() -> Website:
                 ("New menu", "Try the pistachio croissant."),
             ])
     connection.close()
-    from recovery.crypto import encrypt_field
-
     website, _ = Website.objects.update_or_create(address="example.org", defaults={
         "name": "Example café", "manager": User.objects.get(username="bob"),
         "owner_name": "Olga Owner", "verification_email": "owner@example.org",

@@ -10,8 +10,11 @@ from django.utils import timezone
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
 from accounts.services import issue_backup_codes
 from breakglass.models import Group as CatalogGroup
-from breakglass.models import Sensitivity
+from demo.recovery import seed_recovery
+from demo.websites import seed_website
 from oncall.models import Schedule, Shift
+from risk.incidents import upsert_incident
+from risk.models import Sensitivity
 
 DEMO_USERS = [
     # username, role shown on sign-in, mobile
@@ -65,11 +68,7 @@ def seed_demo(password: str) -> list[DemoSignIn]:
         codes = issue_backup_codes(user, actor=None)
         sign_ins.append(DemoSignIn(username, role, codes))
     seed_groups()
-    from recovery.demo import seed_recovery
-
     seed_recovery()
-    from backups.demo import seed_website
-
     seed_website()
     return sign_ins
 
@@ -103,8 +102,6 @@ def seed_groups() -> None:
         groups[slug].save()
     # An open SEV1 from the pager: under it, the production groups' risk rule (critical ×
     # SEV1) allows self-service with a step-up code, for at most 4 hours.
-    from risk.incidents import upsert_incident
-
     upsert_incident(external_id=DEMO_INCIDENT, title="Primary database refuses connections",
                     severity="sev1", status="open", url="https://pager.example.org/INC-2041",
                     groups=["prod-database", "breakglass-prod-database"], actor=None)

@@ -4,7 +4,7 @@ demo credential; each enrolled with the passphrase "<username> recovery demo". I
 from django.db import transaction
 
 from accounts.models import User
-from recovery import services
+from recovery import crypto, services
 from recovery.models import EmergencyCredential, RecoveryEnrolment, RecoveryPolicy
 
 HOLDERS = ("alice", "bob", "erin")
@@ -20,7 +20,7 @@ def seed_recovery() -> RecoveryPolicy:
     users = [User.objects.get(username=username) for username in HOLDERS]
     policy = RecoveryPolicy.objects.filter(slug="root-credentials").first()
     if policy is None:
-        policy = RecoveryPolicy(slug="root-credentials", signing_seed=services.new_signing_seed())
+        policy = RecoveryPolicy(slug="root-credentials", signing_seed=crypto.new_signing_seed())
     policy.name = "Root credentials"
     policy.description = "The cloud account's root login, for when single sign-on is down."
     policy.first_user, policy.second_user, policy.third_user = users

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from review.evidence import build_pack, find_subject, pack_html, pack_json, record_export
+from reports.evidence import build_pack, find_subject, pack_html, pack_json, record_export
 
 
 class Command(BaseCommand):

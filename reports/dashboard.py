@@ -18,7 +18,7 @@ from django.urls import path
 from django.utils import timezone
 
 from audit.admin import refuse
-from review import reports
+from reports import reports
 from review.models import Review
 
 PATH_COLOURS = {  # Series colours only, never a state: each also has its word in the legend.

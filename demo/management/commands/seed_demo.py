@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from breakglass.demo import seed_demo
+from demo.organisation import seed_demo
 
 
 class Command(BaseCommand):

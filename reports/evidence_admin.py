@@ -10,7 +10,7 @@ from django.views.decorators.csp import csp_override
 from django.views.decorators.http import require_GET
 
 from audit.admin import refuse
-from review.evidence import SUBJECT_MODELS, build_pack, pack_html, pack_json, record_export
+from reports.evidence import SUBJECT_MODELS, build_pack, pack_html, pack_json, record_export
 
 FORMATS = ("html", "json")
 
@@ -45,17 +45,3 @@ def evidence_view(request: HttpRequest, kind: str, object_id: int, fmt: str) -> 
         response = HttpResponse(pack_html(pack, request=request))
     record_export(subject, pack, actor=request.user, files=[filename], request=request)
     return response
-
-
-def evidence_links(kind: str, object_id) -> str:
-    """The admin's evidence-pack buttons for an incident or a grant."""
-    from django.urls import reverse
-    from django.utils.html import format_html
-
-    if object_id is None:
-        return "—"
-    return format_html(
-        '<a class="button" href="{}">Evidence pack (printable)</a> '
-        '<a class="button" href="{}">Evidence pack (JSON)</a>',
-        reverse("admin:evidence", args=[kind, object_id, "html"]),
-        reverse("admin:evidence", args=[kind, object_id, "json"]))

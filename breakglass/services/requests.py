@@ -2,14 +2,16 @@
 active grant; distinct owners approve (never their own request), or the group's auto-approve
 rule approves at once; deny, withdraw, and lapse when nobody decided in time.
 
-Each transition locks its request row, checks, writes, records its audit event and alerts in
-one transaction. A refusal that must also leave a trace (a request found lapsed while someone
-tried to approve it) commits the trace first and raises after."""
+Each change locks its request row, checks, writes, records its audit event and alerts in one
+transaction; what it does to the grant goes through the grant transitions of `grants`. A
+refusal that must also leave a trace (a request found lapsed while someone tried to approve
+it) commits the trace first and raises after."""
 
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -17,12 +19,15 @@ from django.utils import timezone
 from accounts.models import User
 from audit.alerts import alert
 from audit.catalogue import EventKind, Outcome
-from audit.db import fast_insert
+from audit.reasons import check_reason
 from audit.services import record
-from breakglass import services
+from breakglass import sql
 from breakglass.access import decide
-from breakglass.models import MIN_REQUEST_MINUTES, AccessRequest, Approval, Grant, Group
-from breakglass.services import GrantError, InvalidInput
+from breakglass.models import AccessRequest, Approval, Grant, Group
+from breakglass.services import grants, groups
+from breakglass.services.errors import GrantError, InvalidInput, NotAllowed, RequestRefused
+from risk.durations import minutes_words
+from risk.models import MIN_REQUEST_MINUTES
 from risk.rules import Path, RiskRefused, decide_risk, decide_severity
 
 MAX_INCIDENT_LENGTH = 200
@@ -30,19 +35,9 @@ VIA_WORDS = {"member": "a member of", "grant": "holds access to",
              "nested": "has access through nesting to", "on_call": "on call now in"}
 
 
-class RequestRefused(GrantError):
-    status = 403
-
-
 def request_link(access_request: AccessRequest) -> str:
     return settings.SITE_URL.rstrip("/") + reverse("breakglass:request-detail",
                                                    args=[access_request.pk])
-
-
-def minutes_in_words(minutes: int) -> str:
-    from breakglass.templatetags.breakglass_extras import minutes_words
-
-    return minutes_words(minutes)
 
 
 def _checked(group: Group, *, minutes, reason: str, incident: str,
@@ -50,13 +45,9 @@ def _checked(group: Group, *, minutes, reason: str, incident: str,
     if not isinstance(minutes, int) or not (
             MIN_REQUEST_MINUTES <= minutes <= group.request_max_minutes):
         raise InvalidInput("minutes", "Choose a duration from 15 minutes to "
-                                      f"{minutes_in_words(group.request_max_minutes)}.")
-    reason = (reason or "").strip()
-    if group.request_reason_required and not reason:
-        raise InvalidInput("reason", "Give a reason: the owners decide on it.")
-    if len(reason) > services.MAX_REASON_LENGTH:
-        raise InvalidInput("reason",
-                           f"Keep the reason under {services.MAX_REASON_LENGTH} characters.")
+                                      f"{minutes_words(group.request_max_minutes)}.")
+    reason = check_reason(reason, invalid=InvalidInput, required=group.request_reason_required,
+                          missing="Give a reason: the owners decide on it.")
     incident = (incident or "").strip()
     if incident_asked and group.request_incident_required and not incident:
         raise InvalidInput("incident", "This group needs an incident reference.")
@@ -85,11 +76,11 @@ def auto_approval_rule(group: Group, requester: User) -> str:
     return f"{requester.username} is {VIA_WORDS[decision.via]} {auto.name} ({auto.slug})"
 
 
-def request_access(group: Group, *, requester: User, minutes: int, reason: str = "",
+def request_access(group: Group, *, actor: User, minutes: int, reason: str = "",
                    incident: str = "", severity: str = "", request: HttpRequest | None = None,
                    stepped_up_at=None) -> AccessRequest:
-    """Ask for `minutes` of access to `group`, counted from approval. The grant waits in
-    `requested`; owners are alerted, or the auto-approve rule activates it at once.
+    """The actor asks for `minutes` of access to `group`, counted from approval. The grant
+    waits in `requested`; owners are alerted, or the auto-approve rule activates it at once.
 
     `incident` is an open incident's external id; its severity (or `severity` without one, at
     most SEV3 on high and critical groups) and the group's sensitivity pick the risk rule: it
@@ -99,31 +90,31 @@ def request_access(group: Group, *, requester: User, minutes: int, reason: str =
     if not group.requestable:
         raise RequestRefused(f"{group.name} does not take access requests.")
     reason, _ = _checked(group, minutes=minutes, reason=reason, incident=incident)
-    linked = services.find_incident(incident)
+    linked = grants.find_incident(incident)
     decided, claimed = decide_severity(group.sensitivity, incident=linked, severity=severity)
     decision = decide_risk(Path.REQUEST, sensitivity=group.sensitivity, severity=decided,
                            claimed=claimed, stepped_up_at=stepped_up_at)
     if not decision.allowed:
         with transaction.atomic():
-            record(EventKind.GRANT_REFUSED, actor=requester, target=group, request=request,
+            record(EventKind.GRANT_REFUSED, actor=actor, target=group, request=request,
                    outcome=Outcome.DENIED, reason=decision.why,
                    data={"risk": decision.as_data()})
         raise RiskRefused(decision)
     if minutes > decision.max_minutes:
         raise InvalidInput("minutes", f"Risk rule {decision.cell} allows at most "
-                                      f"{minutes_in_words(decision.max_minutes)}.")
+                                      f"{minutes_words(decision.max_minutes)}.")
     with transaction.atomic():
         now = timezone.now()
-        grant = Grant(user=requester, group=group, status=Grant.Status.REQUESTED,
+        grant = Grant(user=actor, group=group, status=Grant.Status.REQUESTED,
                       source=Grant.Source.REQUEST, reason=reason,
                       incident=linked.external_id if linked else "", incident_record=linked,
                       severity=decision.severity if (linked or severity) else "",
                       claimed_severity=claimed, requested_at=now, risk=decision.as_data())
-        if not fast_insert(grant, unless_conflict=services.OPEN_GRANT_CONFLICT):
-            _explain_open_grant(group, requester, now)
-            fast_insert(grant)  # the open grant was past its instant and has been ended
+        if not sql.insert_open_grant(grant):
+            _explain_open_grant(group, actor, now)
+            sql.insert_open_grant(grant)  # the open grant was past its instant: it has ended
         access_request = AccessRequest.objects.create(
-            kind=AccessRequest.Kind.ACCESS, requester=requester, group=group, grant=grant,
+            kind=AccessRequest.Kind.ACCESS, requester=actor, group=group, grant=grant,
             minutes=minutes, reason=reason, incident=grant.incident, created_at=now,
             approvals_needed=max(group.approvals_needed, decision.approvals),
             risk=decision.as_data(),
@@ -143,15 +134,15 @@ def _explain_open_grant(group: Group, requester: User, now) -> None:
     if current.gives_access(now):
         raise GrantError(f"You already have access to {group.name} until "
                          f"{current.expires_at:%Y-%m-%d %H:%M} UTC; request an extension.")
-    services.expire_grant(current.pk)
+    grants.expire_grant(current)
 
 
-def request_extension(grant: Grant, *, requester: User, minutes: int, reason: str = "",
+def request_extension(grant: Grant, *, actor: User, minutes: int, reason: str = "",
                       request: HttpRequest | None = None) -> AccessRequest:
-    """Ask for `minutes` more on an active grant; approval moves its end without a gap. The
-    request lapses when the grant ends, if not before."""
+    """The holder asks for access until `minutes` from the approval (never less than they
+    have). The request lapses when the grant ends, if not before."""
     group = grant.group
-    if grant.user_id != requester.pk:
+    if grant.user_id != actor.pk:
         raise RequestRefused("Only the holder asks for more time on a grant.")
     if not group.requestable:
         raise RequestRefused(f"{group.name} does not take requests, extensions included.")
@@ -163,7 +154,7 @@ def request_extension(grant: Grant, *, requester: User, minutes: int, reason: st
                            severity=grant.severity, stepped_up_at=timezone.now())
     if decision.allowed and minutes > decision.max_minutes:
         raise InvalidInput("minutes", f"Risk rule {decision.cell} allows at most "
-                                      f"{minutes_in_words(decision.max_minutes)}.")
+                                      f"{minutes_words(decision.max_minutes)}.")
     with transaction.atomic():
         now = timezone.now()
         grant = Grant.objects.select_for_update().get(pk=grant.pk)
@@ -172,7 +163,7 @@ def request_extension(grant: Grant, *, requester: User, minutes: int, reason: st
         try:
             with transaction.atomic():
                 access_request = AccessRequest.objects.create(
-                    kind=AccessRequest.Kind.EXTENSION, requester=requester, group=group,
+                    kind=AccessRequest.Kind.EXTENSION, requester=actor, group=group,
                     grant=grant, minutes=minutes, reason=reason, incident=grant.incident,
                     created_at=now, expires_at=min(
                         now + timedelta(minutes=group.request_expiry_minutes), grant.expires_at),
@@ -192,8 +183,8 @@ def _opened(access_request: AccessRequest, *, request, now) -> None:
             if access_request.approvals_required <= 1 else "")
     if rule:
         access_request.auto_rule = rule[:200]
-        _activate(access_request, actor=None, kind=EventKind.REQUEST_AUTO_APPROVED, now=now,
-                  request=request)
+        _give(access_request, actor=None, kind=EventKind.REQUEST_AUTO_APPROVED, now=now,
+              request=request)
     _alert_owners(event, access_request)
 
 
@@ -211,35 +202,29 @@ def _tell_requester(event, access_request: AccessRequest, outcome: str, until=No
                    "request_link": request_link(access_request)})
 
 
-def _activate(access_request: AccessRequest, *, actor, kind: str, now,
-              request=None) -> Grant:
-    """Give what was asked: activate the requested grant (its clock starts now), or move an
-    active grant's end by the requested time."""
-    grant = Grant.objects.select_for_update().select_related("group", "user").get(
-        pk=access_request.grant_id)
-    data = {"request": access_request.pk, "approvers": sorted(
-        access_request.approvals.values_list("approver__username", flat=True))}
-    if access_request.kind == AccessRequest.Kind.ACCESS:
-        grant.status = Grant.Status.ACTIVE
-        grant.activated_at = now
-        grant.expires_at = now + access_request.duration
-        grant.save(update_fields=["status", "activated_at", "expires_at"])
-        services.schedule_expiry(grant, new=True)
-    else:
-        data["previous_expires_at"] = grant.expires_at.isoformat()
-        grant.expires_at += access_request.duration
-        grant.reminded_at = None
-        grant.save(update_fields=["expires_at", "reminded_at"])
-        services.schedule_expiry(grant)
+def _give(access_request: AccessRequest, *, actor, kind: str, now, request=None) -> Grant:
+    """Give what was asked: the requested grant starts now for its duration, or the active
+    grant runs until now + the requested time (never shorter than it already does). The
+    request's decision is recorded and the requester told; the grant's own transition tells
+    the connectors (and, for an extension, the owners)."""
     access_request.status = AccessRequest.Status.APPROVED
     access_request.decided_at = now
     access_request.decided_by = actor
     access_request.save(update_fields=["status", "decided_at", "decided_by", "auto_rule"])
+    data = {"request": access_request.pk, "approvers": sorted(
+        access_request.approvals.values_list("approver__username", flat=True))}
     if access_request.auto_rule:
         data["rule"] = access_request.auto_rule
-    event = record(kind, actor=actor, target=grant, reason=access_request.reason,
-                   data={**services.grant_data(grant), **data}, request=request)
-    services.follow_up(event, action="grant")
+    # The decision first, then what it gives: the trail reads cause before effect.
+    event = record(kind, actor=actor, target=access_request, reason=access_request.reason,
+                   data={**_request_data(access_request), **data}, request=request)
+    if access_request.kind == AccessRequest.Kind.ACCESS:
+        grant = grants.activate_grant(access_request.grant, actor=actor, request=request,
+                                      duration=access_request.duration, data=data)
+    else:
+        grant = grants.extend_grant(access_request.grant, actor=actor, request=request,
+                                    until=now + access_request.duration,
+                                    reason=access_request.reason, data=data)
     _tell_requester(event, access_request, "approved", until=grant.expires_at)
     return grant
 
@@ -272,28 +257,28 @@ def _check_decider(access_request: AccessRequest, owner: User, verb: str) -> Non
         raise RequestRefused(f"Only the owners of {access_request.group.name} {verb} requests.")
 
 
-def approve(access_request: AccessRequest, *, approver: User, comment: str = "",
-            request: HttpRequest | None = None) -> AccessRequest:
-    """One owner's approval; the last one needed activates. Two owners approving at once give
-    one activation: the request row is locked."""
-    comment = (comment or "").strip()[:services.MAX_REASON_LENGTH]
+def approve_request(access_request: AccessRequest, *, actor: User, comment: str = "",
+                    request: HttpRequest | None = None) -> AccessRequest:
+    """One owner's approval; the last one needed gives the access. Two owners approving at
+    once give one activation: the request row is locked."""
+    comment = check_reason(comment, invalid=InvalidInput, field="comment", required=False)
     with transaction.atomic():
         access_request = _locked(access_request)
         now = timezone.now()
         refusal = _closed_reason(access_request, now)
         if refusal is None:
-            _check_decider(access_request, approver, "approve")
-            if access_request.approvals.filter(approver=approver).exists():
+            _check_decider(access_request, actor, "approve")
+            if access_request.approvals.filter(approver=actor).exists():
                 raise GrantError("You have already approved this request.")
-            Approval.objects.create(request=access_request, approver=approver,
+            Approval.objects.create(request=access_request, approver=actor,
                                     comment=comment, created_at=now)
             count = access_request.approvals.count()
             needed = access_request.approvals_required
             if count >= needed:
-                _activate(access_request, actor=approver, kind=EventKind.REQUEST_APPROVED,
-                          now=now, request=request)
+                _give(access_request, actor=actor, kind=EventKind.REQUEST_APPROVED, now=now,
+                      request=request)
             else:
-                record(EventKind.REQUEST_APPROVAL, actor=approver, target=access_request,
+                record(EventKind.REQUEST_APPROVAL, actor=actor, target=access_request,
                        reason=comment, data={"approvals": count, "needed": needed},
                        request=request)
     if refusal is not None:
@@ -301,22 +286,20 @@ def approve(access_request: AccessRequest, *, approver: User, comment: str = "",
     return access_request
 
 
-def deny(access_request: AccessRequest, *, approver: User, comment: str,
-         request: HttpRequest | None = None) -> AccessRequest:
-    comment = (comment or "").strip()
-    if not comment:
-        raise InvalidInput("comment", "Say why: the requester is told.")
-    if len(comment) > services.MAX_REASON_LENGTH:
-        raise InvalidInput("comment", f"Keep it under {services.MAX_REASON_LENGTH} characters.")
+def deny_request(access_request: AccessRequest, *, actor: User, comment: str,
+                 request: HttpRequest | None = None) -> AccessRequest:
+    """An owner says no, with a comment the requester is told."""
+    comment = check_reason(comment, invalid=InvalidInput, field="comment",
+                           missing="Say why: the requester is told.")
     with transaction.atomic():
         access_request = _locked(access_request)
         now = timezone.now()
         refusal = _closed_reason(access_request, now)
         if refusal is None:
-            _check_decider(access_request, approver, "deny")
-            _close(access_request, AccessRequest.Status.DENIED, by=approver, comment=comment,
+            _check_decider(access_request, actor, "deny")
+            _close(access_request, AccessRequest.Status.DENIED, by=actor, comment=comment,
                    now=now)
-            event = record(EventKind.REQUEST_DENIED, actor=approver, target=access_request,
+            event = record(EventKind.REQUEST_DENIED, actor=actor, target=access_request,
                            reason=comment, data=_request_data(access_request), request=request)
             _tell_requester(event, access_request, "denied")
     if refusal is not None:
@@ -324,9 +307,10 @@ def deny(access_request: AccessRequest, *, approver: User, comment: str,
     return access_request
 
 
-def withdraw(access_request: AccessRequest, *, actor: User, reason: str = "",
-             request: HttpRequest | None = None) -> AccessRequest:
-    """The requester takes back a pending request (breaking glass does it for them)."""
+def withdraw_request(access_request: AccessRequest, *, actor: User, reason: str = "",
+                     request: HttpRequest | None = None) -> AccessRequest:
+    """The requester takes back a pending request."""
+    reason = check_reason(reason, invalid=InvalidInput, required=False)
     with transaction.atomic():
         access_request = _locked(access_request)
         if actor.pk != access_request.requester_id:
@@ -342,19 +326,22 @@ def withdraw(access_request: AccessRequest, *, actor: User, reason: str = "",
 
 
 def _close(access_request: AccessRequest, status: str, *, by: User | None, comment: str,
-           now) -> None:
-    """End a request undecided-for-access: its requested grant ends with it (an extension's
-    grant is left as it is)."""
+           now, cause: dict | None = None) -> None:
+    """End a request without giving access: a requested grant ends with it (denied, or lapsed
+    when the request lapsed); an extension's grant is left as it is."""
     access_request.status = status
     access_request.decided_at = now
     access_request.decided_by = by
     access_request.comment = comment
     access_request.save(update_fields=["status", "decided_at", "decided_by", "comment"])
-    if access_request.kind == AccessRequest.Kind.ACCESS:
-        grant_status = (Grant.Status.LAPSED if status == AccessRequest.Status.LAPSED
-                        else Grant.Status.DENIED)
-        Grant.objects.filter(pk=access_request.grant_id, status=Grant.Status.REQUESTED).update(
-            status=grant_status, ended_at=now, ended_by=by, end_reason=comment)
+    if access_request.kind != AccessRequest.Kind.ACCESS:
+        return
+    cause = {"request": access_request.pk, "request_status": status, **(cause or {})}
+    if status == AccessRequest.Status.LAPSED:
+        grants.lapse_requested_grant(access_request.grant, reason=comment, cause=cause)
+    else:
+        grants.deny_requested_grant(access_request.grant, actor=by, reason=comment,
+                                    cause=cause)
 
 
 def _lapse(access_request: AccessRequest, now) -> None:
@@ -365,7 +352,7 @@ def _lapse(access_request: AccessRequest, now) -> None:
     _tell_requester(event, access_request, "lapsed (nobody decided in time)")
 
 
-def close_for_incident(incident, *, now) -> int:
+def lapse_requests_for_incident(incident, *, now) -> int:
     """A resolved incident's pending requests lapse: nothing would end the access they ask for
     early, so they are not approved after the incident they were made under."""
     closed = 0
@@ -374,18 +361,18 @@ def close_for_incident(incident, *, now) -> int:
                .filter(grant__incident_record=incident, status=AccessRequest.Status.PENDING,
                        group__end_grants_on_resolve=True))
     for access_request in pending:
-        _close(access_request, AccessRequest.Status.LAPSED, by=None, now=now,
+        cause = {"incident": incident.external_id}
+        _close(access_request, AccessRequest.Status.LAPSED, by=None, now=now, cause=cause,
                comment=f"incident {incident.external_id} was resolved")
         event = record(EventKind.REQUEST_LAPSED, actor=None, target=access_request,
-                       data={**_request_data(access_request),
-                             "cause": {"incident": incident.external_id}})
+                       data={**_request_data(access_request), "cause": cause})
         _tell_requester(event, access_request,
                         f"lapsed (incident {incident.external_id} was resolved)")
         closed += 1
     return closed
 
 
-def supersede(grant: Grant, *, actor: User, request=None) -> None:
+def supersede_request(grant: Grant, *, actor: User, request=None) -> None:
     """Breaking glass while a request for the same group waits: the request is withdrawn (or
     lapses, if its time is already up), so the emergency path is never blocked by it."""
     pending = grant.requests.filter(kind=AccessRequest.Kind.ACCESS,
@@ -421,10 +408,8 @@ def lapse_due_requests() -> int:
 def visible_requests(actor: User):
     """Requests an actor may look at: their own, their groups' (as owner), all for reviewers
     and administrators."""
-    if actor.is_superuser or User.objects.security_reviewers().filter(pk=actor.pk).exists():
+    if actor.is_superuser or actor.is_security_reviewer:
         return AccessRequest.objects.all()
-    from django.db.models import Q
-
     return AccessRequest.objects.filter(
         Q(requester=actor) | Q(group__owners=actor)).distinct()
 
@@ -448,6 +433,8 @@ def set_request_settings(group: Group, values: dict, *, actor: User,
 
     with transaction.atomic():
         group = Group.objects.select_for_update().get(pk=group.pk)
+        if not groups.may_manage(actor, group):
+            raise NotAllowed("Only the group's owners change its request settings.")
         changed = {}
         for field, value in values.items():
             if getattr(group, field) != value:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from review.evidence import verify_pack
+from reports.evidence import verify_pack
 
 
 class Command(BaseCommand):

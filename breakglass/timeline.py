@@ -17,6 +17,9 @@ def delivered(events: list[AuditEvent]) -> list[tuple]:
     return [(delivery.sent_at, "delivery", delivery) for delivery in deliveries]
 
 
+REQUEST_KINDS_SHOWN_AS_ITEMS = {EventKind.REQUEST_CREATED, EventKind.REQUEST_APPROVAL}
+
+
 def grant_timeline_items(grant) -> list[tuple]:
     """(time, kind, item) in time order; kind is event, request, approval, delivery or
     activity."""
@@ -26,6 +29,12 @@ def grant_timeline_items(grant) -> list[tuple]:
     items = [(event.recorded_at, "event", event) for event in shown]
     for access_request in grant.requests.all():
         items.append((access_request.created_at, "request", access_request))
+        # The request's decision (approved, denied, withdrawn, lapsed) and what the requester
+        # was told; its creation and each approval are the items beside it.
+        decisions = [event for event in target_events(access_request)
+                     if event.kind not in REQUEST_KINDS_SHOWN_AS_ITEMS]
+        items += [(event.recorded_at, "event", event) for event in decisions]
+        events += decisions
         items += [(approval.created_at, "approval", approval)
                   for approval in access_request.approvals.select_related("approver")]
     items += delivered(events)

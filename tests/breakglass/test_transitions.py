@@ -5,6 +5,7 @@ as they were. Every state is reached through the services, as the doors reach it
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from audit.catalogue import EventKind
@@ -177,3 +178,17 @@ def test_an_approved_extension_never_shortens_access(staging, member, owner):
     grant.refresh_from_db()
     assert grant.expires_at == ends_before
     assert AuditEvent.objects.filter(kind=EventKind.GRANT_EXTENDED).count() == 1
+
+
+def test_the_grant_page_tells_the_requests_decision_and_what_it_gave(staging, member, owner,
+                                                                     verified_client):
+    access_request = request_access(staging, actor=member, minutes=60, reason="deploy")
+    approve_request(access_request, actor=owner, comment="go ahead")
+    send_due_deliveries()
+    page = verified_client(member).get(reverse("breakglass:grant-timeline",
+                                               args=[access_request.grant_id]))
+    text = page.content.decode()
+    assert page.status_code == 200
+    approved = text.index(EventKind.REQUEST_APPROVED.label)
+    assert approved < text.index(EventKind.GRANT_ACTIVATED.label)
+    assert member.email in text[approved:]  # the requester's "approved" mail, delivered

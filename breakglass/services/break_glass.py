@@ -96,8 +96,9 @@ def _record_refusal(group: Group, ask: Ask, refusal: Refusal) -> None:
 
 @transaction.atomic
 def _open_or_extend(group: Group, ask: Ask) -> Grant:
+    locked, severity, claimed = _lock(group, ask, timezone.now())
+    # The clock after the lock: presses queued behind others decide on the present.
     now = timezone.now()
-    locked, severity, claimed = _lock(group, ask, now)
     decision = decide_risk(Path.API if ask.source == Grant.Source.API else Path.BREAK_GLASS,
                            sensitivity=locked.sensitivity, severity=severity, claimed=claimed,
                            stepped_up_at=ask.stepped_up_at, now=now, rule=locked.rule)
@@ -122,7 +123,7 @@ def _open_or_extend(group: Group, ask: Ask) -> Grant:
         current = Grant.objects.open().select_for_update().get(user=ask.holder, group=group)
         if _make_way(current, ask, now):
             return grants.extend_grant(
-                current, actor=ask.actor, until=now + duration, reason=ask.reason,
+                current, actor=ask.actor, until=now + duration, at=now, reason=ask.reason,
                 request=ask.request, data={"risk": risk}, template="break_glass",
                 audience=("concerned",), channels=tuple(decision.channels),
                 flagged=bool(flags))

@@ -22,7 +22,7 @@ from audit.reasons import check_reason
 from audit.services import record
 from breakglass import sql
 from breakglass.connectors import provision
-from breakglass.models import Grant, Group
+from breakglass.models import Application, Grant, Group
 from breakglass.services.errors import InvalidInput, NotAllowed, TransitionRefused
 from review.abort_links import abort_link
 from review.models import Review
@@ -177,8 +177,10 @@ def _reschedule_expiry(grant: Grant) -> None:
 # --- The transitions -------------------------------------------------------------------------
 
 def _locked(grant: Grant | int) -> Grant:
-    return Grant.objects.select_for_update().select_related("group", "user").get(
-        pk=grant if isinstance(grant, int) else grant.pk)
+    # The grant row only: the group's row is break glass's serialiser, and locking it here
+    # too would deadlock revoke all against a holder pressing again.
+    return (Grant.objects.select_for_update(of=("self",)).select_related("group", "user")
+            .get(pk=grant if isinstance(grant, int) else grant.pk))
 
 
 def _check_move(grant: Grant, status: str) -> None:
@@ -222,25 +224,29 @@ def activate_grant(grant: Grant, *, actor, duration: timedelta, request=None,
 
 
 @transaction.atomic
-def extend_grant(grant: Grant, *, actor, until: datetime, reason: str = "", request=None,
-                 data: dict | None = None, **fanout) -> Grant:
-    """active → active until `until`, never shorter than it is now. Break glass pressed again
-    passes its alert `fanout` (concerned, the risk cell's channels); an approved extension
-    tells the group's owners by email."""
+def extend_grant(grant: Grant, *, actor, until: datetime, at: datetime | None = None,
+                 reason: str = "", request=None, data: dict | None = None, **fanout) -> Grant:
+    """active → active until `until`, never shorter than it is now (`at`, the caller's
+    instant, decides whether it is still active). Break glass pressed again passes its alert
+    `fanout` (concerned, the risk cell's channels), recorded and sent even when the end does
+    not move; an approved extension tells the group's owners by email when it does."""
     grant = _locked(grant)
-    if not grant.gives_access():
+    if not grant.gives_access(at or timezone.now()):
         raise TransitionRefused(f"this grant is {grant.get_status_display().lower()}, not "
                                 "active: it cannot be extended")
     previous = grant.expires_at
-    grant.expires_at = max(previous, until)
-    grant.reminded_at = None
-    grant.save(update_fields=["expires_at", "reminded_at"])
+    moved = until > previous
+    if moved:
+        grant.expires_at, grant.reminded_at = until, None
+        grant.save(update_fields=["expires_at", "reminded_at"])
+        _reschedule_expiry(grant)
     event = record(EventKind.GRANT_EXTENDED, actor=actor, target=grant, reason=reason,
                    request=request, data={**grant_data(grant), **(data or {}),
-                                          "previous_expires_at": previous.isoformat()})
-    follow_up(event, action="grant", **(fanout or {
-        "template": "grant_extended", "audience": ("owners",), "channels": ("email",)}))
-    _reschedule_expiry(grant)
+                                          "previous_expires_at": previous.isoformat(),
+                                          **({} if moved else {"unchanged": True})})
+    if not fanout and moved:
+        fanout = {"template": "grant_extended", "audience": ("owners",), "channels": ("email",)}
+    follow_up(event, action="grant", **fanout)
     return grant
 
 
@@ -259,16 +265,18 @@ def _end(grant: Grant, status: str, *, ended_at, actor, reason: str = "", reques
 
 
 @transaction.atomic
-def expire_grant(grant: Grant | int) -> bool:
-    """active → expired, once its instant has passed: the holder is told by email. False
-    (nothing done) while the instant lies ahead (extended since the job was planned); a grant
-    that already ended is refused like any forbidden move (the tasks treat that as done)."""
+def expire_grant(grant: Grant | int, *, tell: bool = True) -> bool:
+    """active → expired, once its instant has passed: the holder is told by email (`tell`;
+    not when a cause ends it on the way past, see end_grant_now). False (nothing done) while
+    the instant lies ahead (extended since the job was planned); a grant that already ended
+    is refused like any forbidden move (the tasks treat that as done)."""
     grant = _locked(grant)
     _check_move(grant, Grant.Status.EXPIRED)
     if grant.expires_at > timezone.now():
         return False
+    told = {"template": "grant_ended", "audience": ("holder",), "channels": ("email",)}
     _end(grant, Grant.Status.EXPIRED, ended_at=grant.expires_at, actor=None,
-         template="grant_ended", audience=("holder",), channels=("email",))
+         **(told if tell else {}))
     return True
 
 
@@ -285,35 +293,47 @@ def expire_due_grants() -> int:
 
 @transaction.atomic
 def revoke_grant(grant: Grant, *, actor, reason: str = "", request: HttpRequest | None = None,
-                 cause: dict | None = None, tell: bool = True) -> Grant:
+                 cause: dict | None = None, tell: bool = True,
+                 at: datetime | None = None) -> Grant:
     """active → revoked now. Without a `cause` it is the actor's own choice: a person must be
     the holder, an owner of the group, or someone who may revoke any grant (an application
     is checked by the API's scope). With one (an incident resolved, an abort link, a drill
     replaced, revoke all) the caller's own service has checked its right. `tell`: the holder
     and everyone concerned get "access ended"; callers sending their own alert pass False."""
     grant = _locked(grant)
-    if cause is None and isinstance(actor, User) and not may_end(actor, grant):
+    # Fail closed: only the system (None) and applications (checked by their scope) skip it.
+    if cause is None and not (actor is None or isinstance(actor, Application)) and not (
+            isinstance(actor, User) and may_end(actor, grant)):
         raise NotAllowed("Only the holder, the group's owners and security reviewers end "
                          "this access.")
     _check_move(grant, Grant.Status.REVOKED)
-    if not grant.gives_access():
+    at = at or timezone.now()
+    if not grant.gives_access(at):
         raise TransitionRefused("this grant has passed its expiry; it is ending on its own")
     reason = check_reason(reason, invalid=InvalidInput, required=False)
-    _end(grant, Grant.Status.REVOKED, ended_at=timezone.now(), actor=actor, reason=reason,
+    _end(grant, Grant.Status.REVOKED, ended_at=at, actor=actor, reason=reason,
          request=request, cause=cause, **({"template": "grant_ended",
                                            "audience": ("concerned", "holder")} if tell else {}))
     return grant
 
 
+@transaction.atomic
 def end_grant_now(grant: Grant, *, actor, reason: str, cause: dict, tell: bool,
                   request=None) -> str:
     """End an active grant for a cause beyond its holder (an incident resolved, revoke all,
-    a drill replaced): revoked now, or expired at its instant if that has already passed.
-    Returns the status it ended in."""
-    if grant.expires_at <= timezone.now():
-        expire_grant(grant)
+    a drill replaced): revoked now, or, if its instant has already passed, expired at it
+    without a second "ended" message. Decided under the grant's lock with one clock reading,
+    so a grant crossing its instant meanwhile never fails the whole cause. Returns the status
+    it ended in."""
+    grant = _locked(grant)
+    now = timezone.now()
+    if grant.status != Grant.Status.ACTIVE:
+        return grant.status  # ended by someone else meanwhile
+    if not grant.gives_access(now):
+        expire_grant(grant, tell=False)
         return Grant.Status.EXPIRED
-    revoke_grant(grant, actor=actor, reason=reason, request=request, cause=cause, tell=tell)
+    revoke_grant(grant, actor=actor, reason=reason, request=request, cause=cause, tell=tell,
+                 at=now)
     return Grant.Status.REVOKED
 
 
@@ -354,7 +374,7 @@ def abort_grant(grant: Grant, *, actor: User, request: HttpRequest | None = None
     ended = grant.gives_access(now)
     if ended:
         revoke_grant(grant, actor=actor, reason=reason, request=request,
-                     cause={"abort_link": True}, tell=False)
+                     cause={"abort_link": True}, tell=False, at=now)
     was_active, holder.is_active = holder.is_active, False
     holder.save(update_fields=["is_active"])
     review = Review.objects.filter(grant=grant).first()
@@ -370,7 +390,7 @@ def abort_grant(grant: Grant, *, actor: User, request: HttpRequest | None = None
 
 
 def _close_requested(grant: Grant, status: str, kind: str, *, actor, reason: str,
-                     cause: dict) -> None:
+                     cause: dict, request=None) -> None:
     """The shared half of deny and lapse: nothing was given, so connectors have nothing to
     take back and no follow-up is sent; the request's own event tells the requester."""
     grant = _locked(grant)
@@ -378,15 +398,16 @@ def _close_requested(grant: Grant, status: str, kind: str, *, actor, reason: str
     grant.status, grant.ended_at, grant.end_reason = status, timezone.now(), reason
     grant.ended_by = actor if isinstance(actor, User) else None
     grant.save(update_fields=["status", "ended_at", "ended_by", "end_reason"])
-    record(kind, actor=actor, target=grant, reason=reason, data={**grant_data(grant),
-                                                                  "cause": cause})
+    record(kind, actor=actor, target=grant, reason=reason, request=request,
+           data={**grant_data(grant), "cause": cause})
 
 
 @transaction.atomic
-def deny_requested_grant(grant: Grant, *, actor, reason: str, cause: dict) -> None:
+def deny_requested_grant(grant: Grant, *, actor, reason: str, cause: dict,
+                         request: HttpRequest | None = None) -> None:
     """requested → denied: its request was denied, withdrawn or superseded."""
     _close_requested(grant, Grant.Status.DENIED, EventKind.GRANT_DENIED, actor=actor,
-                     reason=reason, cause=cause)
+                     reason=reason, cause=cause, request=request)
 
 
 @transaction.atomic

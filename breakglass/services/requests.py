@@ -160,6 +160,10 @@ def request_extension(grant: Grant, *, actor: User, minutes: int, reason: str = 
         grant = Grant.objects.select_for_update().get(pk=grant.pk)
         if not grant.gives_access(now):
             raise GrantError("This grant has ended; request access anew.")
+        if now + timedelta(minutes=minutes) <= grant.expires_at:
+            raise InvalidInput("minutes", "Your access already runs until "
+                                          f"{grant.expires_at:%Y-%m-%d %H:%M} UTC: ask for "
+                                          "longer than the time left.")
         try:
             with transaction.atomic():
                 access_request = AccessRequest.objects.create(
@@ -298,7 +302,7 @@ def deny_request(access_request: AccessRequest, *, actor: User, comment: str,
         if refusal is None:
             _check_decider(access_request, actor, "deny")
             _close(access_request, AccessRequest.Status.DENIED, by=actor, comment=comment,
-                   now=now)
+                   now=now, request=request)
             event = record(EventKind.REQUEST_DENIED, actor=actor, target=access_request,
                            reason=comment, data=_request_data(access_request), request=request)
             _tell_requester(event, access_request, "denied")
@@ -318,7 +322,8 @@ def withdraw_request(access_request: AccessRequest, *, actor: User, reason: str 
         if access_request.effective_status() != AccessRequest.Status.PENDING:
             raise GrantError(f"This request is {access_request.effective_status()}.")
         _close(access_request, AccessRequest.Status.WITHDRAWN, by=actor,
-               comment=reason or "withdrawn by the requester", now=timezone.now())
+               comment=reason or "withdrawn by the requester", now=timezone.now(),
+               request=request)
         record(EventKind.REQUEST_WITHDRAWN, actor=actor, target=access_request,
                reason=access_request.comment, data=_request_data(access_request),
                request=request)
@@ -326,22 +331,24 @@ def withdraw_request(access_request: AccessRequest, *, actor: User, reason: str 
 
 
 def _close(access_request: AccessRequest, status: str, *, by: User | None, comment: str,
-           now, cause: dict | None = None) -> None:
+           now, cause: dict | None = None, request: HttpRequest | None = None) -> None:
     """End a request without giving access: a requested grant ends with it (denied, or lapsed
-    when the request lapsed); an extension's grant is left as it is."""
+    when the request lapsed); an extension's grant is left as it is, and so is a grant that
+    is no longer waiting (the request row must close whatever became of it)."""
     access_request.status = status
     access_request.decided_at = now
     access_request.decided_by = by
     access_request.comment = comment
     access_request.save(update_fields=["status", "decided_at", "decided_by", "comment"])
-    if access_request.kind != AccessRequest.Kind.ACCESS:
+    grant = access_request.grant
+    if access_request.kind != AccessRequest.Kind.ACCESS or grant.status != Grant.Status.REQUESTED:
         return
     cause = {"request": access_request.pk, "request_status": status, **(cause or {})}
     if status == AccessRequest.Status.LAPSED:
-        grants.lapse_requested_grant(access_request.grant, reason=comment, cause=cause)
+        grants.lapse_requested_grant(grant, reason=comment, cause=cause)
     else:
-        grants.deny_requested_grant(access_request.grant, actor=by, reason=comment,
-                                    cause=cause)
+        grants.deny_requested_grant(grant, actor=by, reason=comment, cause=cause,
+                                    request=request)
 
 
 def _lapse(access_request: AccessRequest, now) -> None:
@@ -384,7 +391,7 @@ def supersede_request(grant: Grant, *, actor: User, request=None) -> None:
         _lapse(pending, now)
         return
     _close(pending, AccessRequest.Status.WITHDRAWN, by=actor, now=now,
-           comment="superseded by breaking glass")
+           comment="superseded by breaking glass", request=request)
     record(EventKind.REQUEST_WITHDRAWN, actor=actor, target=pending, reason=pending.comment,
            data=_request_data(pending), request=request)
 

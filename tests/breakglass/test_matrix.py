@@ -528,7 +528,7 @@ BODIES: dict[str, Callable[[World], dict]] = {
     "settings": lambda world: {"requestable": "on", "request_max_minutes": 60,
                                "request_reason_required": "on", "approvals_needed": 1,
                                "request_expiry_minutes": 1440},
-    "extension": lambda world: {"minutes": 30, "reason": "not done"},
+    "extension": lambda world: {"minutes": 120, "reason": "not done"},
     "comment": lambda world: {"comment": "not now"},
     "activity": lambda world: {"action": "psql", "detail": "VACUUM FULL orders"},
     "incident": lambda world: {"external_id": "PD-77", "title": "DB down", "severity": "sev1",
@@ -571,7 +571,9 @@ def url_of(row: Row, world: World) -> str:
 
 @pytest.fixture
 def world(owner, member, outsider) -> World:
-    group = Group.objects.create(name="Production DB", slug="prod-db", requestable=True)
+    # An hour of break-glass access, so that asking for two more hours extends it.
+    group = Group.objects.create(name="Production DB", slug="prod-db", requestable=True,
+                                 break_glass_minutes=60)
     group.owners.add(owner)
     group.members.add(member)
     bella, hal = make_user("bella"), make_user("hal")

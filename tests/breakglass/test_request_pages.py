@@ -115,7 +115,7 @@ def test_an_extension_from_my_access(client, staging, owner, member):
         reverse("breakglass:approve-request", args=[access_request.pk]))
     grant = Grant.objects.get(pk=access_request.grant_id)
     response = client.post(reverse("breakglass:request-extension", args=[grant.pk]),
-                           {"minutes": 30, "reason": "almost done"})
+                           {"minutes": 120, "reason": "almost done"})
     extension = AccessRequest.objects.get(kind="extension")
     assert response["Location"] == reverse("breakglass:request-detail", args=[extension.pk])
     # Someone else's grant is not found.

@@ -14,7 +14,7 @@ from audit.outbox import send_due_deliveries
 from breakglass.models import Grant, Group
 from breakglass.services import grants
 from breakglass.services.break_glass import break_glass
-from breakglass.services.errors import TransitionRefused
+from breakglass.services.errors import InvalidInput, TransitionRefused
 from breakglass.services.requests import (
     approve_request,
     deny_request,
@@ -168,16 +168,30 @@ def test_an_approved_extension_runs_from_the_approval_and_tells_the_owners(stagi
     assert "extended" in body and "migration slow" in body
 
 
-def test_an_approved_extension_never_shortens_access(staging, member, owner):
+def test_an_extension_shorter_than_the_time_left_is_refused(staging, member, owner):
     grant = request_access(staging, actor=member, minutes=240, reason="deploy").grant
     approve_request(grant.requests.get(), actor=owner)
     grant.refresh_from_db()
-    ends_before = grant.expires_at
-    approve_request(request_extension(grant, actor=member, minutes=15, reason="a bit more"),
-                    actor=owner)
+    with pytest.raises(InvalidInput) as refused:
+        request_extension(grant, actor=member, minutes=15, reason="a bit more")
+    assert refused.value.field == "minutes" and "time left" in str(refused.value)
+    assert not grant.requests.filter(kind="extension").exists()
+
+
+def test_an_extension_never_shortens_access_nor_reminds_twice(staging, member, owner):
+    grant = request_access(staging, actor=member, minutes=240, reason="deploy").grant
+    approve_request(grant.requests.get(), actor=owner)
     grant.refresh_from_db()
-    assert grant.expires_at == ends_before
-    assert AuditEvent.objects.filter(kind=EventKind.GRANT_EXTENDED).count() == 1
+    ends_before, reminded = grant.expires_at, timezone.now()
+    Grant.objects.filter(pk=grant.pk).update(reminded_at=reminded)  # the reminder went out
+    send_due_deliveries()
+    grants.extend_grant(grant, actor=owner, until=timezone.now() + timedelta(minutes=15))
+    grant.refresh_from_db()
+    assert (grant.expires_at, grant.reminded_at) == (ends_before, reminded)
+    event = AuditEvent.objects.get(kind=EventKind.GRANT_EXTENDED)
+    assert event.data["unchanged"] is True
+    send_due_deliveries()
+    assert not Delivery.objects.filter(event=event).exclude(channel="fanout").exists()
 
 
 def test_the_grant_page_tells_the_requests_decision_and_what_it_gave(staging, member, owner,

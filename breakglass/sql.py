@@ -37,17 +37,26 @@ OPEN_GRANT_CONFLICT = "(user_id, group_id) WHERE status IN ({})".format(
     ", ".join(f"'{status}'" for status in Grant.OPEN_STATUSES))
 
 
-def named_rows(cursor) -> list[dict]:
-    names = [column[0] for column in cursor.description]
+_COLUMN_NAMES: dict[str, list[str]] = {}
+
+
+def named_rows(cursor, statement: str) -> list[dict]:
+    """The rows of `statement` just executed, as dicts by column name. The names are read
+    from the cursor once per statement (building the description costs more than the
+    access check's own Python work)."""
+    names = _COLUMN_NAMES.get(statement)
+    if names is None:
+        names = _COLUMN_NAMES[statement] = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 # --- The access decision ---------------------------------------------------------------------
 
 # Who is asking and for what, by id (pages, connectors) or by name (the API): the decision
-# below is the same either way.
-_BY_ID = """target(id) AS (SELECT id FROM {groups} WHERE id = %(group)s),
-person(id, active) AS (SELECT id, is_active FROM {users} WHERE id = %(user)s)"""
+# below is the same either way. By id, the caller holds the user and has checked the account
+# is active (decide() does), so no lookup is spent on either.
+_BY_ID = """target(id) AS (SELECT CAST(%(group)s AS BIGINT)),
+person(id, active) AS (SELECT CAST(%(user)s AS BIGINT), TRUE)"""
 _BY_NAME = """target(id) AS (SELECT id FROM {groups} WHERE slug = %(group)s),
 person(id, active) AS (SELECT id, is_active FROM {users} WHERE username = %(user)s)"""
 
@@ -98,9 +107,10 @@ def access_rows(*, user, group, at: datetime, by_name: bool = False) -> list[Acc
     grant_id is 1 when the account is active), then every way the person reaches the target."""
     params = {"group": group, "user": user, "active": Grant.Status.ACTIVE,
               "at": connection.ops.adapt_datetimefield_value(at)}
+    statement = DECISION_BY_NAME_SQL if by_name else DECISION_BY_ID_SQL
     with prepared_cursor() as cursor:
-        cursor.execute(DECISION_BY_NAME_SQL if by_name else DECISION_BY_ID_SQL, params)
-        rows = named_rows(cursor)
+        cursor.execute(statement, params)
+        rows = named_rows(cursor, statement)
     return [AccessRow(row["kind"], row["via_group"], row["grant_id"], _as_datetime(row["ends_at"]))
             for row in rows]
 
@@ -190,10 +200,11 @@ def _flag_params(holder, group, *, now: datetime, ip: str, session_began) -> dic
 def flag_answers(holder, group, *, now: datetime, ip: str = "",
                  session_began: datetime | None = None) -> FlagAnswers:
     """The anomaly questions alone (the break-glass path asks them within its locking read)."""
+    statement = "SELECT " + _flag_columns(with_ip=bool(ip))
     with prepared_cursor() as cursor:
-        cursor.execute("SELECT " + _flag_columns(with_ip=bool(ip)),
-                       _flag_params(holder, group, now=now, ip=ip, session_began=session_began))
-        return FlagAnswers.from_row(named_rows(cursor)[0])
+        cursor.execute(statement, _flag_params(holder, group, now=now, ip=ip,
+                                               session_began=session_began))
+        return FlagAnswers.from_row(named_rows(cursor, statement)[0])
 
 
 # --- The break-glass locking read ------------------------------------------------------------
@@ -239,7 +250,7 @@ def lock_group_for_break_glass(group: Group, holder, *, severity: str, now: date
               "severity": severity}
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
-        rows = named_rows(cursor)
+        rows = named_rows(cursor, sql)
     if not rows:
         return None
     row = rows[0]

@@ -41,10 +41,10 @@ class EventKind(models.TextChoices):
     )
     # Grants (breakglass).
     GRANT_ACTIVATED = (
-        "grant.activated", "Access was given: by break glass, or when a request was approved")
+        "grant.activated", "Access was given (break glass, or a request approved)")
     GRANT_EXTENDED = (
-        "grant.extended",
-        "Active access was extended: by break glass again, or an approved extension")
+        "grant.extended", "Active access was extended (break glass again, or an extension "
+                          "approved)")
     GRANT_REFUSED = "grant.refused", "A break-glass attempt was refused"
     GRANT_EXPIRED = "grant.expired", "Access ended at its expiry time"
     GRANT_REVOKED = "grant.revoked", "Access was ended early"
@@ -60,7 +60,7 @@ class EventKind(models.TextChoices):
     # Access requests (breakglass) and on-call schedules (oncall).
     REQUEST_CREATED = "request.created", "Access (or an extension) was requested"
     REQUEST_APPROVAL = "request.approval", "An owner approved a request (more may be needed)"
-    REQUEST_APPROVED = "request.approved", "A request got its approvals: access was given"
+    REQUEST_APPROVED = "request.approved", "A request got the approvals it needed"
     REQUEST_AUTO_APPROVED = (
         "request.auto_approved", "A request was approved at once by the group's auto-approve rule"
     )

@@ -30,15 +30,20 @@ def prepared_cursor():
 
 def load_instance(model, field_names: list[str], row) -> object:
     """A model instance from a raw row, through the same converters the ORM applies (JSON
-    text to objects, SQLite's date strings to datetimes)."""
-    values = []
+    text to objects, SQLite's date strings to datetimes). The row's columns may come in any
+    order: Model.from_db takes a partial row in the model's field order, so it is put in
+    that order here (a column out of order would land in its neighbour's field)."""
+    by_attname = {}
     for name, value in zip(field_names, row, strict=True):
-        column = model._meta.get_field(name).get_col(model._meta.db_table)
+        field = model._meta.get_field(name)
+        column = field.get_col(model._meta.db_table)
         for convert in (*connection.ops.get_db_converters(column),
                         *column.get_db_converters(connection)):
             value = convert(value, column, connection)
-        values.append(value)
-    return model.from_db(connection.alias, field_names, values)
+        by_attname[field.attname] = value
+    ordered = [field.attname for field in model._meta.concrete_fields
+               if field.attname in by_attname]
+    return model.from_db(connection.alias, ordered, [by_attname[name] for name in ordered])
 
 
 _INSERT_SQL: dict[tuple[type, str, str], str] = {}

@@ -176,7 +176,7 @@ def break_glass(request, body: BreakGlassIn):
 
 
 _USER_AND_GROUP_SQL = f"""
-SELECT u.id, u.username, g.id, g.name, g.slug, g.break_glass_minutes
+SELECT u.id, u.username, g.id, g.name, g.slug, g.break_glass_minutes, g.sensitivity
   FROM (SELECT 1 AS one) o
   LEFT JOIN {User._meta.db_table} u ON u.username = %s AND u.is_active
   LEFT JOIN {Group._meta.db_table} g ON g.slug = %s"""  # noqa: S608 (table names only)
@@ -192,7 +192,9 @@ def _user_and_group(username: str, slug: str) -> tuple[User, Group]:
     if group_id is None:
         raise HttpError(404, f"No group with slug {slug!r}.")
     user = load_instance(User, ["id", "username"], [user_id, name])
-    group = load_instance(Group, ["id", "name", "slug", "break_glass_minutes"],
+    # Everything break glass reads before it locks the group, or a deferred field would cost
+    # a query of its own.
+    group = load_instance(Group, ["id", "name", "slug", "break_glass_minutes", "sensitivity"],
                           [group_id, *group_row])
     return user, group
 

@@ -306,3 +306,22 @@ def test_an_incident_body_that_is_not_an_object_is_a_400(client, app_token, body
                               HTTP_AUTHORIZATION=f"Bearer {app_token}")
     assert response.status_code == 400, response.content
     assert response.json()["detail"]
+
+
+def test_an_activation_reads_the_group_and_its_rule_cell_once(client, app_token, database,
+                                                            member):
+    """The hot path's reads: the token, the user and group by name, then the group's locking
+    read (which brings the rule cell). Neither a deferred field of the group nor the rule
+    cell may cost a query of its own."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        response = call(client, "POST", "/break-glass", app_token,
+                        body={"user": member.username, "group": "prod-db", "reason": "outage"})
+    assert response.status_code == 201, response.content
+    reads = [query["sql"] for query in queries.captured_queries
+             if query["sql"].lstrip().upper().startswith(("SELECT", "WITH RECURSIVE"))]
+    assert not [sql for sql in reads if '"risk_riskrule"' in sql and "JOIN" not in sql]
+    group_reads = [sql for sql in reads if "breakglass_group" in sql]
+    assert len(group_reads) == 2, group_reads  # by name, then the lock

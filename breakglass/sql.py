@@ -9,6 +9,7 @@ where the ORM needs several (bench/api_access.py measures them)."""
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import NamedTuple
 
 from django.db import connection
 from django.utils import timezone
@@ -38,6 +39,16 @@ OPEN_GRANT_CONFLICT = "(user_id, group_id) WHERE status IN ({})".format(
 
 
 _COLUMN_NAMES: dict[str, list[str]] = {}
+
+
+def check_columns(cursor, statement: str, names: tuple[str, ...]) -> None:
+    """The statement's columns must be `names`, in that order: checked against the cursor
+    once per statement, so a row can then be taken as the named tuple it is."""
+    if statement not in _COLUMN_NAMES:
+        found = [column[0] for column in cursor.description]
+        if tuple(found) != names:
+            raise RuntimeError(f"expected the columns {names}, the statement gives {found}")
+        _COLUMN_NAMES[statement] = found
 
 
 def named_rows(cursor, statement: str) -> list[dict]:
@@ -94,8 +105,7 @@ DECISION_BY_ID_SQL = _DECISION.format(lookup=_BY_ID.format(**_TABLES), **_TABLES
 DECISION_BY_NAME_SQL = _DECISION.format(lookup=_BY_NAME.format(**_TABLES), **_TABLES)
 
 
-@dataclass(frozen=True)
-class AccessRow:
+class AccessRow(NamedTuple):
     kind: str  # target, person, member, grant, on_call
     via_group: int
     grant_id: int | None
@@ -110,9 +120,11 @@ def access_rows(*, user, group, at: datetime, by_name: bool = False) -> list[Acc
     statement = DECISION_BY_NAME_SQL if by_name else DECISION_BY_ID_SQL
     with prepared_cursor() as cursor:
         cursor.execute(statement, params)
-        rows = named_rows(cursor, statement)
-    return [AccessRow(row["kind"], row["via_group"], row["grant_id"], _as_datetime(row["ends_at"]))
-            for row in rows]
+        check_columns(cursor, statement, AccessRow._fields)
+        rows = cursor.fetchall()
+    # The hot path of every access check: the row is the named tuple, its columns checked.
+    return [AccessRow(kind, via_group, grant_id, _as_datetime(ends_at))
+            for kind, via_group, grant_id, ends_at in rows]
 
 
 def _as_datetime(value) -> datetime | None:

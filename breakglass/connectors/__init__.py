@@ -1,18 +1,35 @@
 """Provisioning: after every grant change, each enabled connector of the groups the grant
-reaches is told, through the outbox. The Django-group connector reconciles membership with
-the access decision at send time, so a late retry can never undo a later revocation."""
+reaches is told, through the outbox (retried with backoff, dead-lettered and alerted like any
+delivery; never inside the user's request).
+
+Each kind of connector is one module here with one `Target` class (base.py): `grant(user)`,
+`revoke(user)`, `members()` and `check()`. Kinds that mirror access (a Django auth group)
+decide at send time from the access decision, so a late retry can never undo a later
+revocation; kinds that notify (a webhook) send the event as it was recorded."""
 
 import json
 
-from django.contrib.auth.models import Group as AuthGroup
 from django.db.models.expressions import RawSQL
 
+from accounts.models import User
 from audit.alerts import queue_message
 from audit.models import AuditEvent, Delivery
-from audit.outbox import DeliveryError, post_signed
+from audit.outbox import DeliveryError
 from breakglass.access import decide
+from breakglass.connectors.base import Notice, Target
+from breakglass.connectors.django_group import DjangoGroupTarget
+from breakglass.connectors.webhook import WebhookTarget
 from breakglass.models import Connector, Grant
 from breakglass.sql import REACH_IDS_SQL
+
+TARGETS: dict[str, type[Target]] = {
+    Connector.Kind.DJANGO_GROUP: DjangoGroupTarget,
+    Connector.Kind.WEBHOOK: WebhookTarget,
+}
+
+
+def target_for(connector: Connector) -> Target:
+    return TARGETS[connector.kind](connector)
 
 
 def provision(event: AuditEvent, grant: Grant, action: str) -> None:
@@ -32,26 +49,22 @@ def provision(event: AuditEvent, grant: Grant, action: str) -> None:
 
 
 def send_to_connector(delivery: Delivery) -> str:
+    """The outbox's sender for connector deliveries: what the target answered, or a
+    DeliveryError (retryable unless the connector or the user is gone)."""
     connector = Connector.objects.select_related("group", "django_group").filter(
         pk=int(delivery.recipient.split(":", 1)[1])).first()
     if connector is None or not connector.enabled:
         raise DeliveryError("the connector was removed or disabled", retryable=False)
     payload = json.loads(delivery.body)
-    if connector.kind == Connector.Kind.DJANGO_GROUP:
-        return _reconcile_django_group(connector, payload)
-    return post_signed(connector.url, delivery.body.encode(), connector.signing_secret(),
-                       delivery.idempotency_key)
-
-
-def _reconcile_django_group(connector: Connector, payload: dict) -> str:
-    from accounts.models import User
-
+    target = target_for(connector)
+    notice = Notice(payload=payload, body=delivery.body.encode(),
+                    idempotency_key=delivery.idempotency_key)
+    if not target.mirrors_access:
+        return target.grant(payload["user"], notice) if payload["action"] == "grant" else (
+            target.revoke(payload["user"], notice))
     user = User.objects.filter(username=payload["user"]).first()
     if user is None:
         raise DeliveryError("the user no longer exists", retryable=False)
-    auth_group: AuthGroup = connector.django_group
     if decide(user, connector.group).allowed:
-        user.groups.add(auth_group)
-        return f"django-group:{auth_group.pk}:added"
-    user.groups.remove(auth_group)
-    return f"django-group:{auth_group.pk}:removed"
+        return target.grant(user.get_username(), notice)
+    return target.revoke(user.get_username(), notice)

@@ -1,6 +1,7 @@
 """What every connector kind provides. A target is the system a connector reaches (a Django
 auth group, a webhook receiver; database roles and directory groups next)."""
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from breakglass.models import Connector
@@ -15,7 +16,7 @@ class Notice:
     idempotency_key: str
 
 
-class Target:
+class Target(ABC):
     """One connector's target system. `grant` and `revoke` are idempotent (granting twice or
     revoking an absent member succeeds) and return what the target answered, in a few words;
     a failure raises audit.outbox.DeliveryError so the outbox retries it. `members()` is what
@@ -28,17 +29,21 @@ class Target:
     def __init__(self, connector: Connector):
         self.connector = connector
 
+    @abstractmethod
     def grant(self, username: str, notice: Notice | None = None) -> str:
-        raise NotImplementedError
+        """See the class docstring."""
 
+    @abstractmethod
     def revoke(self, username: str, notice: Notice | None = None) -> str:
-        raise NotImplementedError
+        """See the class docstring."""
 
+    @abstractmethod
     def members(self) -> set[str] | None:
-        raise NotImplementedError
+        """See the class docstring."""
 
+    @abstractmethod
     def check(self) -> str:
-        raise NotImplementedError
+        """See the class docstring."""
 
 
 class ConnectorProblem(Exception):

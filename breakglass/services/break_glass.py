@@ -45,6 +45,7 @@ class Ask:
     request: HttpRequest | None
     stepped_up_at: datetime | None
     drill: bool
+    whence: dict  # the holder's own address and session start (_whence), read once
 
 
 class Refusal(Exception):
@@ -77,7 +78,8 @@ def break_glass(
     ask = Ask(actor=actor, holder=holder or actor,
               reason=check_reason(reason, invalid=InvalidInput),
               incident=grants.find_incident(incident), severity=severity, source=source,
-              request=request, stepped_up_at=stepped_up_at, drill=bool(drill))
+              request=request, stepped_up_at=stepped_up_at, drill=bool(drill),
+              whence=_whence(actor, holder or actor, request))
     try:
         return _open_or_extend(group, ask)
     except Refusal as refusal:
@@ -110,7 +112,7 @@ def _open_or_extend(group: Group, ask: Ask) -> Grant:
                    timedelta(minutes=decision.max_minutes))
     if ask.drill:
         duration = min(duration, DRILL_DURATION)
-    flags = flags_from(locked.flags, now=now, ip=_whence(ask).get("ip", ""))
+    flags = flags_from(locked.flags, now=now, ip=ask.whence.get("ip", ""))
     risk = {**decision.as_data(), "flags": flags, "priority": "high" if flags else "normal"}
     grant = Grant(
         user=ask.holder, group=group, status=Grant.Status.ACTIVE, source=ask.source,
@@ -142,7 +144,7 @@ def _lock(group: Group, ask: Ask, now) -> tuple[sql.LockedGroup, str, str]:
     severity, claimed = decide_severity(group.sensitivity, incident=ask.incident,
                                         severity=ask.severity)
     locked = sql.lock_group_for_break_glass(group, ask.holder, severity=severity or
-                                            UNSPECIFIED_SEVERITY, now=now, **_whence(ask))
+                                            UNSPECIFIED_SEVERITY, now=now, **ask.whence)
     if locked is None:
         raise GrantError("this group no longer exists")
     if not locked.may_break_glass:
@@ -191,10 +193,9 @@ def _check_previous_use_reviewed(group: Group, holder: User, now) -> None:
         raise Refusal(blocking_message(blocking))
 
 
-def _whence(ask: Ask) -> dict:
+def _whence(actor, holder: User, request: HttpRequest | None) -> dict:
     """The holder's own address and session start for the new-IP flag; an application acting
     for them has neither."""
-    if ask.request is None or ask.actor is not ask.holder or not isinstance(ask.actor, User):
+    if request is None or actor is not holder or not isinstance(actor, User):
         return {}
-    return {"ip": client_ip(ask.request),
-            "session_began": getattr(ask.actor, "last_login", None)}
+    return {"ip": client_ip(request), "session_began": getattr(actor, "last_login", None)}

@@ -166,6 +166,19 @@ class EventKind(models.TextChoices):
     )
     # The trail itself.
     CHAIN_BROKEN = "audit.chain_broken", "The hourly verification found the audit chain broken"
+    # Connectors: access made real in other systems.
+    CONNECTOR_CREATED = "connector.created", "A connector was set up (command or admin)"
+    CONNECTOR_CHECKED = "connector.checked", "A connector's connection was tested"
+    CONNECTOR_DRIFT = (
+        "connector.drift",
+        "Reconciliation found a target's members differing from the access decision",
+    )
+    CONNECTOR_REPAIRED = (
+        "connector.repaired", "Reconciliation granted or revoked on a target to repair drift")
+    CONNECTOR_REVOCATION_OVERDUE = (
+        "connector.revocation_overdue",
+        "A target has not confirmed a revocation for 5 minutes (still retried)",
+    )
     # Alerts (audit): the outbox's own trail.
     DELIVERY_FAILED = "alert.delivery_failed", "An alert could not be delivered for 24 hours"
     DELIVERY_RETRIED = "alert.delivery_retried", "An administrator asked to retry an alert now"

@@ -28,7 +28,7 @@ def main() -> int:
     from breakglass.services.break_glass import break_glass
 
     group = Group.objects.create(name="Expiry bench", slug=f"expiry-{int(time.time())}")
-    Connector.objects.create(group=group, kind="django_group",
+    Connector.objects.create(name="bench-deployers", group=group, kind="django_group",
                              django_group=AuthGroup.objects.create(name=group.slug))
     users = User.objects.bulk_create(
         [User(username=f"{group.slug}-{n}") for n in range(GRANTS)])

@@ -9,8 +9,8 @@ class BreakglassConfig(AppConfig):
         from accounts.rights import register_releasing_right
         from audit.models import Delivery
         from audit.outbox import register_channel, register_fanout
-        from breakglass.connectors import send_to_connector
         from breakglass.models import group_and_grant_rights
+        from breakglass.services.connectors import send_to_connector
         from breakglass.services.grants import GRANT_FANOUT, expand_grant_event
 
         register_channel(Delivery.Channel.CONNECTOR, send_to_connector)

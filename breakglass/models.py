@@ -247,40 +247,88 @@ class Application(models.Model):
 
 
 class Connector(models.Model):
-    """Reflects a group's grants into a real system: a django.contrib.auth group (so grants
-    carry real Django permissions) or a signed webhook. Driven through the alert outbox, so
-    each change is retried until it is acknowledged."""
+    """Makes a group's access real in another system: a PostgreSQL or MariaDB role, an LDAP
+    group, a django.contrib.auth group (so grants carry real Django permissions), or a signed
+    webhook. Every change goes through the alert outbox (retried until the target confirms);
+    reconciliation compares the target's members with the access decision every minute.
+
+    Secrets (the server URL with its password, the LDAP bind DN and password) are encrypted
+    at rest and kept out of the history."""
 
     class Kind(models.TextChoices):
+        POSTGRES_ROLE = "postgres_role", "PostgreSQL role"
+        MARIADB_ROLE = "mariadb_role", "MariaDB/MySQL role"
+        LDAP_GROUP = "ldap_group", "LDAP group"
         DJANGO_GROUP = "django_group", "Django auth group"
         WEBHOOK = "webhook", "Signed webhook"
 
+    class Mode(models.TextChoices):
+        REPAIR = "repair", "Repair drift (grant what is missing, revoke what is extra)"
+        REPORT = "report", "Report drift only (alert, change nothing)"
+
+    class Logins(models.TextChoices):
+        USERNAME = "username", "The Breakglass username, unless a login is set for the user"
+        EXPLICIT = "explicit", "Only users with a login set here (others are refused)"
+
+    class Health(models.TextChoices):
+        UNKNOWN = "unknown", "Not checked yet"
+        OK = "ok", "Working"
+        FAILING = "failing", "Failing"
+
+    name = models.SlugField(max_length=80, unique=True, default="",
+                            help_text="Short name shown to people, e.g. prod-admin-role.")
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="connectors")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     django_group = models.ForeignKey("auth.Group", on_delete=models.PROTECT, null=True,
                                      blank=True, related_name="+")
     url = models.URLField(blank=True, help_text="For webhooks: where grant and revoke events go.")
+    server_url_encrypted = models.TextField(
+        "server URL", blank=True, editable=False,
+        help_text="Encrypted at rest (it holds a password): postgres://, mysql:// or ldap(s)://.")
+    bind_dn_encrypted = models.TextField("bind DN", blank=True, editable=False)
+    bind_password_encrypted = models.TextField("bind password", blank=True, editable=False)
+    target_name = models.CharField(
+        "role or group", max_length=500, blank=True,
+        help_text="The database role, or the LDAP group's DN, that access gives.")
+    options = models.JSONField(default=dict, blank=True,
+                               help_text="Settings of this kind of connector (see the README).")
+    logins = models.CharField(max_length=16, choices=Logins.choices, default=Logins.USERNAME)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.REPAIR)
     enabled = models.BooleanField(default=True)
     secret_version = models.PositiveIntegerField(
         default=1, help_text="Raise it to give the webhook a new signing secret.")
-    history = ConfigurationHistory()
+    health = models.CharField(max_length=16, choices=Health.choices, default=Health.UNKNOWN,
+                              editable=False)
+    health_detail = models.TextField(blank=True, editable=False)
+    health_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_reconciled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    history = ConfigurationHistory(excluded_fields=[
+        "server_url_encrypted", "bind_dn_encrypted", "bind_password_encrypted", "health",
+        "health_detail", "health_checked_at", "last_reconciled_at"])
 
     class Meta:
+        ordering = ["name"]
         constraints = [
             models.CheckConstraint(
                 condition=(Q(kind="django_group", django_group__isnull=False)
-                           | Q(kind="webhook") & ~Q(url="")),
+                           | Q(kind="webhook") & ~Q(url="")
+                           | Q(kind__in=["postgres_role", "mariadb_role", "ldap_group"])
+                           & ~Q(target_name="") & ~Q(server_url_encrypted="")),
                 name="connector_has_its_target",
             ),
         ]
 
     def __str__(self) -> str:
-        target = self.django_group or self.url
-        return f"{self.get_kind_display()} for {self.group}: {target}"
+        return self.name
 
     @property
     def recipient(self) -> str:
         return f"connector:{self.pk}"
+
+    @property
+    def reconciles(self) -> bool:
+        """Kinds whose target can say who its members are."""
+        return self.kind != self.Kind.WEBHOOK
 
     def signing_secret(self) -> str:
         """Derived from SECRET_KEY, never stored: HMAC key for this webhook's signatures."""
@@ -288,6 +336,62 @@ class Connector(models.Model):
 
         return salted_hmac("breakglass.connector", f"{self.pk}:{self.secret_version}",
                            algorithm="sha256").hexdigest()
+
+
+class ConnectorLogin(models.Model):
+    """A user's login on a connector's target when it is not their Breakglass username (a
+    database login, an LDAP uid or DN)."""
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="login_set")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="connector_logins")
+    login = models.CharField(max_length=500)
+    history = ConfigurationHistory()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "user"], name="one_login_per_connector"),
+            models.UniqueConstraint(fields=["connector", "login"], name="login_used_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.login!r} on {self.connector}"
+
+
+class ConnectorMembership(models.Model):
+    """What Breakglass last asked of a connector's target for one user (present or absent)
+    and whether the target has confirmed it. A revocation not yet confirmed is "pending":
+    the grant page, /access/ and the API show it until the target says it is done."""
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE,
+                                  related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="connector_memberships")
+    grant = models.ForeignKey("Grant", on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="connector_memberships")
+    wanted = models.BooleanField(help_text="Present in the target (True) or absent (False).")
+    applied = models.BooleanField(default=False)
+    # Raised by every new ask, so a sender only confirms the ask it actually carried out.
+    version = models.PositiveIntegerField(default=1)
+    asked_at = models.DateTimeField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    overdue_alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "user"],
+                                    name="one_membership_per_connector_and_user"),
+        ]
+        indexes = [models.Index(fields=["applied", "wanted"], name="membership_pending")]
+
+    def __str__(self) -> str:
+        state = "present" if self.wanted else "absent"
+        return f"{self.user} {state} on {self.connector} ({'done' if self.applied else 'pending'})"
+
+    @property
+    def revocation_pending(self) -> bool:
+        return not self.wanted and not self.applied
 
 
 class AccessRequest(models.Model):

@@ -155,6 +155,39 @@ def reachable_from(group_ids: list[int]) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
+# --- Everyone with access to one group (reconciliation) ---------------------------------------
+
+# The decision above turned around: every active user who reaches the group through a
+# membership, a live grant or a shift on call, in any group that contains it. One statement
+# for the whole group, whatever its size (tests/breakglass/test_reconcile.py holds it equal
+# to decide() user by user).
+_HOLDERS = """WITH RECURSIVE ancestors(id) AS (
+    SELECT CAST(%(group)s AS BIGINT)
+    UNION
+    SELECT c.from_group_id FROM {contains} c JOIN ancestors a ON c.to_group_id = a.id
+)
+SELECT u.id, u.username FROM {users} u
+ WHERE u.is_active AND u.id IN (
+    SELECT m.user_id FROM {members} m JOIN ancestors a ON m.group_id = a.id
+    UNION
+    SELECT g.user_id FROM {grants} g JOIN ancestors a ON g.group_id = a.id
+     WHERE g.status = %(active)s AND g.expires_at > %(at)s
+    UNION
+    SELECT s.user_id FROM {groups} grp JOIN ancestors a ON grp.id = a.id
+      JOIN {shifts} s ON s.schedule_id = grp.members_from_schedule_id
+     WHERE s.starts_at <= %(at)s AND s.ends_at > %(at)s
+ )""".format(**_TABLES)  # noqa: S608 (table names only)
+
+
+def holders_of(group_id: int, at: datetime) -> dict[int, str]:
+    """Every user with access to the group at `at`: id → username."""
+    params = {"group": group_id, "active": Grant.Status.ACTIVE,
+              "at": connection.ops.adapt_datetimefield_value(at)}
+    with connection.cursor() as cursor:
+        cursor.execute(_HOLDERS, params)
+        return dict(cursor.fetchall())
+
+
 # --- Anomaly questions -----------------------------------------------------------------------
 
 FREQUENT_WINDOW = timedelta(days=7)

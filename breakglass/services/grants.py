@@ -21,8 +21,8 @@ from audit.models import AuditEvent
 from audit.reasons import check_reason
 from audit.services import record
 from breakglass import sql
-from breakglass.connectors import provision
 from breakglass.models import Application, Grant, Group
+from breakglass.services.connectors import provision
 from breakglass.services.errors import InvalidInput, NotAllowed, TransitionRefused
 from review.abort_links import abort_link
 from review.models import Review

@@ -29,7 +29,8 @@ def database(member):
 @pytest.fixture
 def dba_role(database):
     role = AuthGroup.objects.create(name="dba")
-    Connector.objects.create(group=database, kind=Connector.Kind.DJANGO_GROUP, django_group=role)
+    Connector.objects.create(name="deployers", group=database, kind=Connector.Kind.DJANGO_GROUP,
+                             django_group=role)
     return role
 
 
@@ -74,8 +75,8 @@ def test_nested_access_provisions_the_contained_groups_connectors(database, dba_
 
 def test_the_webhook_connector_is_signed_and_retried_until_2xx(database, member):
     with WebhookReceiver(status=503) as receiver:
-        connector = Connector.objects.create(group=database, kind=Connector.Kind.WEBHOOK,
-                                             url=receiver.url)
+        connector = Connector.objects.create(name="hook", group=database,
+                                             kind=Connector.Kind.WEBHOOK, url=receiver.url)
         break_glass(database, actor=member, reason="r")
         send_due_deliveries()
         delivery = Delivery.objects.get(channel="connector")
@@ -94,8 +95,10 @@ def test_the_webhook_connector_is_signed_and_retried_until_2xx(database, member)
 
 
 def test_signing_secrets_differ_per_connector_and_rotate(database):
-    first = Connector.objects.create(group=database, kind="webhook", url="https://a.example/h")
-    second = Connector.objects.create(group=database, kind="webhook", url="https://b.example/h")
+    first = Connector.objects.create(name="a", group=database, kind="webhook",
+                                     url="https://a.example/h")
+    second = Connector.objects.create(name="b", group=database, kind="webhook",
+                                      url="https://b.example/h")
     assert first.signing_secret() != second.signing_secret()
     before = first.signing_secret()
     first.secret_version += 1

@@ -18,7 +18,7 @@ from audit.models import AuditEvent
 from audit.reasons import MAX_REASON_LENGTH
 from breakglass.access import decide_by_name
 from breakglass.models import Grant, Group, Scope
-from breakglass.services import applications, grants
+from breakglass.services import applications, connectors, grants
 from breakglass.services import break_glass as glass
 from breakglass.services.errors import InvalidInput
 from risk.models import Severity
@@ -61,6 +61,9 @@ class AccessOut(Schema):
     via: str | None
     grant_id: int | None
     expires_at: datetime | None
+    revocation_pending_on: list[str] = Field(
+        description="Connectors whose target has not yet confirmed removing this user's "
+                    "access (a revocation it refused is retried until it succeeds).")
 
 
 class AccessQuery(Schema):
@@ -76,9 +79,11 @@ def check_access(request, query: Query[AccessQuery]):
         raise HttpError(404, f"No user named {query.user!r}.")
     if not group_found:
         raise HttpError(404, f"No group with slug {query.group!r}.")
+    # Only ended access can have a revocation pending: the allowed answer stays one query.
+    pending = [] if decision.allowed else connectors.pending_on(query.user, query.group)
     return {"user": query.user, "group": query.group, "allowed": decision.allowed,
             "via": decision.via, "grant_id": decision.grant_id,
-            "expires_at": decision.expires_at}
+            "expires_at": decision.expires_at, "revocation_pending_on": pending}
 
 
 class GrantsQuery(Schema):

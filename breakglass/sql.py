@@ -18,7 +18,7 @@ from accounts.models import User
 from audit.catalogue import ActorType
 from audit.db import fast_insert, insert_statement, load_instance, prepared_cursor
 from audit.models import AuditEvent
-from breakglass.models import Grant, Group
+from breakglass.models import Connector, ConnectorLogin, Grant, Group
 from oncall.models import Shift
 from risk.models import RiskRule
 
@@ -31,6 +31,8 @@ USERS = User._meta.db_table
 SHIFTS = Shift._meta.db_table
 RULES = RiskRule._meta.db_table
 EVENTS = AuditEvent._meta.db_table
+CONNECTORS = Connector._meta.db_table
+CONNECTOR_LOGINS = ConnectorLogin._meta.db_table
 
 # The conflict target of the one_open_grant_per_user_and_group constraint, from the same
 # statuses the constraint is built from.
@@ -144,6 +146,9 @@ _REACH = f"""WITH RECURSIVE reach(id) AS (
 SELECT id FROM reach"""  # noqa: S608 (names only)
 # The walk down from one group, as a subquery (connectors use it with one bound id).
 REACH_IDS_SQL = _REACH.format(roots="%s")
+# The same walk from a group named by its slug.
+REACH_IDS_BY_SLUG_SQL = _REACH.format(
+    roots=f"SELECT id FROM {GROUPS} WHERE slug = %s")  # noqa: S608 (a table name only)
 
 
 def reachable_from(group_ids: list[int]) -> set[int]:
@@ -254,6 +259,12 @@ def flag_answers(holder, group, *, now: datetime, ip: str = "",
 
 # --- The break-glass locking read ------------------------------------------------------------
 
+# A connector of the group, or of a group it contains, that needs a login the holder lacks.
+_REACH_FROM_GROUP = f"""WITH RECURSIVE reach(id) AS (
+    SELECT CAST(%(group)s AS BIGINT)
+    UNION
+    SELECT c.to_group_id FROM {CONTAINS} c JOIN reach r ON c.from_group_id = r.id
+)"""  # noqa: S608 (names only)
 _RULE_FIELDS = ["id", "self_service", "max_minutes", "approvals", "step_up", "alert_email",
                 "alert_sms", "alert_webhook"]
 _LOCK_GROUP = f"""
@@ -262,6 +273,12 @@ SELECT g.break_glass_minutes, g.sensitivity, g.armed_by_incident, g.end_grants_o
        EXISTS (SELECT 1 FROM {BREAK_GLASS_USERS} b JOIN {USERS} u ON u.id = b.user_id
                 WHERE b.group_id = g.id AND b.user_id = %(holder)s AND u.is_active)
            AS may_break_glass,
+       EXISTS ({_REACH_FROM_GROUP}
+               SELECT 1 FROM {CONNECTORS} k JOIN reach ON k.group_id = reach.id
+                WHERE k.enabled AND k.logins = %(explicit)s AND NOT EXISTS (
+                      SELECT 1 FROM {CONNECTOR_LOGINS} l
+                       WHERE l.connector_id = k.id AND l.user_id = %(holder)s))
+           AS login_missing,
        {", ".join(f"r.{name} AS rule_{name}" for name in _RULE_FIELDS)}, {{flags}}
   FROM {GROUPS} g
   LEFT JOIN {RULES} r ON r.sensitivity = g.sensitivity AND r.severity = %(severity)s
@@ -279,6 +296,7 @@ class LockedGroup:
     end_grants_on_resolve: bool
     review_before_next: bool
     may_break_glass: bool
+    login_missing: bool
     rule: RiskRule | None
     flags: FlagAnswers
 
@@ -292,7 +310,7 @@ def lock_group_for_break_glass(group: Group, holder, *, severity: str, now: date
     if connection.features.has_select_for_update:
         sql += " FOR UPDATE OF g"
     params = {**_flag_params(holder, group, now=now, ip=ip, session_began=session_began),
-              "severity": severity}
+              "severity": severity, "explicit": Connector.Logins.EXPLICIT}
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         rows = named_rows(cursor, sql)
@@ -304,7 +322,8 @@ def lock_group_for_break_glass(group: Group, holder, *, severity: str, now: date
         rule = load_instance(RiskRule, _RULE_FIELDS, [row[f"rule_{name}"] for name in _RULE_FIELDS])
     return LockedGroup(row["break_glass_minutes"], row["sensitivity"],
                        bool(row["armed_by_incident"]), bool(row["end_grants_on_resolve"]),
-                       bool(row["review_before_next"]), bool(row["may_break_glass"]), rule,
+                       bool(row["review_before_next"]), bool(row["may_break_glass"]),
+                       bool(row["login_missing"]), rule,
                        FlagAnswers.from_row(row))
 
 

@@ -24,7 +24,7 @@ from breakglass.forms import (
 from breakglass.models import AccessRequest, Grant, Group
 from breakglass.outlook import panel_outlooks
 from breakglass.services import break_glass as glass
-from breakglass.services import grants, groups
+from breakglass.services import connectors, grants, groups
 from breakglass.services import requests as access_requests
 from breakglass.services.errors import (
     BreakGlassRefused,
@@ -186,7 +186,12 @@ def my_access(request: HttpRequest) -> HttpResponse:
     mine = (AccessRequest.objects.filter(requester=request.user,
                                          status=AccessRequest.Status.PENDING)
             .select_related("group"))
+    history = list(history)
+    pending = connectors.pending_by_grant([grant.pk for grant in [*active, *history]])
+    for grant in [*active, *history]:
+        grant.pending_on = pending.get(grant.pk, [])
     context = {"active": active, "history": history,
+               "pending_revocations": list(connectors.pending_revocations(user=request.user)),
                "my_requests": [item for item in mine
                                if item.effective_status() == AccessRequest.Status.PENDING],
                "waiting": list(access_requests.waiting_for(request.user))}
@@ -361,4 +366,6 @@ def grant_timeline(request: HttpRequest, grant_id: int) -> HttpResponse:
     if grant is None:
         raise Http404("No such grant.")
     items = grant_timeline_items(grant)
-    return render(request, "breakglass/grant_timeline.html", {"grant": grant, "items": items})
+    return render(request, "breakglass/grant_timeline.html", {
+        "grant": grant, "items": items,
+        "pending_revocations": list(connectors.pending_revocations(grant=grant))})

@@ -16,9 +16,11 @@ from breakglass.connectors.base import ConnectorProblem, Notice, Setting, Settin
 MAX_IDENTIFIER_BYTES = 63
 TIMEOUT_SECONDS = 10
 
-MEMBERS_SQL = """SELECT m.rolname FROM pg_auth_members am
+# The connecting account holds the role WITH ADMIN OPTION, which makes it a member: it is the
+# connector's own means, never a member to reconcile.
+MEMBERS_SQL = """SELECT DISTINCT m.rolname FROM pg_auth_members am
   JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
- WHERE r.rolname = %s"""
+ WHERE r.rolname = %s AND m.rolname <> current_user"""
 GRANTORS_SQL = """SELECT g.rolname FROM pg_auth_members am
   JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
   JOIN pg_roles g ON g.oid = am.grantor

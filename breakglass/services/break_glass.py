@@ -16,7 +16,7 @@ from audit.reasons import check_reason
 from audit.services import record
 from breakglass import sql
 from breakglass.models import Grant, Group
-from breakglass.services import grants, requests
+from breakglass.services import connectors, grants, requests
 from breakglass.services.errors import (
     BreakGlassRefused,
     GrantError,
@@ -149,6 +149,9 @@ def _lock(group: Group, ask: Ask, now) -> tuple[sql.LockedGroup, str, str]:
         raise GrantError("this group no longer exists")
     if not locked.may_break_glass:
         raise Refusal(f"{ask.holder.get_username()} is not a break-glass user of this group")
+    if locked.login_missing:
+        missing = connectors.missing_logins(group, ask.holder)
+        raise Refusal(connectors.missing_login_message(missing, ask.holder))
     if locked.armed_by_incident and (
             ask.incident is None or not ask.incident.groups.filter(pk=group.pk).exists()):
         raise Refusal(f"{group.name} can be broken into only during an open incident linked "

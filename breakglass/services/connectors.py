@@ -268,6 +268,15 @@ def pending_revocations(*, user: User | None = None, grant=None):
     return pending.select_related("connector", "grant__group").order_by("asked_at")
 
 
+def pending_on(username: str, slug: str) -> list[str]:
+    """Names of the connectors, of the group or the groups it contains, whose target has not
+    confirmed removing the user: one query."""
+    reached = RawSQL(sql.REACH_IDS_BY_SLUG_SQL, [slug])  # noqa: S611 (constant SQL, bound slug)
+    return list(ConnectorMembership.objects.filter(
+        user__username=username, wanted=False, applied=False, connector__group_id__in=reached,
+    ).order_by("connector__name").values_list("connector__name", flat=True))
+
+
 def pending_by_grant(grant_ids: list[int]) -> dict[int, list[str]]:
     """grant id → names of the connectors whose revocation is pending, in one query."""
     found: dict[int, list[str]] = {}

@@ -22,7 +22,7 @@ from audit.reasons import check_reason
 from audit.services import record
 from breakglass import sql
 from breakglass.models import Application, Grant, Group
-from breakglass.services.connectors import provision
+from breakglass.services.connectors import missing_login_message, missing_logins, provision
 from breakglass.services.errors import InvalidInput, NotAllowed, TransitionRefused
 from review.abort_links import abort_link
 from review.models import Review
@@ -213,6 +213,9 @@ def activate_grant(grant: Grant, *, actor, duration: timedelta, request=None,
     are told; the requester hears through the request's decision."""
     grant = _locked(grant)
     _check_move(grant, Grant.Status.ACTIVE)
+    if missing := missing_logins(grant.group_id, grant.user):
+        # Set to explicit logins, or a connector added, after the request was made.
+        raise NotAllowed(missing_login_message(missing, grant.user))
     now = timezone.now()
     grant.status, grant.activated_at, grant.expires_at = Grant.Status.ACTIVE, now, now + duration
     grant.save(update_fields=["status", "activated_at", "expires_at"])

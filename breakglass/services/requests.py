@@ -24,7 +24,7 @@ from audit.services import record
 from breakglass import sql
 from breakglass.access import decide
 from breakglass.models import AccessRequest, Approval, Grant, Group
-from breakglass.services import grants, groups
+from breakglass.services import connectors, grants, groups
 from breakglass.services.errors import GrantError, InvalidInput, NotAllowed, RequestRefused
 from risk.durations import minutes_words
 from risk.models import MIN_REQUEST_MINUTES
@@ -90,6 +90,12 @@ def request_access(group: Group, *, actor: User, minutes: int, reason: str = "",
     if not group.requestable:
         raise RequestRefused(f"{group.name} does not take access requests.")
     reason, _ = _checked(group, minutes=minutes, reason=reason, incident=incident)
+    if missing := connectors.missing_logins(group, actor):
+        why = connectors.missing_login_message(missing, actor)
+        with transaction.atomic():
+            record(EventKind.GRANT_REFUSED, actor=actor, target=group, request=request,
+                   outcome=Outcome.DENIED, reason=why)
+        raise RequestRefused(why)
     linked = grants.find_incident(incident)
     decided, claimed = decide_severity(group.sensitivity, incident=linked, severity=severity)
     decision = decide_risk(Path.REQUEST, sensitivity=group.sensitivity, severity=decided,

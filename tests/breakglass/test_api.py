@@ -43,7 +43,8 @@ def test_access_check_answers_for_members_grants_and_strangers(client, app_token
     denied = call(client, "GET", "/access", app_token, user=member.username, group="prod-db")
     assert denied.status_code == 200
     assert denied.json() == {"user": member.username, "group": "prod-db", "allowed": False,
-                             "via": None, "grant_id": None, "expires_at": None}
+                             "via": None, "grant_id": None, "expires_at": None,
+                             "revocation_pending_on": []}
     grant = break_glass(database, actor=member, reason="r")
     allowed = call(client, "GET", "/access", app_token, user=member.username,
                    group="prod-db").json()

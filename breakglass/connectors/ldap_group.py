@@ -1,0 +1,524 @@
+"""An LDAP group (OpenLDAP, 389 Directory Server, Active Directory...): access adds the
+user's value to the group's member attribute, ending it removes the value.
+
+A login is a uid. With `member` (groupOfNames and the like) the value is the user's DN, made
+from user_dn_template with the login escaped per RFC 4514, or the login itself when it is
+already a DN (a per-user login may give one); with `memberUid` (posixGroup) it is the uid.
+The connection is always protected and the server's certificate always verified, unless
+the operator allows plain ldap:// for a lab."""
+
+import contextlib
+import os
+import re
+import ssl
+import warnings
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from audit.outbox import DeliveryError
+from breakglass.connectors.base import (
+    ConnectorProblem,
+    Notice,
+    Setting,
+    Settings,
+    Target,
+    secret,
+)
+
+with warnings.catch_warnings():
+    # ldap3 2.9.1 still imports names that pyasn1 0.6 deprecates; nothing to act on here.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import ldap3
+    from ldap3.core import exceptions as ldap_errors
+
+TIMEOUT_SECONDS = 10
+DEFAULT_PORTS = {"ldap": 389, "ldaps": 636}
+MEMBER, MEMBER_UID = "member", "memberUid"
+LOGIN = "{login}"
+# Changed around the group (the probe) when the bind DN is not a DN or memberUid is used.
+PROBE_UID = "breakglass-write-check"
+
+# RFC 4511 result codes this connector acts on.
+SUCCESS, NO_SUCH_ATTRIBUTE, VALUE_EXISTS = 0, 16, 20
+INVALID_SYNTAX, NO_SUCH_OBJECT, INVALID_DN_SYNTAX = 21, 32, 34
+CONFIDENTIALITY_REQUIRED, INVALID_CREDENTIALS, INSUFFICIENT_ACCESS = 13, 49, 50
+OBJECT_CLASS_VIOLATION = 65
+PASSING = {3, 51, 52, 80}  # timeLimitExceeded, busy, unavailable, other: worth a retry
+
+
+# --- Distinguished names (RFC 4514) -----------------------------------------------------------
+
+_ESCAPED = set('"+,;<>\\=')
+_TYPE = re.compile(r" *([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*) *=")
+_HEX = re.compile(r"[0-9A-Fa-f]{2}")
+
+
+def escape_value(value: str) -> str:
+    """`value` as an attribute value inside a DN."""
+    last = len(value) - 1
+    return "".join(
+        "\\00" if char == "\x00"
+        else f"\\{char}" if char in _ESCAPED or (index == 0 and char in " #")
+        or (index == last and char == " ")
+        else char
+        for index, char in enumerate(value))
+
+
+def parse_dn(text: str) -> list[tuple[tuple[str, str], ...]]:
+    """The RDNs of a DN, each a tuple of (attribute type, unescaped value). Raises
+    ValueError for what is not a DN; hex-encoded (#...) values are not read."""
+    rdns, avas, position = [], [], 0
+    while True:
+        match = _TYPE.match(text, position)
+        if match is None:
+            raise ValueError(f"no attribute type at {position}")
+        value, position = _read_value(text, match.end())
+        avas.append((match.group(1), value))
+        if position == len(text):
+            rdns.append(tuple(avas))
+            return rdns
+        if text[position] == ",":
+            rdns.append(tuple(avas))
+            avas = []
+        position += 1
+
+
+def _read_value(text: str, position: int) -> tuple[str, int]:
+    """The value starting at `position`, unescaped, and where it ends (a separator or the
+    end). Unescaped spaces around it are not part of it."""
+    while position < len(text) and text[position] == " ":
+        position += 1
+    if text.startswith("#", position):
+        raise ValueError("hex-encoded values are not read")
+    value, significant = bytearray(), 0
+    while position < len(text) and text[position] not in ",+":
+        char = text[position]
+        if char == "\\":
+            pair = _HEX.match(text, position + 1)
+            if pair:
+                value.append(int(pair.group(), 16))
+                position += 3
+            elif position + 1 < len(text) and text[position + 1] in _ESCAPED | {" ", "#"}:
+                value += text[position + 1].encode()
+                position += 2
+            else:
+                raise ValueError(f"a bad escape at {position}")
+            significant = len(value)
+            continue
+        if char in '";<>':
+            raise ValueError(f"{char} must be escaped")
+        value += char.encode()
+        position += 1
+        if char != " ":
+            significant = len(value)
+    try:
+        return bytes(value[:significant]).decode(), position
+    except UnicodeDecodeError:
+        raise ValueError("escaped bytes are not UTF-8") from None
+
+
+def is_dn(login: str) -> bool:
+    """A login that is itself a DN (two RDNs or more) names its member directly."""
+    try:
+        return len(parse_dn(login)) >= 2
+    except ValueError:
+        return False
+
+
+def _rdn_key(rdn: tuple[tuple[str, str], ...]) -> frozenset:
+    return frozenset((name.lower(), value.casefold()) for name, value in rdn)
+
+
+class UserDnTemplate:
+    """uid={login},ou=people,dc=example,dc=org: from logins to member DNs and back."""
+
+    def __init__(self, template: str):
+        if template.count(LOGIN) != 1:
+            raise ConnectorProblem(f"user_dn_template: give {LOGIN} once, as in "
+                                   f"uid={LOGIN},ou=people,dc=example,dc=org")
+        try:
+            rdns = parse_dn(template)
+        except ValueError as error:
+            raise ConnectorProblem(f"user_dn_template: not a DN ({error})") from None
+        places = [index for index, rdn in enumerate(rdns) if rdn[0][1] == LOGIN]
+        if len(places) != 1 or len(rdns[places[0]]) != 1:
+            raise ConnectorProblem(f"user_dn_template: {LOGIN} must be a whole value of "
+                                   f"its own RDN, as in uid={LOGIN},ou=people,dc=example,dc=org")
+        self.template, self.place = template, places[0]
+        self.login_type = rdns[self.place][0][0].lower()
+        self.fixed = [_rdn_key(rdn) for rdn in rdns]
+
+    def dn(self, login: str) -> str:
+        return self.template.replace(LOGIN, escape_value(login))
+
+    def login(self, dn: str) -> str | None:
+        """The login a DN of this form names, or None for any other DN."""
+        try:
+            rdns = parse_dn(dn)
+        except ValueError:
+            return None
+        if len(rdns) != len(self.fixed) or len(rdns[self.place]) != 1:
+            return None
+        (name, value), = rdns[self.place]
+        if name.lower() != self.login_type:
+            return None
+        if any(_rdn_key(rdn) != fixed for index, (rdn, fixed) in
+               enumerate(zip(rdns, self.fixed, strict=True)) if index != self.place):
+            return None
+        return value
+
+
+# --- Settings ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LdapSettings:
+    url: str
+    scheme: str
+    host: str
+    port: int
+    bind_dn: str
+    bind_password: str
+    group_dn: str
+    attribute: str
+    template: UserDnTemplate | None
+    start_tls: bool
+    ca_file: str | None
+    allow_plain: bool
+
+    @property
+    def protection(self) -> str:
+        if self.scheme == "ldaps":
+            return "LDAPS"
+        return "StartTLS" if self.start_tls else "plain LDAP (allow_plain)"
+
+
+def checked_settings(url: str, bind_dn: str, bind_password: str, group_dn: str,
+                     options: dict) -> LdapSettings:
+    """Every setting checked; ConnectorProblem("<setting>: why") for the first wrong one."""
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ConnectorProblem(f"url: give ldaps://host:636 or ldap://host:389, not {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConnectorProblem("url: give only the scheme, host and port, e.g. ldaps://host:636")
+    try:
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError:
+        raise ConnectorProblem(f"url: the port of {url!r} is not a number") from None
+    start_tls = options.get("start_tls", True)
+    allow_plain = options.get("allow_plain", False)
+    if parts.scheme == "ldap" and not start_tls and not allow_plain:
+        raise ConnectorProblem("url: ldap:// without StartTLS sends the bind password in "
+                               "clear; use ldaps://, leave start_tls on, or set allow_plain")
+    if not bind_dn or not bind_password:
+        raise ConnectorProblem(f"{'bind_password' if bind_dn else 'bind_dn'}: required")
+    try:
+        parse_dn(group_dn)
+    except ValueError as error:
+        raise ConnectorProblem(f"group_dn: {group_dn!r} is not a DN ({error})") from None
+    attribute = options.get("member_attribute") or MEMBER
+    if attribute not in (MEMBER, MEMBER_UID):
+        raise ConnectorProblem(f"member_attribute: give {MEMBER} or {MEMBER_UID}")
+    template = None
+    if attribute == MEMBER:
+        if not options.get("user_dn_template"):
+            raise ConnectorProblem("user_dn_template: required with member_attribute member, "
+                                   f"e.g. uid={LOGIN},ou=people,dc=example,dc=org")
+        template = UserDnTemplate(options["user_dn_template"])
+    ca_file = options.get("ca_file") or None
+    if ca_file and not os.path.isfile(ca_file):
+        raise ConnectorProblem(f"ca_file: no file at {ca_file}")
+    return LdapSettings(url=url, scheme=parts.scheme, host=parts.hostname, port=port,
+                        bind_dn=bind_dn, bind_password=bind_password, group_dn=group_dn,
+                        attribute=attribute, template=template, start_tls=bool(start_tls),
+                        ca_file=ca_file, allow_plain=bool(allow_plain))
+
+
+class VerifiedTls(ldap3.Tls):
+    """TLS that verifies the server's certificate and name with the ssl module: ldap3's own
+    name check predates IP-address names in certificates."""
+
+    def __init__(self, host: str, ca_file: str | None):
+        super().__init__(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file)
+        self.host = host
+        self.context = ssl.create_default_context(cafile=ca_file)  # CERT_REQUIRED, names
+
+    def wrap_socket(self, connection, do_handshake: bool = False) -> None:
+        connection.socket = self.context.wrap_socket(
+            connection.socket, server_hostname=self.host,
+            do_handshake_on_connect=do_handshake)
+
+
+# --- The target -------------------------------------------------------------------------------
+
+class LdapGroupTarget(Target):
+    SETTINGS = (
+        Setting("url", "ldaps://host:636, or ldap://host:389 (then StartTLS unless start_tls "
+                "is false)", store="server_url", required=True),
+        Setting("bind_dn", "The DN the connector binds as; it needs write access to the "
+                "group's member attribute", store="bind_dn", required=True),
+        Setting("bind_password", "The bind DN's password", store="bind_password",
+                required=True),
+        Setting("group_dn", "The group's DN, e.g. cn=prod-admins,ou=groups,dc=example,dc=org",
+                store="target", required=True),
+        Setting("member_attribute", "member (default: groupOfNames and the like; values are "
+                "DNs) or memberUid (posixGroup; values are uids)",
+                choices=(MEMBER, MEMBER_UID), default=MEMBER),
+        Setting("user_dn_template", f"A member's DN with {LOGIN} for the login, e.g. "
+                f"uid={LOGIN},ou=people,dc=example,dc=org (required with member)"),
+        Setting("start_tls", "With ldap://, protect the connection with StartTLS (default "
+                "true); ldaps:// is always protected", kind="bool", default=True),
+        Setting("ca_file", "Path of the CA certificate that signed the server's certificate "
+                "(default: the system's trusted CAs); the certificate is always verified"),
+        Setting("allow_plain", "Allow ldap:// without StartTLS (default false). The bind "
+                "password then crosses the network in clear: for a lab only", kind="bool",
+                default=False),
+    )
+
+    def __init__(self, connector):
+        super().__init__(connector)
+        self._settings: LdapSettings | None = None
+        self._connection: ldap3.Connection | None = None
+
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        checked_settings(settings.secrets.get("server_url", ""),
+                         settings.secrets.get("bind_dn", ""),
+                         settings.secrets.get("bind_password", ""), settings.target_name,
+                         settings.options)
+
+    @property
+    def settings(self) -> LdapSettings:
+        if self._settings is None:
+            connector = self.connector
+            self._settings = checked_settings(
+                secret(connector, "server_url"), secret(connector, "bind_dn"),
+                secret(connector, "bind_password"), connector.target_name, connector.options)
+        return self._settings
+
+    # --- the four calls ----------------------------------------------------------------------
+
+    def grant(self, login: str, notice: Notice | None = None) -> str:
+        value = self._value(login)
+        if self.settings.attribute == MEMBER:
+            self._require_entry(value)
+        result = self._modify([(ldap3.MODIFY_ADD, value)])
+        group = self.settings.group_dn
+        if result["result"] == SUCCESS:
+            return f"added {value} to {group}"
+        if result["result"] == VALUE_EXISTS:
+            return f"{value} was already in {group}"
+        raise self._modify_refused(result, value)
+
+    def revoke(self, login: str, notice: Notice | None = None) -> str:
+        value = self._value(login)
+        result = self._modify([(ldap3.MODIFY_DELETE, value)])
+        group, attribute = self.settings.group_dn, self.settings.attribute
+        if result["result"] == SUCCESS:
+            return f"removed {value} from {group}"
+        if result["result"] == NO_SUCH_ATTRIBUTE:
+            return f"{value} was not in {group}"
+        if result["result"] == OBJECT_CLASS_VIOLATION:
+            raise DeliveryError(
+                f"the directory cannot remove {value}: it is the last {attribute} of {group}, "
+                f"and the group's object class requires one (objectClassViolation). Add a "
+                f"placeholder member that is no one's login, such as the bind DN, and list it "
+                f"in this connector's ignore_logins", retryable=False)
+        raise self._modify_refused(result, value)
+
+    def members(self) -> set[str]:
+        attribute, settings = self.settings.attribute, self.settings
+        result, response = self._call("search", settings.group_dn, "(objectClass=*)",
+                                      ldap3.BASE, attributes=[attribute])
+        if result["result"] != SUCCESS:
+            raise self._refused(result, f"read {settings.group_dn}")
+        if any(name.lower().startswith(f"{attribute.lower()};range=")
+               for name in response[0]["raw_attributes"]):
+            raise DeliveryError(f"the directory sends {attribute} in ranges (Active Directory "
+                                "beyond 1,500 members), which this connector does not read",
+                                retryable=False)
+        values = _values(response[0], attribute)
+        if settings.template is None:
+            return set(values)
+        return {settings.template.login(value) or value for value in values}
+
+    def check(self) -> str:
+        try:
+            return self._check()
+        except DeliveryError as error:
+            raise ConnectorProblem(str(error)) from None
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            _discard(connection)
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def _check(self) -> str:
+        settings = self.settings
+        result, response = self._call("search", settings.group_dn, "(objectClass=*)",
+                                      ldap3.BASE, attributes=["objectClass"])
+        if result["result"] != SUCCESS:
+            raise self._refused(result, f"read {settings.group_dn}")
+        classes = _values(response[0], "objectClass")
+        probe = self._probe_write()
+        words = (f"Connected over {settings.protection} to {settings.url} as "
+                 f"{settings.bind_dn}. The group {settings.group_dn} exists "
+                 f"({', '.join(classes)}). The bind DN may change its {settings.attribute}: "
+                 f"tested by adding and removing {probe} in one change, which leaves the "
+                 "group as it was.")
+        if settings.protection.startswith("plain"):
+            words += " The bind password crossed the network in clear."
+        return words
+
+    def _probe_write(self) -> str:
+        """Add and remove one value in a single change (or remove and re-add it when the
+        group has it): the server checks the bind DN's rights and the group's schema, and
+        the group ends as it was. Directories do not say what a DN may write otherwise."""
+        settings = self.settings
+        probe = PROBE_UID
+        if settings.attribute == MEMBER:
+            probe = settings.bind_dn if is_dn(settings.bind_dn) else (
+                f"cn={PROBE_UID},{settings.group_dn}")
+        result = self._modify([(ldap3.MODIFY_ADD, probe), (ldap3.MODIFY_DELETE, probe)])
+        if result["result"] == VALUE_EXISTS:
+            result = self._modify([(ldap3.MODIFY_DELETE, probe), (ldap3.MODIFY_ADD, probe)])
+        if result["result"] == OBJECT_CLASS_VIOLATION:
+            raise ConnectorProblem(
+                f"{settings.group_dn} does not take {settings.attribute} values "
+                f"(objectClassViolation: {result['message']}); choose the member_attribute "
+                "its object class has")
+        if result["result"] != SUCCESS:
+            raise self._modify_refused(result, probe)
+        return probe
+
+    def _value(self, login: str) -> str:
+        settings = self.settings
+        if not login:
+            raise DeliveryError("an empty login cannot be a member", retryable=False)
+        if settings.template is None or is_dn(login):
+            return login
+        return settings.template.dn(login)
+
+    def _require_entry(self, dn: str) -> None:
+        result, response = self._call("search", dn, "(objectClass=*)", ldap3.BASE,
+                                      attributes=["1.1"])
+        found = result["result"] == SUCCESS and any(
+            item["type"] == "searchResEntry" for item in response)
+        if result["result"] in (SUCCESS, NO_SUCH_OBJECT, INVALID_DN_SYNTAX) and not found:
+            raise DeliveryError(f"the directory has no entry {dn}", retryable=False)
+        if not found:
+            raise self._refused(result, f"read {dn}")
+
+    def _modify(self, changes: list[tuple[str, str]]) -> dict:
+        settings = self.settings
+        result, _ = self._call("modify", settings.group_dn, {
+            settings.attribute: [(operation, [value]) for operation, value in changes]})
+        return result
+
+    # --- the connection ---------------------------------------------------------------------
+
+    def _call(self, method: str, *args, **kwargs) -> tuple[dict, list]:
+        """One request on the kept connection: its result and response."""
+        if self._connection is not None:
+            try:
+                return self._request(self._connection, method, *args, **kwargs)
+            except ldap_errors.LDAPException:
+                # Cut while kept (the server restarted): once more on a new connection, as
+                # every request made here may be repeated safely.
+                self.close()
+        try:
+            return self._request(self._connected(), method, *args, **kwargs)
+        except ldap_errors.LDAPException as error:
+            self.close()
+            raise self._unreachable(error) from None
+
+    @staticmethod
+    def _request(connection: ldap3.Connection, method: str, *args, **kwargs) -> tuple[dict, list]:
+        getattr(connection, method)(*args, **kwargs)
+        return connection.result, connection.response or []
+
+    def _connected(self) -> ldap3.Connection:
+        if self._connection is not None:
+            return self._connection
+        settings = self.settings
+        server = ldap3.Server(settings.host, port=settings.port,
+                              use_ssl=settings.scheme == "ldaps",
+                              tls=VerifiedTls(settings.host, settings.ca_file),
+                              connect_timeout=TIMEOUT_SECONDS, get_info=ldap3.NONE)
+        connection = ldap3.Connection(server, user=settings.bind_dn,
+                                      password=settings.bind_password,
+                                      receive_timeout=TIMEOUT_SECONDS, raise_exceptions=False,
+                                      auto_referrals=False)
+        try:
+            connection.open(read_server_info=False)
+            if settings.scheme == "ldap" and settings.start_tls and not connection.start_tls(
+                    read_server_info=False):
+                raise DeliveryError(f"the directory at {settings.url} refused StartTLS "
+                                    f"({connection.result['description']})", retryable=False)
+            if not connection.bind(read_server_info=False):
+                raise self._refused(connection.result, "bind")
+        except ldap_errors.LDAPException as error:
+            _discard(connection)
+            raise self._unreachable(error) from None
+        except DeliveryError:
+            _discard(connection)
+            raise
+        self._connection = connection
+        return connection
+
+    # --- failures in plain words --------------------------------------------------------------
+
+    def _unreachable(self, error: Exception) -> DeliveryError:
+        url = self.settings.url
+        if "certificate" in str(error).lower():
+            return DeliveryError(f"the certificate of {url} was not accepted: {error}",
+                                 retryable=False)
+        if isinstance(error, ldap_errors.LDAPCommunicationError | ldap_errors.LDAPStartTLSError
+                      | ldap_errors.LDAPResponseTimeoutError):
+            return DeliveryError(f"cannot reach the directory at {url}: {error}")
+        return DeliveryError(f"the LDAP client refused the request: {error}", retryable=False)
+
+    def _refused(self, result: dict, action: str) -> DeliveryError:
+        settings, code = self.settings, result["result"]
+        said = f"{result['description']}: {result['message']}".rstrip(": ")
+        if code == INVALID_CREDENTIALS:
+            return DeliveryError("the directory refused the bind DN or password "
+                                 "(invalidCredentials)", retryable=False)
+        if code == NO_SUCH_OBJECT and action == f"read {settings.group_dn}":
+            return DeliveryError(f"the directory has no group {settings.group_dn} (or hides "
+                                 f"it from {settings.bind_dn})", retryable=False)
+        if code == INSUFFICIENT_ACCESS:
+            return DeliveryError(f"{settings.bind_dn} may not {action} "
+                                 "(insufficientAccessRights)", retryable=False)
+        if code == CONFIDENTIALITY_REQUIRED:
+            return DeliveryError(f"the directory requires a protected connection ({said})",
+                                 retryable=False)
+        return DeliveryError(f"the directory refused to {action} ({said})",
+                             retryable=code in PASSING)
+
+    def _modify_refused(self, result: dict, value: str) -> DeliveryError:
+        settings, code = self.settings, result["result"]
+        if code == NO_SUCH_OBJECT:
+            return self._refused(result, f"read {settings.group_dn}")
+        if code in (INVALID_SYNTAX, INVALID_DN_SYNTAX):
+            return DeliveryError(f"the directory refused {value!r} as a {settings.attribute} "
+                                 f"value ({result['description']}: {result['message']})",
+                                 retryable=False)
+        return self._refused(result, f"change {settings.attribute} of {settings.group_dn}")
+
+
+def _values(entry: dict, attribute: str) -> list[str]:
+    """An entry's values of `attribute`, as text, whatever case the server names it in."""
+    for name, values in entry["raw_attributes"].items():
+        if name.lower() == attribute.lower():
+            return [value.decode() for value in values]
+    return []
+
+
+def _discard(connection: ldap3.Connection) -> None:
+    """Unbind and close, even when the server is gone."""
+    with contextlib.suppress(ldap_errors.LDAPException):
+        connection.unbind()
+    if not connection.closed:  # an unbind that could not be sent leaves the socket open
+        connection.strategy.close()

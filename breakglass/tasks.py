@@ -1,6 +1,6 @@
 """django-q2 entry points: load by id, call a service, stay idempotent."""
 
-from breakglass.services import grants, requests
+from breakglass.services import connectors, grants, requests
 from breakglass.services.errors import TransitionRefused
 
 
@@ -23,3 +23,9 @@ def send_expiry_reminders() -> int:
 
 def lapse_due_requests() -> int:
     return requests.lapse_due_requests()
+
+
+def reconcile_connectors() -> int:
+    """Every minute: each connector's target compared with the access decision, drift
+    repaired or reported, pending revocations retried, overdue ones alerted."""
+    return len(connectors.reconcile_all())

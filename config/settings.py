@@ -379,6 +379,7 @@ PERIODIC_TASKS = {
     "grant-expiry-sweep": ("breakglass.tasks.expire_due_grants", 1),
     "grant-expiry-reminders": ("breakglass.tasks.send_expiry_reminders", 1),
     "request-lapse-sweep": ("breakglass.tasks.lapse_due_requests", 1),
+    "connector-reconcile": ("breakglass.tasks.reconcile_connectors", 1),
     "recovery-lapse-sweep": ("recovery.tasks.lapse_due_attempts", 1),
     "credential-rotation-reminders": ("recovery.tasks.send_rotation_reminders", 24 * 60),
     "backup-stale-sweep": ("backups.tasks.sweep_stale_jobs", 1),

@@ -329,7 +329,7 @@ class MariaDBRoleTarget(Target):
             check_name(self.user_host, "host", MAX_HOST_LENGTH)
         except ConnectorProblem as problem:
             raise DeliveryError(str(problem), retryable=False) from None
-        account = f"'{login}'@{self._connection.escape(self.user_host)}"
+        account = f"{self._connection.escape(login)}@{self._connection.escape(self.user_host)}"
         return _identifier(self.role), account
 
     @property

@@ -510,7 +510,8 @@ def _alert_concerned(event, connector: Connector) -> None:
     """The group's owners and the security reviewers, on every channel."""
     users = {user.pk: user for user in connector.group.owners.filter(is_active=True)}
     users.update({user.pk: user for user in User.objects.security_reviewers()})
-    alert(event, users=list(users.values()), template="connector")
+    alert(event, users=list(users.values()), template="connector",
+          context={"connector": connector})
 
 
 def alert_overdue_revocations() -> int:

@@ -1,11 +1,20 @@
 from django import forms
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path
+from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from audit.admin import ReadOnlyAdmin, evidence_links, fresh_code_accepted, refuse
-from breakglass.models import AccessRequest, Application, Connector, Grant, Group
-from breakglass.services import applications, grants, groups
+from breakglass.models import (
+    AccessRequest,
+    Application,
+    Connector,
+    ConnectorLogin,
+    Grant,
+    Group,
+)
+from breakglass.services import applications, connectors, grants, groups
 from breakglass.services.errors import GrantError
 from breakglass.sql import reachable_from
 
@@ -201,15 +210,197 @@ class ApplicationAdmin(SimpleHistoryAdmin):
         return response
 
 
+CONNECTOR_SECRETS = {"server_url": "Server URL", "bind_dn": "Bind DN",
+                     "bind_password": "Bind password"}
+HEALTH_BADGES = {"ok": "badge--green", "failing": "badge--red", "unknown": "badge--grey"}
+
+
+class ConnectorForm(forms.ModelForm):
+    """The secrets are write-only: typed to set or replace them, never shown again (left
+    empty, the stored one stays). Every kind's own rules are checked as the command checks
+    them (the kind's check_settings)."""
+
+    server_url = forms.CharField(
+        label="Server URL", required=False, max_length=2000,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="postgres://user:password@host:port/db, mysql://user:password@host:port or "
+                  "ldaps://host:636. Encrypted at rest, never shown again; leave empty to keep "
+                  "the stored one.")
+    bind_dn = forms.CharField(label="Bind DN (LDAP)", required=False, max_length=1000,
+                              widget=forms.PasswordInput(render_value=False),
+                              help_text="Encrypted at rest; leave empty to keep the stored one.")
+    bind_password = forms.CharField(
+        label="Bind password (LDAP)", required=False, max_length=1000,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Encrypted at rest; leave empty to keep the stored one.")
+
+    class Meta:
+        model = Connector
+        fields = ("name", "group", "kind", "target_name", "options", "logins", "mode",
+                  "enabled", "django_group", "url", "secret_version")
+
+    def clean(self):
+        from breakglass.connectors import target_class
+        from breakglass.connectors.base import ConnectorProblem, Settings
+        from breakglass.connectors.base import secret as stored_secret
+
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if not kind:
+            return cleaned
+        secrets = {}
+        for store in CONNECTOR_SECRETS:
+            typed = (cleaned.get(store) or "").strip()
+            secrets[store] = typed or (stored_secret(self.instance, store)
+                                       if self.instance.pk else "")
+        settings = Settings(target_name=cleaned.get("target_name") or "",
+                            secrets={k: v for k, v in secrets.items() if v},
+                            options=cleaned.get("options") or {})
+        try:
+            target_class(kind).check_settings(settings)
+        except ConnectorProblem as problem:
+            raise forms.ValidationError(str(problem)) from None
+        self.secrets = secrets
+        return cleaned
+
+    def save(self, commit=True):
+        from recovery.crypto import encrypt_field
+
+        connector = super().save(commit=False)
+        for store in CONNECTOR_SECRETS:
+            if (self.cleaned_data.get(store) or "").strip():
+                setattr(connector, f"{store}_encrypted",
+                        encrypt_field(self.cleaned_data[store].strip()))
+        if commit:
+            connector.save()
+        return connector
+
+
+class ConnectorLoginInline(admin.TabularInline):
+    model = ConnectorLogin
+    extra = 0
+    autocomplete_fields = ("user",)
+    verbose_name = "login on the target"
+    verbose_name_plural = ("Logins on the target (when a user's login is not their "
+                           "Breakglass username)")
+
+
 @admin.register(Connector)
 class ConnectorAdmin(SimpleHistoryAdmin):
-    list_display = ("group", "kind", "django_group", "url", "enabled")
-    list_filter = ("kind", "enabled")
-    search_fields = ("group__name", "url")
-    readonly_fields = ("signing_secret_shown",)
+    form = ConnectorForm
+    inlines = [ConnectorLoginInline]
+    list_display = ("name", "group", "kind", "target_name", "mode", "health_badge",
+                    "last_reconciled_at", "pending_count", "enabled")
+    list_filter = ("kind", "enabled", "health", "mode")
+    search_fields = ("name", "group__name", "target_name", "url")
+    readonly_fields = ("connection", "health_badge", "health_detail", "health_checked_at",
+                       "last_reconciled_at", "pending_shown", "signing_secret_shown")
+    fieldsets = (
+        (None, {"fields": ("name", "group", "kind", "enabled", "mode", "logins")}),
+        ("Target", {"fields": ("target_name", "server_url", "bind_dn", "bind_password",
+                               "options", "django_group", "url", "secret_version",
+                               "signing_secret_shown")}),
+        ("Health", {"fields": ("connection", "health_badge", "health_detail",
+                               "health_checked_at", "last_reconciled_at", "pending_shown")}),
+    )
+    actions = ["test_connections", "reconcile_now"]
+    change_form_template = "admin/breakglass/connector/change_form.html"
+
+    @admin.display(description="Health", ordering="health")
+    def health_badge(self, connector: Connector) -> str:
+        return format_html('<span class="badge {}">{}</span>',
+                           HEALTH_BADGES.get(connector.health, "badge--grey"),
+                           connector.get_health_display())
+
+    @admin.display(description="Revocations pending")
+    def pending_count(self, connector: Connector) -> int:
+        return connectors.pending_revocations().filter(connector=connector).count()
+
+    @admin.display(description="Revocations pending")
+    def pending_shown(self, connector: Connector) -> str:
+        if connector.pk is None:
+            return "—"
+        pending = list(connectors.pending_revocations().filter(connector=connector)[:20])
+        if not pending:
+            return "None"
+        return format_html_join(
+            "", "<div>{} since {} UTC{}</div>",
+            ((item.user.get_username(), f"{item.asked_at:%Y-%m-%d %H:%M}",
+              f": {item.last_error}" if item.last_error else "") for item in pending))
+
+    @admin.display(description="Connection")
+    def connection(self, connector: Connector) -> str:
+        if connector.pk is None:
+            return "Save first, then test the connection."
+        return format_html(
+            '<button type="submit" class="button" form="connector-test">{}</button> '
+            '<button type="submit" class="button" form="connector-reconcile">{}</button>',
+            "Test connection", "Reconcile now")
 
     @admin.display(description="Signing secret (webhooks)")
     def signing_secret_shown(self, connector: Connector) -> str:
         if connector.pk is None or connector.kind != Connector.Kind.WEBHOOK:
             return "—"
         return connector.signing_secret()
+
+    def get_urls(self):
+        return [
+            path("<int:connector_id>/test/", self.admin_site.admin_view(self.test_view),
+                 name="breakglass_connector_test"),
+            path("<int:connector_id>/reconcile/",
+                 self.admin_site.admin_view(self.reconcile_view),
+                 name="breakglass_connector_reconcile"),
+            *super().get_urls()]
+
+    def _connector_for_change(self, request, connector_id: int, what: str) -> Connector:
+        connector = get_object_or_404(Connector, pk=connector_id)
+        if not self.has_change_permission(request, connector):
+            refuse(request, f"{what} the connector {connector.name!r}", view=what,
+                   model=self.opts.label, object=connector.pk)
+        return connector
+
+    def test_view(self, request, connector_id: int):
+        if request.method == "POST":
+            connector = self._connector_for_change(request, connector_id, "testing")
+            self._tell_test(request, connector)
+        return redirect("admin:breakglass_connector_change", connector_id)
+
+    def reconcile_view(self, request, connector_id: int):
+        if request.method == "POST":
+            connector = self._connector_for_change(request, connector_id, "reconciling")
+            self._tell_reconcile(request, connector)
+        return redirect("admin:breakglass_connector_change", connector_id)
+
+    @admin.action(description="Test connection", permissions=["change"])
+    def test_connections(self, request, queryset):
+        for connector in queryset:
+            self._tell_test(request, connector)
+
+    @admin.action(description="Reconcile now", permissions=["change"])
+    def reconcile_now(self, request, queryset):
+        for connector in queryset:
+            self._tell_reconcile(request, connector)
+
+    @staticmethod
+    def _tell_test(request, connector: Connector) -> None:
+        ok, words = connectors.test_connection(connector, actor=request.user, request=request)
+        (messages.success if ok else messages.error)(request, f"{connector.name}: {words}")
+
+    @staticmethod
+    def _tell_reconcile(request, connector: Connector) -> None:
+        if not connector.reconciles:
+            messages.warning(request, f"{connector.name}: a webhook cannot list its members, "
+                                      "so there is nothing to reconcile.")
+            return
+        result = connectors.reconcile(connector, actor=request.user, request=request)
+        if result.problem:
+            messages.error(request, f"{connector.name}: could not reconcile: {result.problem}")
+            return
+        words = (f"{connector.name}: {result.present} present, {result.wanted} with access; "
+                 f"missing {len(result.missing)}, extra {len(result.extra)}; granted "
+                 f"{len(result.granted)}, revoked {len(result.revoked)}")
+        if result.failed:
+            messages.error(request, words + "; failed: " + "; ".join(
+                f"{login}: {error}" for login, error in result.failed.items()))
+        else:
+            messages.success(request, words + ".")

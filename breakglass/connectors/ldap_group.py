@@ -373,8 +373,10 @@ class LdapGroupTarget(Target):
 
     def _probe_write(self) -> str:
         """Add and remove one value in a single change (or remove and re-add it when the
-        group has it): the server checks the bind DN's rights and the group's schema, and
-        the group ends as it was. Directories do not say what a DN may write otherwise."""
+        group has it): the server checks the bind DN's rights to both, and the group ends as
+        it was. Directories do not say otherwise what a DN may write. The group's schema is
+        not tested (it is checked once the change is whole): a group that cannot hold the
+        attribute says so at the first grant."""
         settings = self.settings
         probe = PROBE_UID
         if settings.attribute == MEMBER:
@@ -383,11 +385,6 @@ class LdapGroupTarget(Target):
         result = self._modify([(ldap3.MODIFY_ADD, probe), (ldap3.MODIFY_DELETE, probe)])
         if result["result"] == VALUE_EXISTS:
             result = self._modify([(ldap3.MODIFY_DELETE, probe), (ldap3.MODIFY_ADD, probe)])
-        if result["result"] == OBJECT_CLASS_VIOLATION:
-            raise ConnectorProblem(
-                f"{settings.group_dn} does not take {settings.attribute} values "
-                f"(objectClassViolation: {result['message']}); choose the member_attribute "
-                "its object class has")
         if result["result"] != SUCCESS:
             raise self._modify_refused(result, probe)
         return probe
@@ -501,6 +498,10 @@ class LdapGroupTarget(Target):
         settings, code = self.settings, result["result"]
         if code == NO_SUCH_OBJECT:
             return self._refused(result, f"read {settings.group_dn}")
+        if code == OBJECT_CLASS_VIOLATION:
+            return DeliveryError(f"{settings.group_dn} does not take {settings.attribute} "
+                                 f"values (objectClassViolation: {result['message']}); choose "
+                                 "the member_attribute its object class has", retryable=False)
         if code in (INVALID_SYNTAX, INVALID_DN_SYNTAX):
             return DeliveryError(f"the directory refused {value!r} as a {settings.attribute} "
                                  f"value ({result['description']}: {result['message']})",
@@ -520,5 +521,6 @@ def _discard(connection: ldap3.Connection) -> None:
     """Unbind and close, even when the server is gone."""
     with contextlib.suppress(ldap_errors.LDAPException):
         connection.unbind()
-    if not connection.closed:  # an unbind that could not be sent leaves the socket open
-        connection.strategy.close()
+    # ldap3 leaves the socket open when the connection or the unbind failed.
+    if connection.socket is not None:
+        connection.socket.close()

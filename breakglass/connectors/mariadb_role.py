@@ -121,15 +121,16 @@ def parse_url(url: str) -> dict:
     return arguments
 
 
-def check_name(name: str, what: str, longest: int = max(MAX_NAME_LENGTH.values())) -> str:
+def check_name(name: str, what: str, longest: int) -> str:
     """Refuse a name the server would not store as given."""
     if not name or "\x00" in name:
         raise ConnectorProblem(f"the {what} name is empty or holds a NUL character")
     if name != name.rstrip(" "):
-        # Grant tables are CHAR columns, which drop trailing spaces: 'bob ' would be 'bob'.
+        # Grant tables are CHAR columns: trailing spaces are dropped when a name is stored
+        # and ignored when one is compared, so 'bob ' would read as 'bob'.
         raise ConnectorProblem(f"the {what} {name!r} ends in a space")
     if any(ord(character) > 0xFFFF for character in name):
-        # Grant tables are utf8mb3, which turns these characters into '?'.
+        # Grant tables are utf8mb3, which reads these as '?': 'bob<emoji>' would be 'bob?'.
         raise ConnectorProblem(f"the {what} {name!r} holds a character beyond U+FFFF "
                                "(such as an emoji), which MariaDB and MySQL names cannot hold")
     if len(name) > longest:
@@ -148,8 +149,8 @@ class MariaDBRoleTarget(Target):
         Setting("user_host", "The host part of the logins' accounts, 'login'@'host' "
                 "(default %).", default="%"),
         Setting("default_role", "Also make the role the login's default role, active at "
-                "sign-in, and clear it on revoke (default true).", kind="bool",
-                default=True),
+                "sign-in (on MariaDB, which keeps one, in place of any other), and clear it on "
+                "revoke (default true).", kind="bool", default=True),
     )
 
     def __init__(self, connector):

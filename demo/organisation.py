@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.models import SECURITY_REVIEWERS_GROUP, User
 from accounts.services import issue_backup_codes
 from breakglass.models import Group as CatalogGroup
+from demo.connectors import seed_database_role
 from demo.recovery import seed_recovery
 from demo.websites import seed_website
 from oncall.models import Schedule, Shift
@@ -50,8 +51,14 @@ class DemoSignIn:
     backup_codes: list[str]
 
 
+@dataclass
+class Demo:
+    sign_ins: list[DemoSignIn]
+    connector_note: str
+
+
 @transaction.atomic
-def seed_demo(password: str) -> list[DemoSignIn]:
+def seed_demo(password: str) -> Demo:
     """Create or refresh the demo users. Each run issues fresh backup codes (only their hashes
     are kept, so the previous ones cannot be printed again)."""
     reviewers, _ = Group.objects.get_or_create(name=SECURITY_REVIEWERS_GROUP)
@@ -70,7 +77,7 @@ def seed_demo(password: str) -> list[DemoSignIn]:
     seed_groups()
     seed_recovery()
     seed_website()
-    return sign_ins
+    return Demo(sign_ins, seed_database_role())
 
 
 def seed_groups() -> None:

@@ -78,6 +78,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "reviews": reports.open_reviews(),
         "grants": reports.active_grants(now),
         "failed_deliveries": reports.failed_deliveries(),
+        "connector_rows": reports.connector_health(),
         "drills": drills,
         "drills_due": sum(row.due for row in drills),
         "drill_max_days": reports.DRILL_MAX_AGE.days,

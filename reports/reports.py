@@ -15,7 +15,8 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from audit.models import Delivery
-from breakglass.models import Grant, Group
+from breakglass.models import Connector, Grant, Group
+from breakglass.services import connectors
 from recovery.models import RecoveryAttempt, RecoveryPolicy
 from review.models import Review
 
@@ -112,6 +113,20 @@ def open_reviews() -> dict[str, int]:
 def active_grants(now: datetime | None = None) -> dict[str, int]:
     return Grant.objects.active(at=_now(now)).aggregate(
         active=Count("pk"), break_glass=Count("pk", filter=~Q(source=Grant.Source.REQUEST)))
+
+
+@dataclass(frozen=True)
+class ConnectorRow:
+    connector: Connector
+    pending: int
+    stale: bool
+
+
+def connector_health() -> list[ConnectorRow]:
+    """Each connector's health, last reconciliation and pending revocations: two queries."""
+    pending = connectors.pending_count_by_connector()
+    return [ConnectorRow(connector, pending.get(connector.pk, 0), connectors.stale(connector))
+            for connector in Connector.objects.select_related("group").order_by("name")]
 
 
 def failed_deliveries() -> int:

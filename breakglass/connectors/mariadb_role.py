@@ -312,9 +312,10 @@ class MariaDBRoleTarget(Target):
             raise ConnectorProblem(f"connected as {server.grantee} to {server}, but this "
                                    f"account lacks {'; and '.join(missing)}")
         default = " and make it the default role" if self.sets_default_role else ""
+        members = "1 member" if count == 1 else f"{count} members"
         return (f"Connected as {server.grantee} to {server}. The role {self.role!r} exists "
-                f"with {count} members among the {self.user_host!r} accounts; this account "
-                f"may grant it{default}.")
+                f"with {members} among the {self.user_host!r} accounts; this account may "
+                f"grant it{default}.")
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -13,12 +13,13 @@ class Command(BaseCommand):
     def handle(self, *args, force: bool = False, **options):
         if not settings.DEBUG and not force:
             raise CommandError("refusing to load demo users with DEBUG off (use --force)")
-        sign_ins = seed_demo(settings.DEMO_PASSWORD)
+        demo = seed_demo(settings.DEMO_PASSWORD)
         self.stdout.write(f"Demo sign-ins (password: {settings.DEMO_PASSWORD}):")
-        for sign_in in sign_ins:
+        for sign_in in demo.sign_ins:
             codes = "  ".join(sign_in.backup_codes[:3])
             self.stdout.write(f"  {sign_in.username:<6} {sign_in.role:<30} backup codes: {codes}")
         self.stdout.write("Each backup code works once; run `make run` again for fresh ones.")
         self.stdout.write("Recovery policy root-credentials (2 of alice, bob, erin): recovery "
                           "passphrases are '<username> recovery demo', e.g. 'alice recovery "
                           "demo'.")
+        self.stdout.write(demo.connector_note)

@@ -164,7 +164,7 @@ def reachable_from(group_ids: list[int]) -> set[int]:
 
 # The decision above turned around: every active user who reaches the group through a
 # membership, a live grant or a shift on call, in any group that contains it. One statement
-# for the whole group, whatever its size (tests/breakglass/test_reconcile.py holds it equal
+# for the whole group, whatever its size (tests/breakglass/test_access_equivalence.py holds it equal
 # to decide() user by user).
 _HOLDERS = """WITH RECURSIVE ancestors(id) AS (
     SELECT CAST(%(group)s AS BIGINT)

@@ -90,3 +90,23 @@ def test_the_generator_reaches_both_answers():
         assert allowed == {"g0", "g1", "g3"} == {
             group.slug for group in groups if group.pk in access_by_group(user, at=now)}
         transaction.set_rollback(True)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(catalog=catalogs)
+def test_the_holders_reconciliation_wants_are_exactly_who_the_decision_allows(catalog):
+    """Reconciliation asks, per group, who holds access (breakglass.sql.holders_of): the
+    decision turned around must name exactly the users decide() allows."""
+    from breakglass.sql import holders_of
+
+    with transaction.atomic():
+        now = timezone.now()
+        user, groups = build(catalog, now)
+        bystander = make_user("bystander")
+        for group in groups:
+            holders = holders_of(group.pk, now)
+            assert (user.pk in holders) == decide(user, group, at=now).allowed, group.slug
+            assert bystander.pk not in holders
+            assert set(holders.values()) <= {user.username}
+        transaction.set_rollback(True)

@@ -185,3 +185,24 @@ def test_a_real_worker_removes_the_access_from_the_target_at_expiry(server, conn
     assert gone, output[-3000:]
     assert Grant.objects.get().status == "expired"
     assert connectors.pending_revocations(user=member).count() == 0
+
+
+def test_reconciling_asks_the_same_number_of_queries_for_3_or_30_holders(server, connector,
+                                                                          database):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.conftest import make_user
+
+    def holders(count: int) -> int:
+        for n in range(count):
+            user = make_user(f"holder_{connector.pk}_{count}_{n}")
+            database.members.add(user)
+            server.create_login(user.username)
+        connectors.reconcile(connector)  # grants them all: drift, then settled
+        with CaptureQueriesContext(connection) as queries:
+            result = connectors.reconcile(connector)
+        assert not result.drifted and result.wanted >= count
+        return len(queries.captured_queries)
+
+    assert holders(3) == holders(27)

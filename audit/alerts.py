@@ -121,12 +121,15 @@ def fanout_row(event: AuditEvent, handler: str, params: dict) -> Delivery:
                     body=json.dumps(params), created_at=now, next_attempt_at=now)
 
 
-def queue_message(event: AuditEvent, channel: str, recipient: str, body: str) -> Delivery:
-    """A machine-to-machine delivery (a provisioning connector's payload) in the outbox."""
+def queue_message(event: AuditEvent, channel: str, recipient: str, body: str, *,
+                  due_since=None) -> Delivery:
+    """A machine-to-machine delivery (a provisioning connector's payload) in the outbox.
+    `due_since` (default now) places it in the relay's queue: a change due since its event
+    goes before deliveries queued after that event."""
     now = timezone.now()
     delivery, _ = Delivery.objects.get_or_create(
         event=event, channel=channel, recipient=recipient,
-        defaults={"body": body, "created_at": now, "next_attempt_at": now},
+        defaults={"body": body, "created_at": now, "next_attempt_at": due_since or now},
     )
     transaction.on_commit(nudge_relay)
     return delivery

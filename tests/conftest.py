@@ -172,6 +172,16 @@ def _required_resources(request):
 
 
 @pytest.fixture(autouse=True)
+def _relay_connections_closed():
+    """Connector targets the relay keeps open between deliveries end with the test, like a
+    worker's end closes them."""
+    yield
+    from breakglass.services.connectors import close_relay_targets
+
+    close_relay_targets()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttles():
     """Per-address throttles count in Django's cache, which outlives a test's database: every
     test starts with none of another test's requests counted."""

@@ -10,6 +10,7 @@ the operator allows plain ldap:// for a lab."""
 import contextlib
 import os
 import re
+import socket
 import ssl
 import warnings
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ TIMEOUT_SECONDS = 10
 DEFAULT_PORTS = {"ldap": 389, "ldaps": 636}
 MEMBER, MEMBER_UID = "member", "memberUid"
 LOGIN = "{login}"
-# Changed around the group (the probe) when the bind DN is not a DN or memberUid is used.
+# Added and removed at once by check() when the bind DN cannot be (memberUid, or no DN).
 PROBE_UID = "breakglass-write-check"
+# What the advice names when a group must keep a member its object class requires.
+PLACEHOLDER = "breakglass-placeholder"
 
 # RFC 4511 result codes this connector acts on.
 SUCCESS, NO_SUCH_ATTRIBUTE, VALUE_EXISTS = 0, 16, 20
@@ -48,7 +51,8 @@ PASSING = {3, 51, 52, 80}  # timeLimitExceeded, busy, unavailable, other: worth 
 
 # --- Distinguished names (RFC 4514) -----------------------------------------------------------
 
-_ESCAPED = set('"+,;<>\\=')
+_ESCAPED = set('"+,;<>\\=')  # escaped wherever they are; a space or # only at the edges
+_ESCAPABLE = _ESCAPED | {" ", "#"}
 _TYPE = re.compile(r" *([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*) *=")
 _HEX = re.compile(r"[0-9A-Fa-f]{2}")
 
@@ -98,7 +102,7 @@ def _read_value(text: str, position: int) -> tuple[str, int]:
             if pair:
                 value.append(int(pair.group(), 16))
                 position += 3
-            elif position + 1 < len(text) and text[position + 1] in _ESCAPED | {" ", "#"}:
+            elif position + 1 < len(text) and text[position + 1] in _ESCAPABLE:
                 value += text[position + 1].encode()
                 position += 2
             else:
@@ -186,27 +190,23 @@ class LdapSettings:
     allow_plain: bool
 
     @property
+    def plain(self) -> bool:
+        return self.scheme == "ldap" and not self.start_tls
+
+    @property
     def protection(self) -> str:
         if self.scheme == "ldaps":
             return "LDAPS"
-        return "StartTLS" if self.start_tls else "plain LDAP (allow_plain)"
+        return "plain LDAP (allow_plain)" if self.plain else "StartTLS"
 
 
 def checked_settings(url: str, bind_dn: str, bind_password: str, group_dn: str,
                      options: dict) -> LdapSettings:
     """Every setting checked; ConnectorProblem("<setting>: why") for the first wrong one."""
-    parts = urlsplit(url)
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise ConnectorProblem(f"url: give ldaps://host:636 or ldap://host:389, not {url!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ConnectorProblem("url: give only the scheme, host and port, e.g. ldaps://host:636")
-    try:
-        port = parts.port or DEFAULT_PORTS[parts.scheme]
-    except ValueError:
-        raise ConnectorProblem(f"url: the port of {url!r} is not a number") from None
-    start_tls = options.get("start_tls", True)
-    allow_plain = options.get("allow_plain", False)
-    if parts.scheme == "ldap" and not start_tls and not allow_plain:
+    scheme, host, port = _checked_url(url)
+    start_tls = bool(options.get("start_tls", True))
+    allow_plain = bool(options.get("allow_plain", False))
+    if scheme == "ldap" and not start_tls and not allow_plain:
         raise ConnectorProblem("url: ldap:// without StartTLS sends the bind password in "
                                "clear; use ldaps://, leave start_tls on, or set allow_plain")
     if not bind_dn or not bind_password:
@@ -227,10 +227,23 @@ def checked_settings(url: str, bind_dn: str, bind_password: str, group_dn: str,
     ca_file = options.get("ca_file") or None
     if ca_file and not os.path.isfile(ca_file):
         raise ConnectorProblem(f"ca_file: no file at {ca_file}")
-    return LdapSettings(url=url, scheme=parts.scheme, host=parts.hostname, port=port,
-                        bind_dn=bind_dn, bind_password=bind_password, group_dn=group_dn,
-                        attribute=attribute, template=template, start_tls=bool(start_tls),
-                        ca_file=ca_file, allow_plain=bool(allow_plain))
+    return LdapSettings(url=url, scheme=scheme, host=host, port=port, bind_dn=bind_dn,
+                        bind_password=bind_password, group_dn=group_dn, attribute=attribute,
+                        template=template, start_tls=start_tls, ca_file=ca_file,
+                        allow_plain=allow_plain)
+
+
+def _checked_url(url: str) -> tuple[str, str, int]:
+    """Never repeated in a message: a mistyped URL may hold a password."""
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ConnectorProblem("url: give ldaps://host:636 or ldap://host:389")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConnectorProblem("url: give only the scheme, host and port, e.g. ldaps://host:636")
+    try:
+        return parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError:
+        raise ConnectorProblem("url: the port is not a number") from None
 
 
 class VerifiedTls(ldap3.Tls):
@@ -251,6 +264,12 @@ class VerifiedTls(ldap3.Tls):
 # --- The target -------------------------------------------------------------------------------
 
 class LdapGroupTarget(Target):
+    @staticmethod
+    def login_key(login: str) -> str:
+        # The directory matches uids (and DN attribute values) regardless of case: uid=Alice
+        # added by hand is alice's membership, not drift to remove and grant again.
+        return login.casefold()
+
     SETTINGS = (
         Setting("url", "ldaps://host:636, or ldap://host:389 (then StartTLS unless start_tls "
                 "is false)", store="server_url", required=True),
@@ -290,9 +309,14 @@ class LdapGroupTarget(Target):
     def settings(self) -> LdapSettings:
         if self._settings is None:
             connector = self.connector
-            self._settings = checked_settings(
-                secret(connector, "server_url"), secret(connector, "bind_dn"),
-                secret(connector, "bind_password"), connector.target_name, connector.options)
+            try:
+                self._settings = checked_settings(
+                    secret(connector, "server_url"), secret(connector, "bind_dn"),
+                    secret(connector, "bind_password"), connector.target_name,
+                    connector.options)
+            except ConnectorProblem as problem:
+                raise DeliveryError(f"the connector's option {problem}",
+                                    retryable=False) from None
         return self._settings
 
     # --- the four calls ----------------------------------------------------------------------
@@ -318,25 +342,22 @@ class LdapGroupTarget(Target):
         if result["result"] == NO_SUCH_ATTRIBUTE:
             return f"{value} was not in {group}"
         if result["result"] == OBJECT_CLASS_VIOLATION:
-            raise DeliveryError(
-                f"the directory cannot remove {value}: it is the last {attribute} of {group}, "
-                f"and the group's object class requires one (objectClassViolation). Add a "
-                f"placeholder member that is no one's login, such as the bind DN, and list it "
-                f"in this connector's ignore_logins", retryable=False)
+            raise DeliveryError(f"the directory cannot remove {value}: it is the last "
+                                f"{attribute} of {group}, and the group's object class "
+                                "requires one (objectClassViolation). "
+                                + self._placeholder_advice(), retryable=False)
         raise self._modify_refused(result, value)
 
     def members(self) -> set[str]:
-        attribute, settings = self.settings.attribute, self.settings
-        result, response = self._call("search", settings.group_dn, "(objectClass=*)",
-                                      ldap3.BASE, attributes=[attribute])
-        if result["result"] != SUCCESS:
-            raise self._refused(result, f"read {settings.group_dn}")
+        settings = self.settings
+        attribute = settings.attribute
+        group = self._read_group(attribute)
         if any(name.lower().startswith(f"{attribute.lower()};range=")
-               for name in response[0]["raw_attributes"]):
+               for name in group["raw_attributes"]):
             raise DeliveryError(f"the directory sends {attribute} in ranges (Active Directory "
                                 "beyond 1,500 members), which this connector does not read",
                                 retryable=False)
-        values = _values(response[0], attribute)
+        values = _values(group, attribute)
         if settings.template is None:
             return set(values)
         return {settings.template.login(value) or value for value in values}
@@ -356,18 +377,14 @@ class LdapGroupTarget(Target):
 
     def _check(self) -> str:
         settings = self.settings
-        result, response = self._call("search", settings.group_dn, "(objectClass=*)",
-                                      ldap3.BASE, attributes=["objectClass"])
-        if result["result"] != SUCCESS:
-            raise self._refused(result, f"read {settings.group_dn}")
-        classes = _values(response[0], "objectClass")
+        classes = _values(self._read_group("objectClass"), "objectClass")
         probe = self._probe_write()
         words = (f"Connected over {settings.protection} to {settings.url} as "
                  f"{settings.bind_dn}. The group {settings.group_dn} exists "
                  f"({', '.join(classes)}). The bind DN may change its {settings.attribute}: "
                  f"tested by adding and removing {probe} in one change, which leaves the "
                  "group as it was.")
-        if settings.protection.startswith("plain"):
+        if settings.plain:
             words += " The bind password crossed the network in clear."
         return words
 
@@ -389,6 +406,18 @@ class LdapGroupTarget(Target):
             raise self._modify_refused(result, probe)
         return probe
 
+    def _read_group(self, attribute: str) -> dict:
+        result, response = self._call("search", self.settings.group_dn, "(objectClass=*)",
+                                      ldap3.BASE, attributes=[attribute])
+        if result["result"] == NO_SUCH_OBJECT:
+            raise self._no_group()
+        if result["result"] != SUCCESS:
+            raise self._refused(result, f"read {self.settings.group_dn}")
+        entries = _entries(response)
+        if not entries:
+            raise self._no_group()
+        return entries[0]
+
     def _value(self, login: str) -> str:
         settings = self.settings
         if not login:
@@ -400,12 +429,10 @@ class LdapGroupTarget(Target):
     def _require_entry(self, dn: str) -> None:
         result, response = self._call("search", dn, "(objectClass=*)", ldap3.BASE,
                                       attributes=["1.1"])
-        found = result["result"] == SUCCESS and any(
-            item["type"] == "searchResEntry" for item in response)
-        if result["result"] in (SUCCESS, NO_SUCH_OBJECT, INVALID_DN_SYNTAX) and not found:
-            raise DeliveryError(f"the directory has no entry {dn}", retryable=False)
-        if not found:
+        if result["result"] not in (SUCCESS, NO_SUCH_OBJECT, INVALID_DN_SYNTAX):
             raise self._refused(result, f"read {dn}")
+        if not _entries(response):
+            raise DeliveryError(f"the directory has no entry {dn}", retryable=False)
 
     def _modify(self, changes: list[tuple[str, str]]) -> dict:
         settings = self.settings
@@ -446,13 +473,17 @@ class LdapGroupTarget(Target):
         connection = ldap3.Connection(server, user=settings.bind_dn,
                                       password=settings.bind_password,
                                       receive_timeout=TIMEOUT_SECONDS, raise_exceptions=False,
-                                      auto_referrals=False)
+                                      auto_referrals=False, check_names=False)
         try:
             connection.open(read_server_info=False)
-            if settings.scheme == "ldap" and settings.start_tls and not connection.start_tls(
+            # Otherwise each request over TLS waits ~40 ms for the server's delayed
+            # acknowledgement (Nagle's algorithm).
+            connection.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if settings.scheme == "ldap" and not settings.plain and not connection.start_tls(
                     read_server_info=False):
+                said = (connection.result or {}).get("description", "no answer")
                 raise DeliveryError(f"the directory at {settings.url} refused StartTLS "
-                                    f"({connection.result['description']})", retryable=False)
+                                    f"({said})", retryable=False)
             if not connection.bind(read_server_info=False):
                 raise self._refused(connection.result, "bind")
         except ldap_errors.LDAPException as error:
@@ -482,9 +513,6 @@ class LdapGroupTarget(Target):
         if code == INVALID_CREDENTIALS:
             return DeliveryError("the directory refused the bind DN or password "
                                  "(invalidCredentials)", retryable=False)
-        if code == NO_SUCH_OBJECT and action == f"read {settings.group_dn}":
-            return DeliveryError(f"the directory has no group {settings.group_dn} (or hides "
-                                 f"it from {settings.bind_dn})", retryable=False)
         if code == INSUFFICIENT_ACCESS:
             return DeliveryError(f"{settings.bind_dn} may not {action} "
                                  "(insufficientAccessRights)", retryable=False)
@@ -494,10 +522,24 @@ class LdapGroupTarget(Target):
         return DeliveryError(f"the directory refused to {action} ({said})",
                              retryable=code in PASSING)
 
+    def _placeholder_advice(self) -> str:
+        template = self.settings.template
+        if template is None:
+            return ("Give the group a placeholder member that is no one's login and list it "
+                    "in this connector's ignore_logins.")
+        return (f"Give the group a placeholder member that is no one's access, such as "
+                f"{template.dn(PLACEHOLDER)}, and list {PLACEHOLDER} in this connector's "
+                "ignore_logins.")
+
+    def _no_group(self) -> DeliveryError:
+        settings = self.settings
+        return DeliveryError(f"the directory has no group {settings.group_dn} (or hides it "
+                             f"from {settings.bind_dn})", retryable=False)
+
     def _modify_refused(self, result: dict, value: str) -> DeliveryError:
         settings, code = self.settings, result["result"]
         if code == NO_SUCH_OBJECT:
-            return self._refused(result, f"read {settings.group_dn}")
+            return self._no_group()
         if code == OBJECT_CLASS_VIOLATION:
             return DeliveryError(f"{settings.group_dn} does not take {settings.attribute} "
                                  f"values (objectClassViolation: {result['message']}); choose "
@@ -507,6 +549,10 @@ class LdapGroupTarget(Target):
                                  f"value ({result['description']}: {result['message']})",
                                  retryable=False)
         return self._refused(result, f"change {settings.attribute} of {settings.group_dn}")
+
+
+def _entries(response: list) -> list[dict]:
+    return [item for item in response if item["type"] == "searchResEntry"]
 
 
 def _values(entry: dict, attribute: str) -> list[str]:

@@ -88,15 +88,19 @@ class PostgresRoleTarget(Target):
             self._connection = None
 
     def _execute(self, statement, params=None) -> list[tuple]:
-        """Run one statement; a lost connection is dropped, so the next call reconnects."""
-        try:
-            with self._connect().cursor() as cursor:
-                cursor.execute(statement, params)
-                return cursor.fetchall() if cursor.description else []
-        except psycopg.OperationalError as exc:
-            self.close()
-            raise DeliveryError(f"PostgreSQL at {self._server()} is unreachable: "
-                                f"{_first_line(exc)}") from exc
+        """Run one statement. A kept connection the server dropped (a restart) is replaced
+        once; the statements are idempotent, so running one again is safe."""
+        for fresh in (self._connection is None or self._connection.closed, True):
+            try:
+                with self._connect().cursor() as cursor:
+                    cursor.execute(statement, params)
+                    return cursor.fetchall() if cursor.description else []
+            except psycopg.OperationalError as exc:
+                self.close()
+                if fresh:
+                    raise DeliveryError(f"PostgreSQL at {self._server()} is unreachable: "
+                                        f"{_first_line(exc)}") from exc
+        raise AssertionError("unreachable: the second pass always runs fresh")
 
     # --- the four calls -------------------------------------------------------------------
 

@@ -13,8 +13,10 @@ The state of each user on each target is a ConnectorMembership: what Breakglass 
 revocation, shown on the grant page, /access/ and the API until the target confirms it;
 reconciliation retries it every minute and alerts once it is 5 minutes old."""
 
+import contextlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -33,7 +35,7 @@ from audit.services import record
 from breakglass import sql
 from breakglass.access import decide
 from breakglass.connectors import target_class, target_for
-from breakglass.connectors.base import ConnectorProblem, Notice, Setting, Settings
+from breakglass.connectors.base import ConnectorProblem, Notice, Setting, Settings, Target
 from breakglass.models import Connector, ConnectorLogin, ConnectorMembership, Grant, Group
 from breakglass.services.errors import InvalidInput
 
@@ -52,7 +54,8 @@ COMMON_SETTINGS = (
             "is extra) or report (it only alerts)", store="field",
             choices=tuple(Connector.Mode.values)),
     Setting("ignore_logins", "Logins reconciliation never touches (service accounts, a "
-            "placeholder member), comma-separated.", kind="list"),
+            "placeholder member), comma-separated; separate with ';' when one holds a comma "
+            "(an LDAP DN).", kind="list"),
 )
 SECRET_STORES = ("server_url", "bind_dn", "bind_password")
 
@@ -101,7 +104,10 @@ def _parse_value(setting: Setting, text: str):
             raise InvalidInput(key, f"option {key}: give true or false, not {text!r}")
         return text.lower() in {"true", "yes", "1"}
     if setting.kind == "list":
-        return [item.strip() for item in text.split(",") if item.strip()]
+        # Commas separate, unless the text holds a semicolon or a line break: then those do
+        # (an LDAP DN holds commas).
+        separator = next((mark for mark in (";", "\n") if mark in text), ",")
+        return [item.strip() for item in text.split(separator) if item.strip()]
     if setting.choices and text not in setting.choices:
         raise InvalidInput(key, f"option {key}: give one of {', '.join(setting.choices)}, "
                            f"not {text!r}")
@@ -302,7 +308,10 @@ def provision(event: AuditEvent, grant: Grant, action: str) -> None:
             "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
             "status": grant.status,
         })
-        queue_message(event, Delivery.Channel.CONNECTOR, connector.recipient, body)
+        # Due since the grant changed: the relay carries it out before the fan-outs of
+        # later events (first come, first landed), not after every one queued meanwhile.
+        queue_message(event, Delivery.Channel.CONNECTOR, connector.recipient, body,
+                      due_since=event.recorded_at)
 
 
 def send_to_connector(delivery: Delivery) -> str:
@@ -320,24 +329,73 @@ def send_to_connector(delivery: Delivery) -> str:
     notice = Notice(payload=payload, body=delivery.body.encode(),
                     idempotency_key=delivery.idempotency_key)
     version = membership_version(connector, user)
-    with target_for(connector) as target:
-        present = (decide(user, connector.group_id).allowed if target.mirrors_access
-                   else payload["action"] == "grant")
-        login = login_of(connector, user)
-        if login is None:
-            if present:
-                note_failure(connector, user, version=version, error="no login is set")
-                raise DeliveryError(f"{user.get_username()} has no login set on "
-                                    f"{connector.name}", retryable=False)
-            confirm_membership(connector, user, version=version, present=False)
-            return "no login: nothing to revoke"
-        try:
-            answer = target.grant(login, notice) if present else target.revoke(login, notice)
-        except DeliveryError as failure:
-            note_failure(connector, user, version=version, error=str(failure))
-            raise
+    target = _relay_targets.open(connector)
+    present = (decide(user, connector.group_id).allowed if target.mirrors_access
+               else payload["action"] == "grant")
+    login = login_of(connector, user)
+    if login is None:
+        if present:
+            note_failure(connector, user, version=version, error="no login is set")
+            raise DeliveryError(f"{user.get_username()} has no login set on "
+                                f"{connector.name}", retryable=False)
+        confirm_membership(connector, user, version=version, present=False)
+        return "no login: nothing to revoke"
+    try:
+        answer = target.grant(login, notice) if present else target.revoke(login, notice)
+    except DeliveryError as failure:
+        _relay_targets.discard(connector)  # the next try starts on a fresh connection
+        note_failure(connector, user, version=version, error=str(failure))
+        raise
     confirm_membership(connector, user, version=version, present=present)
     return answer
+
+
+class _OpenTargets(threading.local):
+    """The relay's targets, kept open between deliveries of the same worker (a database or
+    directory connection costs more than the change it carries). A connector changed since
+    (its settings or secrets) gets a new one; a failure drops it."""
+
+    def __init__(self):
+        self.targets: dict[int, tuple[tuple, Target]] = {}
+
+    @staticmethod
+    def _settings(connector: Connector) -> tuple:
+        return (connector.kind, connector.target_name, connector.server_url_encrypted,
+                connector.bind_dn_encrypted, connector.bind_password_encrypted,
+                json.dumps(connector.options, sort_keys=True), connector.django_group_id,
+                connector.url, connector.secret_version)
+
+    def open(self, connector: Connector) -> Target:
+        settings = self._settings(connector)
+        kept = self.targets.get(connector.pk)
+        if kept is not None and kept[0] == settings:
+            kept[1].connector = connector  # the fresh row (its group, its logins setting)
+            return kept[1]
+        self.discard(connector)
+        target = target_for(connector)
+        self.targets[connector.pk] = (settings, target)
+        return target
+
+    def discard(self, connector: Connector) -> None:
+        kept = self.targets.pop(connector.pk, None)
+        if kept is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail too
+                kept[1].close()
+
+
+    def close_all(self) -> None:
+        for pk in list(self.targets):
+            kept = self.targets.pop(pk)
+            with contextlib.suppress(Exception):
+                kept[1].close()
+
+
+_relay_targets = _OpenTargets()
+
+
+def close_relay_targets() -> None:
+    """Close the connections the relay keeps (a worker stopping, a test ending)."""
+    _relay_targets.close_all()
 
 
 # --- Reconciliation --------------------------------------------------------------------------
@@ -384,6 +442,7 @@ def reconcile(connector: Connector, *, actor=None, request=None) -> Reconciliati
     now = timezone.now()
     present: set[str] = set()
     logins: dict[int, str] = {}
+    fold = str
     drift_missing: list[str] = []
     drift_extra: list[str] = []
     try:
@@ -393,14 +452,17 @@ def reconcile(connector: Connector, *, actor=None, request=None) -> Reconciliati
                 return result
             holders = sql.holders_of(connector.group_id, now)
             logins = logins_of(connector, holders)
-            wanted = {login: user_id for user_id, login in logins.items()}
-            ignored = set(connector.options.get("ignore_logins", []))
+            fold = target.login_key
+            wanted = {fold(login): login for login in logins.values()}
+            found = {fold(login): login for login in present}
+            ignored = {fold(login) for login in connector.options.get("ignore_logins", [])}
             result.present, result.wanted = len(present), len(wanted)
-            result.missing = sorted(set(wanted) - present - ignored)
-            result.extra = sorted(present - set(wanted) - ignored)
-            pending = _pending_asks(connector)
-            asked_extra = [login for login in result.extra if pending.get(login) is False]
-            asked_missing = [login for login in result.missing if pending.get(login) is True]
+            result.missing = sorted(wanted[key] for key in set(wanted) - set(found) - ignored)
+            result.extra = sorted(found[key] for key in set(found) - set(wanted) - ignored)
+            pending = {fold(login): want for login, want in _pending_asks(connector).items()}
+            asked_extra = [login for login in result.extra if pending.get(fold(login)) is False]
+            asked_missing = [login for login in result.missing
+                             if pending.get(fold(login)) is True]
             drift_missing = [login for login in result.missing if login not in asked_missing]
             drift_extra = [login for login in result.extra if login not in asked_extra]
             repairing = connector.mode == Connector.Mode.REPAIR
@@ -417,7 +479,7 @@ def reconcile(connector: Connector, *, actor=None, request=None) -> Reconciliati
                                actor=actor, request=request)
         if not result.problem:
             _settle_memberships(connector, present_now=_present_after(
-                present, result), logins=logins)
+                present, result), logins=logins, fold=fold)
     return result
 
 
@@ -442,16 +504,17 @@ def _pending_asks(connector: Connector) -> dict[str, bool]:
 
 
 def _settle_memberships(connector: Connector, *, present_now: set[str],
-                        logins: dict[int, str]) -> None:
+                        logins: dict[int, str], fold) -> None:
     """Pending asks the target now agrees with are confirmed (a revocation done by this
     reconciliation, or by the target's operator, is no longer pending)."""
     rows = list(ConnectorMembership.objects.filter(connector=connector, applied=False)
                 .values_list("pk", "user_id", "user__username", "wanted", "version"))
     known = {**logins_of(connector, {r[1]: r[2] for r in rows if r[1] not in logins}), **logins}
+    folded = {fold(login) for login in present_now}
     now = timezone.now()
     for pk, user_id, _, wanted, version in rows:
         login = known.get(user_id)
-        if login is not None and (login in present_now) == wanted:
+        if login is not None and (fold(login) in folded) == wanted:
             ConnectorMembership.objects.filter(pk=pk, version=version).update(
                 applied=True, applied_at=now, last_error="")
 

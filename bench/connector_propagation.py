@@ -1,0 +1,239 @@
+"""Connectors against real target servers with a real worker (`manage.py qcluster`):
+
+1. Propagation, per kind (PostgreSQL role, MariaDB role, LDAP group): 100 break-glass
+   activations, then 100 revocations; how long until each login is present in (then absent
+   from) the target, as the target itself answers. Goal: p99 <= 2 s each way. The baseline
+   is one direct call of the target (grant then revoke), measured in the same run.
+2. Reconciliation, per kind: 10,000 holders against a target that already has 10,000
+   members (nothing to do), then with 100 removed and 100 extra added by hand (200 repairs).
+   Goal: <= 10 s, and the same number of Breakglass queries whatever the size (shown for
+   100 and 10,000). The baseline is reading the target's members alone.
+
+    .venv/bin/python bench/connector_propagation.py [postgres_role mariadb_role ldap_group]
+
+Target servers are started like the tests start them (tests/connectors/*_server.py), on
+throwaway directories and free ports; the Breakglass database is a scratch SQLite file unless
+DATABASE_URL names one (a scratch database!)."""
+
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from _worker import running_worker
+
+ACTIVATIONS = 100
+HOLDERS = 10_000
+DRIFT = 100
+POLL_SECONDS = 0.02
+
+
+# --- Target servers, started as the tests start them ----------------------------------------
+
+@contextmanager
+def target_server(kind: str):
+    directory = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
+    try:
+        if kind == "postgres_role":
+            from tests.connectors.postgres_server import PostgresTarget, _pg_bin
+
+            server = PostgresTarget(_pg_bin(), directory)
+        elif kind == "mariadb_role":
+            from tests.connectors.mariadb_server import MariaDBServer, _binaries
+
+            server = MariaDBServer(directory, _binaries())
+            server.install()
+        else:
+            from tests.connectors.slapd_server import SlapdServer, _slapd
+
+            server = SlapdServer(_slapd(), directory)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def bulk_logins(server, target: str, logins: list[str], *, members: bool) -> None:
+    """Create many logins (and make them members) in a few statements: the set-up of the
+    reconciliation bench, not what is measured."""
+    if server.kind == "postgres_role":
+        from psycopg import sql
+
+        with server.admin() as admin:
+            for start in range(0, len(logins), 1000):
+                chunk = [sql.Identifier(login) for login in logins[start:start + 1000]]
+                admin.execute(sql.SQL("; ").join(
+                    sql.SQL("CREATE ROLE {} LOGIN").format(name) for name in chunk))
+                if members:
+                    admin.execute(sql.SQL("GRANT {} TO {}").format(
+                        sql.Identifier(target), sql.SQL(", ").join(chunk)))
+    elif server.kind == "mariadb_role":
+        from tests.connectors.mariadb_server import account, quote_identifier
+
+        for start in range(0, len(logins), 1000):
+            accounts = ", ".join(account(login) for login in logins[start:start + 1000])
+            server.execute(f"CREATE USER {accounts}")
+            if members:
+                server.execute(f"GRANT {quote_identifier(target)} TO {accounts}")
+    else:
+        import ldap3
+
+        from tests.connectors.slapd_server import group_dn, person_dn
+
+        if members:
+            with server.admin() as admin:
+                admin.modify(group_dn(target), {"member": [
+                    (ldap3.MODIFY_ADD, [person_dn(login) for login in logins])]})
+                assert admin.result["result"] == 0, admin.result
+
+
+def present(server, target: str) -> set[str]:
+    return server.members_by_hand(target)
+
+
+# --- 1. Propagation -------------------------------------------------------------------------
+
+def propagation(kind: str, server) -> tuple[list[float], list[float], float]:
+    from accounts.models import User
+    from breakglass.models import Grant, Group
+    from breakglass.services import connectors
+    from breakglass.services.break_glass import break_glass
+    from breakglass.services.grants import revoke_grant
+
+    target = f"bench_{kind}_{int(time.time())}"
+    server.prepare_target(target)
+    group = Group.objects.create(name=f"Bench {kind}", slug=f"bench-{kind}-{int(time.time())}")
+    connector = connectors.create_connector(kind, f"bench-{group.slug}", group,
+                                            server.settings(target), actor=None)
+    target_name = connector.target_name
+    users = User.objects.bulk_create(
+        [User(username=f"p{n}_{kind[:2]}") for n in range(ACTIVATIONS)])
+    for user in users:
+        server.create_login(user.username)
+    group.break_glass_users.add(*users)
+
+    baseline = time.perf_counter()
+    with connectors.target_for(connector) as direct:
+        direct.grant(users[0].username)
+        direct.revoke(users[0].username)
+    baseline = time.perf_counter() - baseline
+
+    started = {}
+    for user in users:
+        break_glass(group, actor=user, reason="propagation benchmark")
+        started[user.username] = time.monotonic()
+    granted = wait_until(server, target_name, started, want_present=True)
+    ended = {}
+    for grant in Grant.objects.filter(group=group).select_related("user"):
+        revoke_grant(grant, actor=grant.user, reason="propagation benchmark")
+        ended[grant.user.username] = time.monotonic()
+    revoked = wait_until(server, target_name, ended, want_present=False)
+    return granted, revoked, baseline
+
+
+def wait_until(server, target: str, since: dict[str, float], *, want_present: bool,
+               limit: float = 120) -> list[float]:
+    lags: dict[str, float] = {}
+    deadline = time.monotonic() + limit
+    while len(lags) < len(since) and time.monotonic() < deadline:
+        members = present(server, target)
+        now = time.monotonic()
+        for login, at in since.items():
+            if login not in lags and (login in members) == want_present:
+                lags[login] = now - at
+        time.sleep(POLL_SECONDS)
+    if len(lags) < len(since):
+        raise RuntimeError(f"only {len(lags)} of {len(since)} changes landed in {limit} s")
+    return list(lags.values())
+
+
+# --- 2. Reconciliation ----------------------------------------------------------------------
+
+def reconciliation(kind: str, server, holders: int) -> dict:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.models import User
+    from breakglass.models import Group
+    from breakglass.services import connectors
+
+    tag = f"{kind[:2]}{holders}"
+    target = f"rec_{tag}_{int(time.time())}"
+    server.prepare_target(target)
+    group = Group.objects.create(name=f"Reconcile {tag}", slug=f"rec-{tag}-{int(time.time())}")
+    connector = connectors.create_connector(kind, f"rec-{group.slug}", group,
+                                            server.settings(target), actor=None)
+    logins = [f"r{n}_{tag}" for n in range(holders)]
+    users = User.objects.bulk_create([User(username=login) for login in logins])
+    Group.members.through.objects.bulk_create(
+        [Group.members.through(group_id=group.pk, user_id=user.pk) for user in users])
+    extra = [f"x{n}_{tag}" for n in range(min(DRIFT, holders))]
+    bulk_logins(server, connector.target_name, logins, members=True)
+    bulk_logins(server, connector.target_name, extra, members=False)
+
+    with connectors.target_for(connector) as target_system:
+        started = time.perf_counter()
+        read = target_system.members()
+        members_only = time.perf_counter() - started
+    assert len(read) >= holders, (len(read), holders)
+
+    with CaptureQueriesContext(connection) as queries:
+        started = time.perf_counter()
+        clean = connectors.reconcile(connector)
+        clean_seconds = time.perf_counter() - started
+    assert not clean.drifted, (clean.missing[:5], clean.extra[:5])
+
+    with connectors.target_for(connector) as target_system:
+        for login in logins[:len(extra)]:
+            target_system.revoke(login)
+    for login in extra:
+        server.add_by_hand(connector.target_name, login)
+    started = time.perf_counter()
+    repaired = connectors.reconcile(connector)
+    repair_seconds = time.perf_counter() - started
+    assert len(repaired.granted) == len(repaired.revoked) == len(extra), repaired.failed
+    return {"members_only": members_only, "clean": clean_seconds, "repair": repair_seconds,
+            "queries": len(queries.captured_queries), "repairs": 2 * len(extra)}
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[-1]
+
+
+def main(kinds: list[str]) -> int:
+    failures = 0
+    with running_worker(start_seconds=4):
+        for kind in kinds:
+            with target_server(kind) as server:
+                granted, revoked, baseline = propagation(kind, server)
+                print(f"{kind}: one direct grant+revoke (baseline) {baseline * 1000:.0f} ms")
+                for label, lags in (("grant -> present", granted),
+                                    ("revoke -> absent", revoked)):
+                    print(f"{kind}: {label}: p50 {statistics.median(lags):.2f} s, p99 "
+                          f"{p99(lags):.2f} s, max {max(lags):.2f} s over {len(lags)} "
+                          f"(goal p99 <= 2 s; p99/baseline {p99(lags) / baseline:.0f}x)")
+                    failures += p99(lags) > 2
+    for kind in kinds:
+        with target_server(kind) as server:
+            small = reconciliation(kind, server, 100)
+            large = reconciliation(kind, server, HOLDERS)
+            print(f"{kind}: reconcile {HOLDERS:,} holders vs {HOLDERS:,} members: "
+                  f"{large['clean']:.2f} s with nothing to do, {large['repair']:.2f} s with "
+                  f"{large['repairs']} repairs (goal <= 10 s); reading the members alone "
+                  f"{large['members_only']:.2f} s (ratio "
+                  f"{large['clean'] / large['members_only']:.1f}x); "
+                  f"Breakglass queries: {small['queries']} for 100 holders, "
+                  f"{large['queries']} for {HOLDERS:,}")
+            failures += large["clean"] > 10 or large["repair"] > 10
+            failures += small["queries"] != large["queries"]
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main(sys.argv[1:] or ["postgres_role", "mariadb_role", "ldap_group"]))

@@ -70,3 +70,19 @@ def test_staff_without_the_right_cannot_test_or_reconcile(verified_client, datab
         f"/admin/breakglass/connector/{connector.pk}/reconcile/").status_code == 403
     assert AuditEvent.objects.filter(kind=EventKind.ADMIN_ACTION_REFUSED).count() == 2
     assert not AuditEvent.objects.filter(kind=EventKind.CONNECTOR_CHECKED).exists()
+
+
+def test_the_dashboard_shows_each_connectors_health_and_pending_revocations(
+        admin_user, verified_client, database, member, postgres_target):
+    from breakglass.models import ConnectorMembership
+    from breakglass.services.connectors import ask
+
+    postgres_target.prepare_target("admin_role")
+    connector = connectors.create_connector("postgres_role", "prod-admin", database,
+                                            postgres_target.settings("admin_role"), actor=None)
+    connectors.reconcile(connector)
+    ask(connector, member, wanted=False)  # a revocation the target has not confirmed yet
+    assert ConnectorMembership.objects.get().revocation_pending
+    page = verified_client(admin_user).get("/admin/dashboard/").content.decode()
+    row = page[page.index('id="connectors"'):page.index('id="drills"')]
+    assert "prod-admin" in row and "Working" in row and "badge--red\">1<" in row

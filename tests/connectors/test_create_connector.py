@@ -77,3 +77,42 @@ def test_an_unknown_group_is_refused(db):
 def test_help_lists_a_kinds_settings(capsys, db):
     out, _ = create(capsys, "ldap_group", "x", "--group", "any", "--option", "help=1")
     assert "group_dn (required)" in out and "bind_password (required)" in out
+
+
+@pytest.fixture
+def explicit_connector(postgres_target, database):
+    from breakglass.services import connectors
+
+    postgres_target.prepare_target("explicit_role")
+    return connectors.create_connector(
+        "postgres_role", "explicit-logins", database,
+        {**postgres_target.settings("explicit_role"), "logins": "explicit"}, actor=None)
+
+
+def test_the_break_glass_page_says_which_login_is_missing(explicit_connector, member,
+                                                          verified_client):
+    response = verified_client(member).post("/catalog/prod-db/break-glass/",
+                                            {"reason": "disk full"})
+    assert response.status_code == 403
+    assert ("mark has no login set on explicit-logins (PostgreSQL role explicit_role)"
+            in response.content.decode())
+
+
+def test_a_request_and_its_approval_are_refused_without_a_login(explicit_connector, database,
+                                                                member, owner):
+    from breakglass.models import ConnectorLogin
+    from breakglass.services.errors import NotAllowed, RequestRefused
+    from breakglass.services.requests import approve_request, request_access
+
+    database.requestable = True
+    database.save()
+    with pytest.raises(RequestRefused, match="mark has no login set on explicit-logins"):
+        request_access(database, actor=member, minutes=60, reason="r")
+    login = ConnectorLogin.objects.create(connector=explicit_connector, user=member,
+                                          login="mark_db")
+    pending = request_access(database, actor=member, minutes=60, reason="r")
+    login.delete()  # removed while the request waited
+    with pytest.raises(NotAllowed, match="mark has no login set on explicit-logins"):
+        approve_request(pending, actor=owner)
+    pending.refresh_from_db()
+    assert pending.status == "pending" and pending.grant.status == "requested"

@@ -15,7 +15,7 @@ from breakglass.models import (
     Group,
 )
 from breakglass.services import applications, connectors, grants, groups
-from breakglass.services.errors import GrantError
+from breakglass.services.errors import GrantError, InvalidInput
 from breakglass.sql import reachable_from
 
 STATUS_BADGES = {"active": "badge--green", "requested": "badge--amber", "revoked": "badge--red"}
@@ -245,7 +245,7 @@ class ConnectorForm(forms.ModelForm):
         from breakglass.connectors.base import secret as stored_secret
 
         cleaned = super().clean()
-        kind = cleaned.get("kind")
+        kind = cleaned.get("kind") or self.instance.kind  # read-only once created
         if not kind:
             return cleaned
         secrets = {}
@@ -253,9 +253,14 @@ class ConnectorForm(forms.ModelForm):
             typed = (cleaned.get(store) or "").strip()
             secrets[store] = typed or (stored_secret(self.instance, store)
                                        if self.instance.pk else "")
+        try:
+            options = connectors.check_options(kind, cleaned.get("options") or {})
+        except InvalidInput as invalid:
+            raise forms.ValidationError(str(invalid)) from None
+        cleaned["options"] = options
         settings = Settings(target_name=cleaned.get("target_name") or "",
-                            secrets={k: v for k, v in secrets.items() if v},
-                            options=cleaned.get("options") or {})
+                            secrets={k: v for k, v in secrets.items() if v}, options=options,
+                            fields={"url": cleaned.get("url") or ""})
         try:
             target_class(kind).check_settings(settings)
         except ConnectorProblem as problem:
@@ -305,6 +310,10 @@ class ConnectorAdmin(SimpleHistoryAdmin):
     )
     actions = ["test_connections", "reconcile_now"]
     change_form_template = "admin/breakglass/connector/change_form.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        # Another kind needs other secrets and settings: make a new connector instead.
+        return (*self.readonly_fields, "kind") if obj is not None else self.readonly_fields
 
     @admin.display(description="Health", ordering="health")
     def health_badge(self, connector: Connector) -> str:

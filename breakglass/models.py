@@ -369,6 +369,10 @@ class ConnectorMembership(models.Model):
                              related_name="connector_memberships")
     grant = models.ForeignKey("Grant", on_delete=models.SET_NULL, null=True, blank=True,
                               related_name="connector_memberships")
+    login = models.CharField(
+        max_length=500, blank=True,
+        help_text="The login asked for: a revocation removes this one, even when the user's "
+                  "login on the connector changed since.")
     wanted = models.BooleanField(help_text="Present in the target (True) or absent (False).")
     applied = models.BooleanField(default=False)
     # Raised by every new ask, so a sender only confirms the ask it actually carried out.

@@ -71,8 +71,7 @@ class Target(ABC):
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    @staticmethod
-    def login_key(login: str) -> str:
+    def login_key(self, login: str) -> str:
         """What makes two logins the same on this target (exact, unless the target matches
         them regardless of case, as a directory does)."""
         return login

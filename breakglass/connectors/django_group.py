@@ -2,10 +2,12 @@
 
 from accounts.models import User
 from audit.outbox import DeliveryError
-from breakglass.connectors.base import ConnectorProblem, Notice, Target
+from breakglass.connectors.base import ConnectorProblem, Notice, Setting, Target
 
 
 class DjangoGroupTarget(Target):
+    SETTINGS = (Setting("django_group", "The name of the Django auth group whose membership "
+                        "access gives.", store="field", required=True),)
     def _auth_group(self):
         auth_group = self.connector.django_group
         if auth_group is None:

@@ -264,10 +264,20 @@ class VerifiedTls(ldap3.Tls):
 # --- The target -------------------------------------------------------------------------------
 
 class LdapGroupTarget(Target):
-    @staticmethod
-    def login_key(login: str) -> str:
-        # The directory matches uids (and DN attribute values) regardless of case: uid=Alice
-        # added by hand is alice's membership, not drift to remove and grant again.
+    def login_key(self, login: str) -> str:
+        """One key per member whatever way it is written. With `member`, a login given as a
+        DN of the template's form is that login, and any other DN is compared by its parsed
+        RDNs; the directory matches DN values regardless of case, so uid=Alice added by hand
+        is alice's membership, not drift. memberUid matches exactly (caseExactIA5Match)."""
+        template = self.settings.template
+        if template is None:
+            return login
+        if is_dn(login):
+            named = template.login(login)
+            if named is None:
+                return "dn:" + "|".join(",".join(sorted(f"{a}={v}" for a, v in _rdn_key(rdn)))
+                                        for rdn in parse_dn(login))
+            login = named
         return login.casefold()
 
     SETTINGS = (

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict
 
 from audit.outbox import DeliveryError
 from breakglass.connectors.base import ConnectorProblem, Notice, Setting, Settings, Target, secret
@@ -16,11 +17,14 @@ from breakglass.connectors.base import ConnectorProblem, Notice, Setting, Settin
 MAX_IDENTIFIER_BYTES = 63
 TIMEOUT_SECONDS = 10
 
-# The connecting account holds the role WITH ADMIN OPTION, which makes it a member: it is the
-# connector's own means, never a member to reconcile.
+# Accounts holding the role WITH ADMIN OPTION manage it (the connecting account, and from
+# PostgreSQL 16 the account that created the role): they are the role's administrators,
+# never members to reconcile.
 MEMBERS_SQL = """SELECT DISTINCT m.rolname FROM pg_auth_members am
   JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
- WHERE r.rolname = %s AND m.rolname <> current_user"""
+ WHERE r.rolname = %s AND m.rolname <> current_user AND NOT am.admin_option
+   AND NOT EXISTS (SELECT 1 FROM pg_auth_members a
+                    WHERE a.roleid = am.roleid AND a.member = am.member AND a.admin_option)"""
 GRANTORS_SQL = """SELECT g.rolname FROM pg_auth_members am
   JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
   JOIN pg_roles g ON g.oid = am.grantor
@@ -56,9 +60,17 @@ class PostgresRoleTarget(Target):
 
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
-        url = urlsplit(settings.secrets.get("server_url", ""))
+        text = settings.secrets.get("server_url", "")
+        url = urlsplit(text)
         if url.scheme not in {"postgres", "postgresql"} or not url.hostname:
             raise ConnectorProblem("url: give postgres://user:password@host:port/database")
+        try:
+            url.port  # noqa: B018 (a bad port raises here, not at the first delivery)
+            conninfo_to_dict(text)
+        except (ValueError, psycopg.ProgrammingError) as error:
+            # Never repeat the URL: it holds a password.
+            raise ConnectorProblem(f"url: not a usable PostgreSQL URL "
+                                   f"({type(error).__name__})") from None
         try:
             check_identifier(settings.target_name, "role")
         except ConnectorProblem as problem:
@@ -151,7 +163,17 @@ class PostgresRoleTarget(Target):
         how = "superuser" if superuser else "admin option" if admin_option else "CREATEROLE"
         count = len(self.members())
         return (f"Connected to PostgreSQL {version // 10000} at {self._server()} as "
-                f"{account!r} ({how}); role {self.role!r} exists with {count} members.")
+                f"{account!r} ({how}) {self._protection()}; role {self.role!r} exists with "
+                f"{count} members.")
+
+    def _protection(self) -> str:
+        """Whether the connection is encrypted and the server verified, in words."""
+        mode = conninfo_to_dict(secret(self.connector, "server_url")).get("sslmode", "prefer")
+        if not self._connect().info.pgconn.ssl_in_use:
+            return "without TLS (add ?sslmode=verify-full to require it)"
+        if mode == "verify-full":
+            return "over TLS, server verified"
+        return f"over TLS, server not verified (sslmode={mode}; use verify-full)"
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -2,11 +2,20 @@
 it. It notifies rather than mirrors, and cannot say who its members are."""
 
 from audit.outbox import DeliveryError, post_signed
-from breakglass.connectors.base import ConnectorProblem, Notice, Target
+from breakglass.connectors.base import ConnectorProblem, Notice, Setting, Settings, Target
 
 
 class WebhookTarget(Target):
     mirrors_access = False
+    SETTINGS = (Setting("url", "Where grant events are POSTed (https://...).", store="field",
+                        required=True),)
+
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        url = settings.fields.get("url", "")
+        if not url.lower().startswith(("https://", "http://")) or len(url) > 200:
+            raise ConnectorProblem("url: give the receiver's https:// address (200 "
+                                   "characters at most)")
 
     def _post(self, notice: Notice | None) -> str:
         if notice is None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.contrib.auth.models import Group as AuthGroup
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -93,6 +93,30 @@ def parse_settings(kind: str, raw: dict[str, str]) -> Settings:
         key = str(problem).split(":", 1)[0]
         raise InvalidInput(key, f"option {problem}") from None
     return parsed
+
+
+def check_options(kind: str, options: dict) -> dict:
+    """Options as typed in the admin's JSON: each must be an option of the kind, and text is
+    read as the command reads it (a list from "a, b", a bool from "false")."""
+    if not isinstance(options, dict):
+        raise InvalidInput("options", "options: give a JSON object, e.g. {\"mode\": ...}")
+    known = {setting.key: setting for setting in settings_of(kind)
+             if setting.store == "options"}
+    checked = {}
+    for key, value in options.items():
+        setting = known.get(key)
+        if setting is None:
+            raise InvalidInput("options", f"options: {key} is not an option of a {kind} "
+                               f"connector (it takes {', '.join(known) or 'none'})")
+        if isinstance(value, str):
+            value = _parse_value(setting, value)
+        elif setting.kind == "list" and not (
+                isinstance(value, list) and all(isinstance(item, str) for item in value)):
+            raise InvalidInput(key, f"option {key}: give a list of text")
+        elif setting.kind == "bool" and not isinstance(value, bool):
+            raise InvalidInput(key, f"option {key}: give true or false")
+        checked[key] = value
+    return checked
 
 
 def _parse_value(setting: Setting, text: str):
@@ -170,6 +194,9 @@ def test_connection(connector: Connector, *, actor, request=None) -> tuple[bool,
             ok, words = True, target.check()
     except (ConnectorProblem, DeliveryError) as problem:
         ok, words = False, str(problem)
+    except Exception as unexpected:  # a driver's own error must still answer in words
+        logger.exception("testing connector %s failed unexpectedly", connector.name)
+        ok, words = False, f"the target answered with an unexpected error: {_named(unexpected)}"
     with transaction.atomic():
         _set_health(connector, ok, words)
         record(EventKind.CONNECTOR_CHECKED, actor=actor, target=connector, request=request,
@@ -233,19 +260,30 @@ def missing_login_message(connectors: list[Connector], user: User) -> str:
 
 def ask(connector: Connector, user: User, *, wanted: bool, grant=None) -> None:
     """Note, in the caller's transaction, that the target must now have `user` present or
-    absent; the outbox delivery that carries it out confirms it (confirm_membership)."""
+    absent; the outbox delivery that carries it out confirms it (confirm_membership). The
+    login granted is kept, so a revocation removes it even if the user's login changes."""
     now = timezone.now()
-    updated = ConnectorMembership.objects.filter(connector=connector, user=user).update(
-        wanted=wanted, applied=False, version=F("version") + 1, asked_at=now,
-        grant=grant, overdue_alerted_at=None)
-    if not updated:
-        ConnectorMembership.objects.create(connector=connector, user=user, wanted=wanted,
-                                           grant=grant, asked_at=now)
+    memberships = ConnectorMembership.objects.filter(connector=connector, user=user)
+    changes = {"wanted": wanted, "applied": False, "version": F("version") + 1,
+               "asked_at": now, "grant": grant, "overdue_alerted_at": None}
+    login = login_of(connector, user) or ""
+    if wanted:
+        changes["login"] = login  # a revocation keeps the login that was granted
+    if memberships.update(**changes):
+        return
+    try:
+        with transaction.atomic():  # two first asks at once: the loser updates instead
+            ConnectorMembership.objects.create(connector=connector, user=user, wanted=wanted,
+                                               grant=grant, asked_at=now, login=login)
+    except IntegrityError:
+        memberships.update(**changes)
 
 
-def membership_version(connector: Connector, user: User) -> int | None:
-    return (ConnectorMembership.objects.filter(connector=connector, user=user)
-            .values_list("version", flat=True).first())
+def membership_asked(connector: Connector, user: User) -> tuple[int | None, str]:
+    """The version of the last ask and the login it granted ("" when none)."""
+    row = (ConnectorMembership.objects.filter(connector=connector, user=user)
+           .values_list("version", "login").first())
+    return row if row is not None else (None, "")
 
 
 def confirm_membership(connector: Connector, user: User, *, version: int | None,
@@ -328,26 +366,39 @@ def send_to_connector(delivery: Delivery) -> str:
         raise DeliveryError("the user no longer exists", retryable=False)
     notice = Notice(payload=payload, body=delivery.body.encode(),
                     idempotency_key=delivery.idempotency_key)
-    version = membership_version(connector, user)
+    version, granted_login = membership_asked(connector, user)
     target = _relay_targets.open(connector)
     present = (decide(user, connector.group_id).allowed if target.mirrors_access
                else payload["action"] == "grant")
     login = login_of(connector, user)
-    if login is None:
-        if present:
-            note_failure(connector, user, version=version, error="no login is set")
-            raise DeliveryError(f"{user.get_username()} has no login set on "
-                                f"{connector.name}", retryable=False)
-        confirm_membership(connector, user, version=version, present=False)
-        return "no login: nothing to revoke"
+    if present and login is None:
+        note_failure(connector, user, version=version, error="no login is set")
+        raise DeliveryError(f"{user.get_username()} has no login set on {connector.name}",
+                            retryable=False)
+    # A revocation removes the login that was granted and the current one, if they differ
+    # (an administrator changed the user's login meanwhile).
+    logins = [login] if present else list(dict.fromkeys(
+        name for name in (granted_login, login) if name))
     try:
-        answer = target.grant(login, notice) if present else target.revoke(login, notice)
+        answers = [target.grant(name, notice) if present else target.revoke(name, notice)
+                   for name in logins]
     except DeliveryError as failure:
         _relay_targets.discard(connector)  # the next try starts on a fresh connection
         note_failure(connector, user, version=version, error=str(failure))
         raise
+    except Exception as failure:  # a driver's own error: retried like any failure
+        _relay_targets.discard(connector)
+        words = f"the target answered with an unexpected error: {_named(failure)}"
+        note_failure(connector, user, version=version, error=words)
+        raise DeliveryError(words) from failure
     confirm_membership(connector, user, version=version, present=present)
-    return answer
+    return "; ".join(answers) or "no login: nothing to revoke"
+
+
+def _named(error: Exception) -> str:
+    """An unexpected error in a few words (its type and first line), never a traceback."""
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 class _OpenTargets(threading.local):
@@ -437,23 +488,26 @@ def reconcile(connector: Connector, *, actor=None, request=None) -> Reconciliati
     the holders, their logins, the pending asks, then one call per change.
 
     Breakglass's own asks still pending (a revocation the target refused) are always retried,
-    in either mode: they are not drift but a decision not yet carried out."""
+    in either mode: they are not drift but a decision not yet carried out. Each grant is
+    decided again just before it is made, so a revocation that landed meanwhile is never
+    undone."""
     result = Reconciliation(connector)
-    now = timezone.now()
     present: set[str] = set()
     logins: dict[int, str] = {}
     fold = str
     drift_missing: list[str] = []
     drift_extra: list[str] = []
+    listed_at = timezone.now()
     try:
         with target_for(connector) as target:
             present = target.members()
             if present is None:
                 return result
-            holders = sql.holders_of(connector.group_id, now)
+            holders = sql.holders_of(connector.group_id, listed_at)
             logins = logins_of(connector, holders)
             fold = target.login_key
             wanted = {fold(login): login for login in logins.values()}
+            holder_of = {fold(login): user_id for user_id, login in logins.items()}
             found = {fold(login): login for login in present}
             ignored = {fold(login) for login in connector.options.get("ignore_logins", [])}
             result.present, result.wanted = len(present), len(wanted)
@@ -468,18 +522,23 @@ def reconcile(connector: Connector, *, actor=None, request=None) -> Reconciliati
             repairing = connector.mode == Connector.Mode.REPAIR
             to_grant = asked_missing + (drift_missing if repairing else [])
             to_revoke = asked_extra + (drift_extra if repairing else [])
+            users = User.objects.in_bulk([holder_of[fold(login)] for login in to_grant])
             for login in to_grant:
-                _apply(target.grant, login, result.granted, result.failed)
+                if decide(users.get(holder_of[fold(login)]), connector.group_id).allowed:
+                    _apply(target.grant, login, result.granted, result.failed)
             for login in to_revoke:
                 _apply(target.revoke, login, result.revoked, result.failed)
     except (ConnectorProblem, DeliveryError) as problem:
         result.problem = str(problem)
+    except Exception as unexpected:  # a driver's own error: the connector is failing
+        logger.exception("reconciling connector %s failed unexpectedly", connector.name)
+        result.problem = f"the target answered with an unexpected error: {_named(unexpected)}"
     with transaction.atomic():
         _record_reconciliation(result, drift_missing=drift_missing, drift_extra=drift_extra,
                                actor=actor, request=request)
         if not result.problem:
-            _settle_memberships(connector, present_now=_present_after(
-                present, result), logins=logins, fold=fold)
+            _settle_memberships(connector, present_now=_present_after(present, result),
+                                logins=logins, fold=fold, listed_at=listed_at)
     return result
 
 
@@ -489,6 +548,8 @@ def _apply(call, login: str, done: list[str], failed: dict[str, str]) -> None:
         done.append(login)
     except (ConnectorProblem, DeliveryError) as problem:
         failed[login] = str(problem)
+    except Exception as unexpected:  # one login's odd answer must not stop the others
+        failed[login] = f"unexpected error: {_named(unexpected)}"
 
 
 def _present_after(present: set[str], result: Reconciliation) -> set[str]:
@@ -496,27 +557,42 @@ def _present_after(present: set[str], result: Reconciliation) -> set[str]:
 
 
 def _pending_asks(connector: Connector) -> dict[str, bool]:
-    """login → what a pending ask wants (True present, False absent)."""
+    """login → what a pending ask wants (True present, False absent). A revocation is of
+    the login that was granted."""
     rows = list(ConnectorMembership.objects.filter(connector=connector, applied=False)
-                .values_list("user_id", "user__username", "wanted"))
-    logins = logins_of(connector, {user_id: username for user_id, username, _ in rows})
-    return {logins[user_id]: wanted for user_id, _, wanted in rows if user_id in logins}
+                .values_list("user_id", "user__username", "wanted", "login"))
+    current = logins_of(connector, {user_id: username for user_id, username, _, _ in rows})
+    asks = {}
+    for user_id, _, wanted, granted in rows:
+        login = current.get(user_id) if wanted else (granted or current.get(user_id))
+        if login:
+            asks[login] = wanted
+    return asks
 
 
 def _settle_memberships(connector: Connector, *, present_now: set[str],
-                        logins: dict[int, str], fold) -> None:
-    """Pending asks the target now agrees with are confirmed (a revocation done by this
-    reconciliation, or by the target's operator, is no longer pending)."""
-    rows = list(ConnectorMembership.objects.filter(connector=connector, applied=False)
-                .values_list("pk", "user_id", "user__username", "wanted", "version"))
-    known = {**logins_of(connector, {r[1]: r[2] for r in rows if r[1] not in logins}), **logins}
+                        logins: dict[int, str], fold, listed_at) -> None:
+    """Pending asks made before the target was listed, which the target now agrees with,
+    are confirmed (a revocation done by this reconciliation, or by the target's operator,
+    is no longer pending). A user whose access came back another way (a shift began) and
+    who is present has nothing pending either."""
+    rows = list(ConnectorMembership.objects.filter(
+        connector=connector, applied=False, asked_at__lt=listed_at,
+    ).values_list("pk", "user_id", "user__username", "wanted", "version", "login"))
+    current = logins_of(connector, {r[1]: r[2] for r in rows if r[1] not in logins})
     folded = {fold(login) for login in present_now}
     now = timezone.now()
-    for pk, user_id, _, wanted, version in rows:
-        login = known.get(user_id)
-        if login is not None and (fold(login) in folded) == wanted:
+    for pk, user_id, _, wanted, version, granted in rows:
+        login = logins.get(user_id) or current.get(user_id)
+        if not wanted:
+            login = granted or login
+        if login is None:
+            continue
+        is_present = fold(login) in folded
+        holds_access = user_id in logins
+        if is_present == wanted or (is_present and holds_access):
             ConnectorMembership.objects.filter(pk=pk, version=version).update(
-                applied=True, applied_at=now, last_error="")
+                wanted=is_present, applied=True, applied_at=now, last_error="")
 
 
 def _record_reconciliation(result: Reconciliation, *, drift_missing: list[str],

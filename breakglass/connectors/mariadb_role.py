@@ -313,9 +313,11 @@ class MariaDBRoleTarget(Target):
                                    f"account lacks {'; and '.join(missing)}")
         default = " and make it the default role" if self.sets_default_role else ""
         members = "1 member" if count == 1 else f"{count} members"
-        return (f"Connected as {server.grantee} to {server}. The role {self.role!r} exists "
-                f"with {members} among the {self.user_host!r} accounts; this account may "
-                f"grant it{default}.")
+        protection = ("over TLS, server verified" if "ssl_ca" in self._arguments() else
+                      "without verified TLS (add ?ssl_ca=/path/to/ca.pem to require it)")
+        return (f"Connected as {server.grantee} to {server} {protection}. The role "
+                f"{self.role!r} exists with {members} among the {self.user_host!r} accounts; "
+                f"this account may grant it{default}.")
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -38,6 +38,15 @@ class User(AbstractUser):
         validators=[validate_e164],
         help_text="International format (E.164), for example +15555550100. Used for SMS alerts.",
     )
+    sso_subject = models.CharField(
+        "identity provider subject", max_length=255, null=True, blank=True, unique=True,
+        help_text="The provider's stable `sub` claim: single sign-on finds this account by it, "
+                  "never by name or email.")
+    may_use_local_login = models.BooleanField(
+        "may use the local login", default=False,
+        help_text="With single sign-on configured, only these accounts may sign in with the "
+                  "local password and second factor (the break-glass login for the day the "
+                  "provider is down); each use alerts the security reviewers.")
     # Contact details, names, status and roles are configuration; the password hash and the
     # last-login stamp are not kept in history.
     history = ConfigurationHistory(excluded_fields=["password", "last_login"])
@@ -194,6 +203,18 @@ class BackupCodeDevice(ThrottlingMixin, Device):
         else:
             self.throttle_increment()
         return bool(used)
+
+
+class SsoAssertion(Device):
+    """Stands for the second factor the identity provider asserted at sign-in (`amr` holds
+    mfa or hwk): django-otp marks a session verified by a device. It accepts no code of its
+    own, and enrolment, the verify page and step-ups never offer it."""
+
+    class Meta:
+        verbose_name = "second factor asserted by the identity provider"
+
+    def verify_token(self, token: str) -> bool:
+        return False
 
 
 class BackupCode(models.Model):

@@ -233,6 +233,17 @@ def expire_session(request: HttpRequest, *, limit: str) -> None:
 STEP_UP_SESSION_KEY = "step_up_at"
 
 
+def verified_by(request: HttpRequest, device) -> None:
+    """The session is verified by `device` (a code just checked, or the identity provider's
+    asserted second factor): a new session key at this step up in privilege defeats session
+    fixation, and the step-up counts from now."""
+    from django_otp import login as otp_login
+
+    otp_login(request, device)
+    request.session.cycle_key()
+    note_step_up(request)
+
+
 def note_step_up(request: HttpRequest) -> None:
     """A one-time code was just verified in this session (at sign-in or on a form that asked
     for one): risk rules that want a step-up accept it for the next 5 minutes."""

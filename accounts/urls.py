@@ -1,7 +1,7 @@
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from accounts import views
+from accounts import sso, views
 
 app_name = "accounts"
 
@@ -12,4 +12,6 @@ urlpatterns = [
     path("two-factor/", views.two_factor, name="two-factor"),
     path("two-factor/verify/", views.verify, name="verify"),
     path("two-factor/backup-codes/", views.backup_codes, name="backup-codes"),
+    path("sso/start/", sso.SsoStartView.as_view(), name="sso-start"),
+    path("sso/callback/", sso.SsoCallbackView.as_view(), name="sso-callback"),
 ]

@@ -1,15 +1,15 @@
 import segno
 from django.contrib import messages
 from django.contrib.auth.views import LoginView
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
-from django_otp import login as otp_login
 
-from accounts import services
+from accounts import services, sso
 from accounts.forms import (
     AuthenticatorCodeForm,
     ChangeProofForm,
@@ -18,6 +18,9 @@ from accounts.forms import (
     SignInForm,
 )
 from accounts.models import BackupCodeDevice, TOTPDevice
+from audit.alerts import alert_security_reviewers
+from audit.catalogue import EventKind, Outcome
+from audit.services import record
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -25,9 +28,36 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 class SignInView(LoginView):
+    """The local login: password, then a second factor. With single sign-on configured it is
+    the break-glass login for the day the provider is down: only accounts marked "may use
+    the local login" may use it, and each use is audited and alerts the reviewers at once."""
+
     template_name = "accounts/login.html"
     form_class = SignInForm
     redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        if not sso.configured():
+            return super().form_valid(form)
+        user = form.get_user()
+        if not user.may_use_local_login:
+            with transaction.atomic():
+                record(EventKind.LOCAL_LOGIN_REFUSED, actor=user, target=user,
+                       request=self.request, outcome=Outcome.DENIED)
+            form.add_error(None, "This account signs in through your company's identity "
+                                 "provider: use Sign in with single sign-on. The local login "
+                                 "is kept for break-glass accounts.")
+            return self.form_invalid(form)
+        response = super().form_valid(form)
+        with transaction.atomic():
+            event = record(EventKind.LOCAL_LOGIN_USED, actor=user, target=user,
+                           request=self.request,
+                           reason="The local login was used while single sign-on is on.")
+            alert_security_reviewers(event)
+        return response
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "sso": sso.configured()}
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -40,10 +70,7 @@ def _next_url(request: HttpRequest) -> str:
 
 
 def _complete_verification(request: HttpRequest, device) -> None:
-    otp_login(request, device)
-    # A new session key at each step up in privilege defeats session fixation.
-    request.session.cycle_key()
-    services.note_step_up(request)
+    services.verified_by(request, device)
 
 
 def _render_backup_codes(request: HttpRequest, codes: list[str], next_url: str) -> HttpResponse:

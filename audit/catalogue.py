@@ -11,6 +11,19 @@ class EventKind(models.TextChoices):
     # Sign-in (accounts): forwarded from contrib.auth and django-axes, or written by services.
     SIGN_IN = "auth.sign_in", "Signed in with a password"
     SIGN_IN_FAILED = "auth.sign_in_failed", "A password sign-in failed"
+    SSO_SIGN_IN = "auth.sso_sign_in", "Signed in through the identity provider (single sign-on)"
+    SSO_FAILED = (
+        "auth.sso_failed",
+        "A single sign-on did not complete (token, state, account or provider refused)",
+    )
+    LOCAL_LOGIN_USED = (
+        "auth.local_login_used",
+        "The local password login was used while single sign-on is configured (break glass)",
+    )
+    LOCAL_LOGIN_REFUSED = (
+        "auth.local_login_refused",
+        "The local login was refused: this account signs in through the identity provider",
+    )
     SIGN_OUT = "auth.sign_out", "Signed out"
     LOCKOUT = "auth.lockout", "A username was locked out from an address after repeated failures"
     SESSION_EXPIRED = "auth.session_expired", "A session ended at its idle or absolute limit"

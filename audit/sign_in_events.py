@@ -19,7 +19,15 @@ def _account(username: str):
 
 
 def signed_in(sender, request, user, **kwargs) -> None:
+    if getattr(user, "backend", "") == SSO_BACKEND:
+        amr = list(getattr(user, "sso_claims", {}).get("amr") or [])
+        record(EventKind.SSO_SIGN_IN, actor=user, target=user, request=request,
+               data={"amr": [str(method)[:20] for method in amr[:10]]})
+        return
     record(EventKind.SIGN_IN, actor=user, target=user, request=request)
+
+
+SSO_BACKEND = "accounts.sso.SsoBackend"
 
 
 def signed_out(sender, request, user, **kwargs) -> None:

@@ -181,7 +181,28 @@ AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # Single sign-on: answers only the provider's callback (accounts/sso.py).
+    "accounts.sso.SsoBackend",
 ]
+
+# --- Single sign-on (OpenID Connect) ------------------------------------------------------
+# Off unless OIDC_ISSUER and OIDC_CLIENT_ID are set. Endpoints come from the issuer's
+# discovery document; PKCE, state and nonce are always used; ID tokens must be RS256.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="")
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_USE_NONCE = True
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_TIMEOUT = 10
+OIDC_AUTHENTICATION_CALLBACK_URL = "accounts:sso-callback"
+# Accounts are created on first sign-in only when this is on; otherwise an administrator
+# creates them (or SCIM provisions them) and the provider's `sub` is matched.
+OIDC_CREATE_USER = env.bool("OIDC_CREATE_USERS", default=False)
+# A provider that asserts a second factor (`amr` holds mfa or hwk) stands for ours.
+OIDC_TRUST_IDP_MFA = env.bool("OIDC_TRUST_IDP_MFA", default=True)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
@@ -197,7 +218,8 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # visitors, and the sign-in steps open to a user who has given a password but no second factor.
 # Every other URL needs a user verified by a second factor, then the view's own role check.
 PUBLIC_URLS = frozenset({
-    "accounts:login", "admin:login", "healthz", "api:openapi-json", "api:openapi-view",
+    "accounts:login", "accounts:sso-start", "accounts:sso-callback",
+    "admin:login", "healthz", "api:openapi-json", "api:openapi-view",
     # The emergency page and the narrow session it opens check their own access
     # (backups/views.py): the browser stays anonymous everywhere else.
     "emergency:start", "emergency:verify", "emergency:session", "emergency:start-backup",

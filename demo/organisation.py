@@ -68,6 +68,8 @@ def seed_demo(password: str) -> Demo:
         user.email = f"{username}@example.org"
         user.mobile = mobile
         user.is_staff = user.is_superuser = username == "admin"
+        # The demo keeps the local login when a provider is configured (README).
+        user.may_use_local_login = True
         user.set_password(password)
         user.save()
         if username == "erin":

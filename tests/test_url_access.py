@@ -23,6 +23,9 @@ ACCESS = {
     "home": VERIFIED,
     "healthz": PUBLIC,
     "accounts:login": PUBLIC,
+    # Single sign-on starts and ends before anyone is signed in (accounts/sso.py).
+    "accounts:sso-start": PUBLIC,
+    "accounts:sso-callback": PUBLIC,
     "accounts:logout": SIGN_IN,
     "accounts:two-factor": SIGN_IN,
     "accounts:verify": SIGN_IN,

@@ -1,0 +1,186 @@
+"""Single sign-on against a real OpenID Connect provider (tests/idp/, django-oauth-toolkit on
+127.0.0.1): PKCE, state and nonce; people found by `sub`; the second factor unless the
+provider asserts one; every failure on the sign-in page in plain words and audited; the local
+login kept as the audited break-glass login."""
+
+import html
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+import pytest
+import requests
+from django.core.exceptions import SuspiciousOperation
+
+from accounts.models import User
+from audit.catalogue import EventKind
+from audit.models import AuditEvent, Delivery
+from tests.accounts.idp_server import identity_provider  # noqa: F401 (a fixture)
+from tests.conftest import PASSWORD, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sso(settings, identity_provider):  # noqa: F811 (the fixture imported above)
+    settings.OIDC_ISSUER = identity_provider.issuer
+    settings.OIDC_RP_CLIENT_ID = identity_provider.client_id
+    settings.OIDC_RP_CLIENT_SECRET = identity_provider.client_secret
+    settings.OIDC_CREATE_USER = True
+    return identity_provider
+
+
+def at_the_provider(start: str, username: str, password: str) -> str:
+    """Follow the authorization request at the provider as a browser would, signing in
+    there; returns the provider's answer to our callback (path and query)."""
+    browser = requests.Session()
+    answer = browser.get(start, allow_redirects=True, timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', answer.text).group(1)
+    after = parse_qs(urlsplit(answer.url).query)["next"][0]
+    answer = browser.post(answer.url, data={"csrfmiddlewaretoken": token, "username": username,
+                                            "password": password, "next": after},
+                          headers={"Referer": answer.url}, allow_redirects=False, timeout=10)
+    while answer.is_redirect:
+        location = answer.headers["Location"]
+        if location.startswith("http://testserver/"):
+            return location.removeprefix("http://testserver")
+        answer = browser.get(requests.compat.urljoin(answer.url, location),
+                             allow_redirects=False, timeout=10)
+    raise AssertionError(f"the provider did not answer the callback: {answer.status_code}")
+
+
+def sign_in_with_sso(client, provider, username: str) -> tuple:
+    start = client.get("/accounts/sso/start/?next=/access/")
+    assert start.status_code == 302
+    query = parse_qs(urlsplit(start["Location"]).query)
+    assert query["code_challenge_method"] == ["S256"] and query["nonce"] and query["state"]
+    callback = at_the_provider(start["Location"], username, provider.password(username))
+    return callback, client.get(callback)
+
+
+def test_first_sign_in_creates_the_account_by_sub_and_still_asks_for_a_second_factor(client,
+                                                                                      sso):
+    _, response = sign_in_with_sso(client, sso, "sso-alice")
+    assert response.status_code == 302 and response["Location"].startswith(
+        "/accounts/two-factor/verify/?next=%2Faccess%2F")
+    user = User.objects.get(username="sso-alice")
+    assert user.sso_subject and user.email == "sso-alice@idp.example.org"
+    assert client.get("/access/").status_code == 302  # signed in, not verified yet
+    event = AuditEvent.objects.get(kind=EventKind.SSO_SIGN_IN)
+    assert event.actor_id == str(user.pk) and event.data["amr"] == ["pwd"]
+
+
+def test_a_provider_asserting_mfa_verifies_the_session_unless_that_is_off(client, sso,
+                                                                          settings):
+    _, response = sign_in_with_sso(client, sso, "sso-mfa")
+    assert response.status_code == 302 and response["Location"] == "/access/"
+    assert client.get("/access/").status_code == 200
+    client.logout()
+    settings.OIDC_TRUST_IDP_MFA = False
+    _, response = sign_in_with_sso(client, sso, "sso-mfa")
+    assert response["Location"].startswith("/accounts/two-factor/verify/")
+
+
+def test_an_account_is_found_by_sub_never_by_name(client, sso):
+    sign_in_with_sso(client, sso, "sso-alice")
+    subject = User.objects.get(username="sso-alice").sso_subject
+    User.objects.filter(username="sso-alice").update(username="alice-renamed")
+    client.logout()
+    sign_in_with_sso(client, sso, "sso-alice")
+    assert User.objects.filter(sso_subject=subject).count() == 1
+    assert not User.objects.filter(username="sso-alice").exists()
+
+
+def test_an_unknown_identity_where_creation_is_off_lands_on_the_login_page(client, sso,
+                                                                           settings):
+    settings.OIDC_CREATE_USER = False
+    _, response = sign_in_with_sso(client, sso, "sso-stranger")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    page = client.get("/accounts/login/").content.decode()
+    assert "Single sign-on did not complete: no Breakglass account belongs to this" in page
+    failed = AuditEvent.objects.get(kind=EventKind.SSO_FAILED)
+    assert "no Breakglass account" in failed.reason
+    assert not User.objects.filter(username="sso-stranger").exists()
+
+
+def test_a_replayed_answer_is_refused_and_audited(client, sso):
+    callback, _ = sign_in_with_sso(client, sso, "sso-alice")
+    client.logout()
+    replay = client.get(callback)
+    assert replay.status_code == 302 and replay["Location"] == "/accounts/login/"
+    assert "used already or did not start here" in client.get("/accounts/login/").content.decode()
+    assert AuditEvent.objects.filter(kind=EventKind.SSO_FAILED).count() == 1
+
+
+def test_a_token_for_another_application_or_issuer_is_refused(client, sso, settings):
+    """A real ID token, signed by the provider, checked as if we were another application
+    or expected another issuer."""
+    from accounts.sso import SsoBackend, SsoFailure
+
+    settings.OIDC_STORE_ID_TOKEN = True
+    sign_in_with_sso(client, sso, "sso-alice")
+    id_token = client.session["oidc_id_token"]
+    nonce = jwt.decode(id_token, options={"verify_signature": False})["nonce"]
+    assert SsoBackend().verify_token(id_token, nonce=nonce)["sub"]  # as issued: accepted
+    settings.OIDC_RP_CLIENT_ID = "another-application"
+    with pytest.raises(SsoFailure, match="issued for another application"):
+        SsoBackend().verify_token(id_token, nonce=nonce)
+    settings.OIDC_RP_CLIENT_ID = sso.client_id
+    settings.OIDC_ISSUER = sso.issuer + "/"  # the same provider: still accepted
+    SsoBackend().verify_token(id_token, nonce=nonce)
+    with pytest.raises(SuspiciousOperation, match="Nonce"):
+        SsoBackend().verify_token(id_token, nonce="another sign-in's nonce")
+    tampered = id_token[:-4] + ("AAAA" if not id_token.endswith("AAAA") else "BBBB")
+    with pytest.raises(SuspiciousOperation, match="JWS token verification failed"):
+        SsoBackend().verify_token(tampered, nonce=nonce)
+
+
+def test_a_code_presented_with_another_applications_credentials_is_refused(client, sso,
+                                                                           settings):
+    start = client.get("/accounts/sso/start/")
+    callback = at_the_provider(start["Location"], "sso-alice", sso.password("sso-alice"))
+    settings.OIDC_RP_CLIENT_ID = "another-application"
+    response = client.get(callback)
+    assert response["Location"] == "/accounts/login/"
+    reason = AuditEvent.objects.get(kind=EventKind.SSO_FAILED).reason
+    assert "the provider refused the sign-in code" in reason
+    assert not User.objects.filter(username="sso-alice").exists()
+
+
+def test_an_error_from_the_provider_is_said_plainly(client, sso):
+    response = client.get("/accounts/sso/callback/?error=access_denied&state=x")
+    assert response["Location"] == "/accounts/login/"
+    page = html.unescape(client.get("/accounts/login/").content.decode())
+    assert "Single sign-on did not complete: the provider answered 'access_denied'" in page
+
+
+def test_with_sso_only_allowed_accounts_use_the_local_login_and_each_use_alerts(client, sso,
+                                                                               reviewer):
+    make_user("everyday")
+    response = client.post("/accounts/login/", {"username": "everyday", "password": PASSWORD})
+    assert "use Sign in with single sign-on" in response.content.decode()
+    assert not AuditEvent.objects.filter(kind=EventKind.SIGN_IN).exists()
+    assert AuditEvent.objects.filter(kind=EventKind.LOCAL_LOGIN_REFUSED).count() == 1
+    make_user("breakglass-admin", may_use_local_login=True)
+    response = client.post("/accounts/login/", {"username": "breakglass-admin",
+                                                "password": PASSWORD})
+    assert response.status_code == 302
+    used = AuditEvent.objects.get(kind=EventKind.LOCAL_LOGIN_USED)
+    assert Delivery.objects.filter(event=used, recipient=reviewer.email).exists()
+
+
+def test_without_sso_the_login_page_has_no_sso_button_and_the_routes_are_404(client):
+    assert "single sign-on" not in client.get("/accounts/login/").content.decode()
+    assert client.get("/accounts/sso/start/").status_code == 404
+    assert client.get("/accounts/sso/callback/?code=x&state=y").status_code == 404
+
+
+def test_a_provider_that_is_down_leaves_the_local_login_working(client, settings):
+    settings.OIDC_ISSUER = "http://127.0.0.1:9/o"  # nothing listens on the discard port
+    settings.OIDC_RP_CLIENT_ID = "breakglass"
+    response = client.get("/accounts/sso/start/")
+    assert response["Location"] == "/accounts/login/"
+    make_user("breakglass-admin", may_use_local_login=True)
+    signed_in = client.post("/accounts/login/", {"username": "breakglass-admin",
+                                                 "password": PASSWORD})
+    assert signed_in.status_code == 302

@@ -184,6 +184,33 @@ SELECT u.id, u.username FROM {users} u
  )""".format(**_TABLES)  # noqa: S608 (table names only)
 
 
+# Users whose access through a grant has just ended: the grant passed its instant unrecorded,
+# or ended in the last few minutes. Its revocation is Breakglass's own decision on its way
+# through the outbox, which reconciliation may meet before the delivery does.
+ENDING_WINDOW = timedelta(minutes=5)
+_ENDING = """WITH RECURSIVE ancestors(id) AS (
+    SELECT CAST(%(group)s AS BIGINT)
+    UNION
+    SELECT c.from_group_id FROM {contains} c JOIN ancestors a ON c.to_group_id = a.id
+)
+SELECT DISTINCT u.id, u.username FROM {grants} g JOIN ancestors a ON g.group_id = a.id
+  JOIN {users} u ON u.id = g.user_id
+ WHERE (g.status = %(active)s AND g.expires_at <= %(at)s)
+    OR (g.status IN (%(expired)s, %(revoked)s) AND g.ended_at > %(since)s)"""
+_ENDING = _ENDING.format(**_TABLES)  # table names only
+
+
+def ending_holders(group_id: int, at: datetime) -> dict[int, str]:
+    """Users whose grant reaching the group has just ended (see above): id → username."""
+    adapt = connection.ops.adapt_datetimefield_value
+    params = {"group": group_id, "active": Grant.Status.ACTIVE, "at": adapt(at),
+              "expired": Grant.Status.EXPIRED, "revoked": Grant.Status.REVOKED,
+              "since": adapt(at - ENDING_WINDOW)}
+    with connection.cursor() as cursor:
+        cursor.execute(_ENDING, params)
+        return dict(cursor.fetchall())
+
+
 def holders_of(group_id: int, at: datetime) -> dict[int, str]:
     """Every user with access to the group at `at`: id → username."""
     params = {"group": group_id, "active": Grant.Status.ACTIVE,

@@ -401,13 +401,20 @@ def _named(error: Exception) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-class _OpenTargets(threading.local):
+class _OpenTargets:
     """The relay's targets, kept open between deliveries of the same worker (a database or
-    directory connection costs more than the change it carries). A connector changed since
-    (its settings or secrets) gets a new one; a failure drops it."""
+    directory connection costs more than the change it carries), one per connector and
+    thread (a connection is never shared between threads). A connector changed since (its
+    settings or secrets) gets a new one; a failure drops it; close_all() closes every
+    thread's."""
 
     def __init__(self):
-        self.targets: dict[int, tuple[tuple, Target]] = {}
+        self._all: dict[tuple[int, int], tuple[tuple, Target]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def targets(self):
+        return _ThreadView(self)
 
     @staticmethod
     def _settings(connector: Connector) -> tuple:
@@ -435,10 +442,29 @@ class _OpenTargets(threading.local):
 
 
     def close_all(self) -> None:
-        for pk in list(self.targets):
-            kept = self.targets.pop(pk)
+        with self._lock:
+            kept, self._all = list(self._all.values()), {}
+        for _, target in kept:
             with contextlib.suppress(Exception):
-                kept[1].close()
+                target.close()
+
+
+class _ThreadView:
+    """The calling thread's part of _OpenTargets, as a small mapping by connector id."""
+
+    def __init__(self, owner: _OpenTargets):
+        self.owner, self.thread = owner, threading.get_ident()
+
+    def get(self, pk: int):
+        return self.owner._all.get((self.thread, pk))
+
+    def __setitem__(self, pk: int, value) -> None:
+        with self.owner._lock:
+            self.owner._all[(self.thread, pk)] = value
+
+    def pop(self, pk: int, default=None):
+        with self.owner._lock:
+            return self.owner._all.pop((self.thread, pk), default)
 
 
 _relay_targets = _OpenTargets()
@@ -514,6 +540,10 @@ def reconcile(connector: Connector, *, actor=None, request=None) -> Reconciliati
             result.missing = sorted(wanted[key] for key in set(wanted) - set(found) - ignored)
             result.extra = sorted(found[key] for key in set(found) - set(wanted) - ignored)
             pending = {fold(login): want for login, want in _pending_asks(connector).items()}
+            # Access that has just ended (a grant past its instant, or ended minutes ago):
+            # its revocation is Breakglass's own decision on its way, not drift.
+            pending.update((fold(login), False) for login in logins_of(
+                connector, sql.ending_holders(connector.group_id, listed_at)).values())
             asked_extra = [login for login in result.extra if pending.get(fold(login)) is False]
             asked_missing = [login for login in result.missing
                              if pending.get(fold(login)) is True]

@@ -157,3 +157,24 @@ def test_the_command_creates_webhook_and_django_group_connectors(database, capsy
                  "--no-check", "--option", "django_group=deployers")
     assert Connector.objects.get(name="hook").url == "https://hooks.example.org/breakglass"
     assert Connector.objects.get(name="deploy").django_group.name == "deployers"
+
+
+def test_a_grant_past_its_instant_is_revoked_as_its_expiry_not_as_drift(pg_connector,
+                                                                        postgres_target,
+                                                                        database, member):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.catalogue import EventKind
+    from audit.models import AuditEvent
+    from breakglass.models import Grant
+
+    break_glass(database, actor=member, reason="r")
+    relay()
+    # Access ended at its instant; no worker has recorded the expiry yet.
+    Grant.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    result = connectors.reconcile(pg_connector)
+    assert result.revoked == [member.username]
+    assert member.username not in postgres_target.members_by_hand(pg_connector.target_name)
+    assert not AuditEvent.objects.filter(kind=EventKind.CONNECTOR_DRIFT).exists()

@@ -48,6 +48,11 @@ MFA_METHODS = {"mfa", "hwk"}
 _discovered: dict[str, tuple[float, dict]] = {}
 
 
+# Called with (user, claims, request) at each single sign-on, in its transaction: higher
+# apps register what the claims give (breakglass maps the `groups` claim to roles).
+CLAIM_HANDLERS: list = []
+
+
 class SsoFailure(Exception):
     """Why a single sign-on did not complete, in words for the person signing in."""
 
@@ -158,6 +163,8 @@ class SsoBackend(OIDCAuthenticationBackend):
         if not user.is_active:
             raise SsoFailure("this Breakglass account is deactivated")
         user.sso_claims = self.claims
+        for handler in CLAIM_HANDLERS:
+            handler(user, self.claims, self.request)
         return user
 
     def create_user(self, claims):

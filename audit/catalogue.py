@@ -16,6 +16,10 @@ class EventKind(models.TextChoices):
         "auth.sso_failed",
         "A single sign-on did not complete (token, state, account or provider refused)",
     )
+    SSO_ROLES_CHANGED = (
+        "auth.sso_roles_changed",
+        "The identity provider's groups claim changed a person's roles or catalog groups",
+    )
     LOCAL_LOGIN_USED = (
         "auth.local_login_used",
         "The local password login was used while single sign-on is configured (break glass)",

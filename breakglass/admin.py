@@ -9,6 +9,7 @@ from audit.admin import ReadOnlyAdmin, evidence_links, fresh_code_accepted, refu
 from breakglass.models import (
     AccessRequest,
     Application,
+    ClaimMapping,
     Connector,
     ConnectorLogin,
     Grant,
@@ -413,3 +414,14 @@ class ConnectorAdmin(SimpleHistoryAdmin):
                 f"{login}: {error}" for login, error in result.failed.items()))
         else:
             messages.success(request, words + ".")
+
+
+@admin.register(ClaimMapping)
+class ClaimMappingAdmin(SimpleHistoryAdmin):
+    """Single sign-on: what each value of the provider's `groups` claim gives. Applied at
+    every sign-in (breakglass/services/claims.py); the history keeps every change."""
+
+    list_display = ("claim_value", "role", "group")
+    list_filter = ("role",)
+    search_fields = ("claim_value", "group__name")
+    autocomplete_fields = ("group",)

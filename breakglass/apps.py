@@ -16,3 +16,8 @@ class BreakglassConfig(AppConfig):
         register_channel(Delivery.Channel.CONNECTOR, send_to_connector)
         register_fanout(GRANT_FANOUT, expand_grant_event)
         register_releasing_right(group_and_grant_rights)
+        from accounts.sso import CLAIM_HANDLERS
+        from breakglass.services.claims import apply_claims
+
+        if apply_claims not in CLAIM_HANDLERS:
+            CLAIM_HANDLERS.append(apply_claims)

@@ -208,6 +208,43 @@ def group_and_grant_rights(user) -> Q:
             | Q(Exists(Grant.objects.active().filter(user=user))))
 
 
+class ClaimMapping(models.Model):
+    """What a value of the identity provider's `groups` claim gives a person who signs in
+    with single sign-on: a Breakglass role, or membership or ownership of a catalog group.
+    The provider is the source of truth for mapped roles: each sign-in adds what the claim
+    names and removes what it no longer names (audited)."""
+
+    class Role(models.TextChoices):
+        SECURITY_REVIEWER = "security_reviewer", "Security reviewer"
+        STAFF = "staff", "Staff (the admin)"
+        GROUP_MEMBER = "group_member", "Member of a catalog group"
+        GROUP_OWNER = "group_owner", "Owner of a catalog group"
+
+    claim_value = models.CharField(
+        max_length=255, help_text="A value of the `groups` claim, exactly as the provider "
+                                  "sends it, e.g. breakglass-responders.")
+    role = models.CharField(max_length=32, choices=Role.choices)
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, null=True, blank=True,
+                              related_name="claim_mappings",
+                              help_text="For group membership or ownership.")
+    history = ConfigurationHistory()
+
+    class Meta:
+        ordering = ["claim_value", "role"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(role__in=["group_member", "group_owner"], group__isnull=False)
+                           | Q(role__in=["security_reviewer", "staff"], group__isnull=True)),
+                name="claim_mapping_names_a_group_only_for_group_roles"),
+            models.UniqueConstraint(fields=["claim_value", "role", "group"],
+                                    name="claim_mapping_once"),
+        ]
+
+    def __str__(self) -> str:
+        where = f" of {self.group}" if self.group_id else ""
+        return f"{self.claim_value} → {self.get_role_display()}{where}"
+
+
 class Scope(models.TextChoices):
     ACCESS_READ = "access:read", "Check access"
     GRANTS_READ = "grants:read", "List grants"

@@ -184,3 +184,29 @@ def test_a_provider_that_is_down_leaves_the_local_login_working(client, settings
     signed_in = client.post("/accounts/login/", {"username": "breakglass-admin",
                                                  "password": PASSWORD})
     assert signed_in.status_code == 302
+
+
+def test_the_groups_claim_gives_and_takes_mapped_roles(client, sso, database, reviewer):
+    from breakglass.models import ClaimMapping
+
+    responders = ClaimMapping.objects.create(claim_value="breakglass-responders",
+                                             role="group_member", group=database)
+    ClaimMapping.objects.create(claim_value="breakglass-responders", role="security_reviewer")
+    ClaimMapping.objects.create(claim_value="platform-admins", role="staff")
+    sign_in_with_sso(client, sso, "sso-alice")
+    alice = User.objects.get(username="sso-alice")
+    assert database.members.filter(pk=alice.pk).exists() and alice.is_security_reviewer
+    assert not alice.is_staff  # the claim does not name platform-admins
+    changed = AuditEvent.objects.get(kind=EventKind.SSO_ROLES_CHANGED)
+    assert changed.data["added"] == ["Member of a catalog group prod-db", "Security reviewer"]
+    # The mapping changes: at the next sign-in the claim no longer gives membership.
+    responders.claim_value = "database-team"
+    responders.save()
+    client.logout()
+    sign_in_with_sso(client, sso, "sso-alice")
+    assert not database.members.filter(pk=alice.pk).exists()
+    assert alice.is_security_reviewer
+    changes = AuditEvent.objects.filter(kind=EventKind.SSO_ROLES_CHANGED).order_by("sequence")
+    removed = changes.last()
+    assert removed.data["removed"] == ["Member of a catalog group prod-db"]
+    assert responders.history.count() == 2

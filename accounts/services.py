@@ -233,15 +233,16 @@ def expire_session(request: HttpRequest, *, limit: str) -> None:
 STEP_UP_SESSION_KEY = "step_up_at"
 
 
-def verified_by(request: HttpRequest, device) -> None:
+def verified_by(request: HttpRequest, device, *, step_up: bool = True) -> None:
     """The session is verified by `device` (a code just checked, or the identity provider's
     asserted second factor): a new session key at this step up in privilege defeats session
-    fixation, and the step-up counts from now."""
+    fixation, and, when the factor was proven just now, the step-up counts from now."""
     from django_otp import login as otp_login
 
     otp_login(request, device)
     request.session.cycle_key()
-    note_step_up(request)
+    if step_up:
+        note_step_up(request)
 
 
 def note_step_up(request: HttpRequest) -> None:

@@ -19,6 +19,7 @@ import requests
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import SuspiciousOperation
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest
@@ -83,6 +84,25 @@ def sso_setting(name: str, *default):
     return import_from_settings(name, *default)
 
 
+def authenticated_just_now(claims: dict) -> bool:
+    """Whether the provider checked the person within the step-up window (`auth_time`). A
+    sign-in that reused the provider's own session proves nothing new: it verifies the
+    session but is no step-up."""
+    from accounts.services import STEP_UP_WINDOW
+
+    auth_time = claims.get("auth_time")
+    if not isinstance(auth_time, int | float) or isinstance(auth_time, bool):
+        return False
+    return 0 <= time.time() - auth_time <= STEP_UP_WINDOW.total_seconds()
+
+
+def exempt_from_lockout(request, credentials) -> bool:
+    """django-axes counts failures per username and address; a provider's callback has no
+    username, so one address's failures would lock every colleague behind the same address
+    out of single sign-on. The provider itself throttles its own sign-in."""
+    return bool(credentials) and "code_verifier" in credentials
+
+
 def refuse(request: HttpRequest, why: str) -> None:
     """Audit a failed single sign-on and tell the person on the sign-in page."""
     with transaction.atomic():
@@ -108,6 +128,11 @@ class SsoBackend(OIDCAuthenticationBackend):
     OIDC_OP_JWKS_ENDPOINT = property(lambda self: sso_setting("OIDC_OP_JWKS_ENDPOINT"))
     OIDC_RP_CLIENT_ID = property(lambda self: settings.OIDC_RP_CLIENT_ID)
     OIDC_RP_CLIENT_SECRET = property(lambda self: settings.OIDC_RP_CLIENT_SECRET)
+
+    def get_user(self, user_id):
+        # Each request of a signed-in session: a deactivated account is signed out at once,
+        # as Django's own backend does (the library's get_user does not check).
+        return ModelBackend.get_user(self, user_id)
 
     def authenticate(self, request, **kwargs):
         # Only the callback passes a code verifier: password sign-ins pass through.
@@ -239,6 +264,6 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
 
             device, _ = self.user.ssoassertion_set.get_or_create(
                 name="Identity provider", defaults={"confirmed": True})
-            verified_by(self.request, device)
+            verified_by(self.request, device, step_up=authenticated_just_now(claims))
             return response
         return redirect(f"{reverse('accounts:verify')}?{urlencode({'next': self.success_url})}")

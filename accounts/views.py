@@ -44,9 +44,10 @@ class SignInView(LoginView):
             with transaction.atomic():
                 record(EventKind.LOCAL_LOGIN_REFUSED, actor=user, target=user,
                        request=self.request, outcome=Outcome.DENIED)
-            form.add_error(None, "This account signs in through your company's identity "
-                                 "provider: use Sign in with single sign-on. The local login "
-                                 "is kept for break-glass accounts.")
+            # The same words as a wrong password: the refusal must not confirm that the
+            # password was right.
+            form.add_error(None, form.error_messages["invalid_login"] % {
+                "username": form.username_field.verbose_name})
             return self.form_invalid(form)
         response = super().form_valid(form)
         with transaction.atomic():

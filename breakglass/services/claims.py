@@ -16,7 +16,8 @@ from breakglass.models import ClaimMapping, Group
 def apply_claims(user: User, claims: dict, request=None) -> dict[str, list[str]]:
     """Returns what changed: {"added": [...], "removed": [...]} in words."""
     mappings = list(ClaimMapping.objects.select_related("group"))
-    if not mappings:
+    if not mappings or not isinstance(claims.get("groups"), list):
+        # A provider that sent no groups claim said nothing about groups: nothing is taken.
         return {"added": [], "removed": []}
     named = {str(value) for value in claims.get("groups") or [] if isinstance(value, str)}
     wanted: dict[tuple[str, int | None], bool] = {}

@@ -158,7 +158,10 @@ def test_with_sso_only_allowed_accounts_use_the_local_login_and_each_use_alerts(
                                                                                reviewer):
     make_user("everyday")
     response = client.post("/accounts/login/", {"username": "everyday", "password": PASSWORD})
-    assert "use Sign in with single sign-on" in response.content.decode()
+    wrong = client.post("/accounts/login/", {"username": "everyday", "password": "not it"})
+    # The refusal reads like a wrong password: it never confirms the password was right.
+    assert "Please enter a correct username and password" in response.content.decode()
+    assert _errors(response) == _errors(wrong)
     assert not AuditEvent.objects.filter(kind=EventKind.SIGN_IN).exists()
     assert AuditEvent.objects.filter(kind=EventKind.LOCAL_LOGIN_REFUSED).count() == 1
     make_user("breakglass-admin", may_use_local_login=True)
@@ -210,3 +213,50 @@ def test_the_groups_claim_gives_and_takes_mapped_roles(client, sso, database, re
     removed = changes.last()
     assert removed.data["removed"] == ["Member of a catalog group prod-db"]
     assert responders.history.count() == 2
+
+
+def _errors(response) -> str:
+    page = response.content.decode()
+    return page[page.index('class="form-error"'):page.index("</div>", page.index(
+        'class="form-error"'))]
+
+
+def test_a_deactivated_account_is_signed_out_of_its_sso_session(client, sso):
+    sign_in_with_sso(client, sso, "sso-mfa")
+    assert client.get("/access/").status_code == 200
+    User.objects.filter(username="sso-mfa").update(is_active=False)
+    assert client.get("/access/").status_code == 302
+
+
+def test_only_a_fresh_authentication_at_the_provider_counts_as_a_step_up(client, sso):
+    import time
+
+    from accounts.services import STEP_UP_SESSION_KEY
+    from accounts.sso import authenticated_just_now
+
+    sign_in_with_sso(client, sso, "sso-mfa")  # the provider checked the password just now
+    assert client.session.get(STEP_UP_SESSION_KEY)
+    assert authenticated_just_now({"auth_time": int(time.time()) - 30})
+    assert not authenticated_just_now({"auth_time": int(time.time()) - 6 * 60})
+    assert not authenticated_just_now({})  # a provider that does not say when: no step-up
+
+
+def test_failed_callbacks_from_one_address_never_lock_single_sign_on(client, sso):
+    for _ in range(6):  # more than AXES_FAILURE_LIMIT answers with codes the provider refuses
+        start = client.get("/accounts/sso/start/")
+        state = parse_qs(urlsplit(start["Location"]).query)["state"][0]
+        client.get(f"/accounts/sso/callback/?code=forged&state={state}")
+    _, response = sign_in_with_sso(client, sso, "sso-mfa")
+    assert response.status_code == 302 and response["Location"] == "/access/"
+
+
+def test_no_groups_claim_takes_nothing_away(database, member):
+    from breakglass.models import ClaimMapping
+    from breakglass.services.claims import apply_claims
+
+    ClaimMapping.objects.create(claim_value="dba", role="group_member", group=database)
+    database.members.add(member)
+    assert apply_claims(member, {"sub": "x"}) == {"added": [], "removed": []}
+    assert database.members.filter(pk=member.pk).exists()
+    assert apply_claims(member, {"sub": "x", "groups": []})["removed"] == [
+        "Member of a catalog group prod-db"]

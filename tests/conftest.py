@@ -38,9 +38,18 @@ def add_authenticator(user: User) -> TOTPDevice:
 
 def current_totp(device: TOTPDevice, steps_ahead: int = 0) -> str:
     """The code the authenticator shows now, or `steps_ahead` steps later: a fresh code after
-    one was used (the device's tolerance accepts the next step's)."""
+    one was used (the device's tolerance accepts the next step's).
+
+    django-otp learns a clock drift at each accepted code (OTP_TOTP_SYNC): a code typed in one
+    step and checked in the next leaves the device centred one step back, and the next step's
+    code would then fall outside its tolerance. The code is taken around that centre, as a
+    real authenticator's would be after the server adjusted to it."""
+    learned_drift = 0
+    if device.pk is not None:
+        learned_drift = TOTPDevice.objects.filter(pk=device.pk).values_list(
+            "drift", flat=True).first() or 0
     token = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits,
-                 drift=steps_ahead)
+                 drift=learned_drift + steps_ahead)
     return f"{token:0{device.digits}d}"
 
 

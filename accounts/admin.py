@@ -5,7 +5,7 @@ from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.forms import UserChangeForm
-from accounts.models import BackupCodeDevice, TOTPDevice, User
+from accounts.models import BackupCodeDevice, DirectoryGroup, TOTPDevice, User
 from accounts.services import remove_second_factor
 from audit.admin import fresh_code_accepted
 
@@ -79,3 +79,22 @@ class TOTPDeviceAdmin(SecondFactorAdmin):
     search_fields = ("user__username",)
     fields = ("user", "name", "confirmed", "created_at", "last_used_at")
     readonly_fields = ("user", "confirmed", "created_at", "last_used_at")
+
+
+@admin.register(DirectoryGroup)
+class DirectoryGroupAdmin(SimpleHistoryAdmin):
+    """Read only: the directory owns these groups and changes them over SCIM, where every
+    change is audited; a hand edit here would be undone by its next push anyway."""
+
+    list_display = ("display_name", "external_id")
+    search_fields = ("display_name", "external_id", "members__username")
+    readonly_fields = ("display_name", "external_id", "members")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

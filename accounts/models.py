@@ -229,3 +229,21 @@ class BackupCode(models.Model):
 
     def __str__(self) -> str:
         return f"backup code {self.pk} ({'used' if self.used_at else 'unused'})"
+
+
+class DirectoryGroup(models.Model):
+    """A group the company's directory pushes over SCIM; only SCIM changes it (audited there),
+    the admin shows it. It gives nothing by itself: a catalog group may take its members from
+    it, like a rota."""
+
+    display_name = models.CharField(max_length=255, unique=True)
+    external_id = models.CharField(max_length=255, blank=True,
+                                   help_text="The identity provider's own id for the group.")
+    members = models.ManyToManyField(User, related_name="directory_groups", blank=True)
+    history = ConfigurationHistory(m2m_fields=[members])
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name

@@ -56,6 +56,24 @@ class EventKind(models.TextChoices):
         "auth.second_factor_removed",
         "Staff removed a user's authenticator app or backup codes, with a fresh code of their own",
     )
+    PASSKEY_ADDED = (
+        "auth.passkey_added",
+        "A user added a passkey, proving their password and a fresh factor",
+    )
+    PASSKEY_REMOVED = "auth.passkey_removed", "A passkey was removed from an account"
+    # Identity provisioning (SCIM 2.0 from the company's directory).
+    SCIM_USER_CREATED = "scim.user_created", "The directory created an account over SCIM"
+    SCIM_USER_UPDATED = (
+        "scim.user_updated", "The directory changed an account's name, email or status over SCIM")
+    SCIM_GROUP_CREATED = "scim.group_created", "The directory created a directory group over SCIM"
+    SCIM_GROUP_UPDATED = (
+        "scim.group_updated", "The directory changed a directory group's name or members")
+    SCIM_GROUP_DELETED = "scim.group_deleted", "The directory deleted a directory group"
+    ACCOUNT_DEPROVISIONED = (
+        "account.deprovisioned",
+        "An account was deactivated or deleted by the directory: every grant ended and every "
+        "session signed out in the same transaction",
+    )
     # Grants (breakglass).
     GRANT_ACTIVATED = (
         "grant.activated", "Access was given (break glass, or a request approved)")

@@ -3,8 +3,8 @@
 
 One SQL query at any nesting depth (breakglass/sql.py): a recursive CTE walks up the groups
 that contain the target (UNION stops at cycles), then permanent memberships, grants and
-on-call shifts (a group may take its members from an on-call schedule) are looked up in all
-of them; by id for pages and connectors, by name for the API, the same decision either way.
+on-call shifts (a group may take its members from an on-call schedule) and directory groups
+(or from a group the identity provider pushes over SCIM) are looked up in all of them; by id for pages and connectors, by name for the API, the same decision either way.
 A grant counts only while `expires_at` is in the future, compared with the clock at the moment
 of the decision, so access ends at the exact instant even when no worker has run."""
 
@@ -20,7 +20,8 @@ from breakglass.models import Grant, Group
 @dataclass(frozen=True)
 class AccessDecision:
     allowed: bool
-    via: str | None = None  # member, grant, on_call, or nested (through a containing group)
+    # member, grant, on_call, directory, or nested (through a containing group)
+    via: str | None = None
     grant_id: int | None = None
     expires_at: datetime | None = None
 
@@ -50,17 +51,20 @@ def _decision(rows: list[sql.AccessRow]) -> tuple[bool, bool, AccessDecision]:
     return True, True, _interpret([row for row in rows if row.kind in VIA_KINDS], target)
 
 
-VIA_KINDS = {"member", "grant", "on_call"}
+VIA_KINDS = {"member", "grant", "on_call", "directory"}
+# Ways that last until someone changes them, not until an instant.
+STANDING_KINDS = {"member", "directory"}
 
 
 def _interpret(rows: list[sql.AccessRow], group_id: int) -> AccessDecision:
     if not rows:
         return AccessDecision(False)
 
-    # Prefer what lasts: a permanent membership, then the grant or shift that ends last;
-    # direct before nested.
+    # Prefer what lasts: a permanent membership (own, then through the directory), then the
+    # grant or shift that ends last; direct before nested.
     def rank(row: sql.AccessRow):
-        return (row.kind == "member", row.via_group == group_id, row.ends_at or _NEVER)
+        return (row.kind in STANDING_KINDS, row.kind == "member", row.via_group == group_id,
+                row.ends_at or _NEVER)
 
     best = max(rows, key=rank)
     via = best.kind if best.via_group == group_id else "nested"
@@ -70,14 +74,21 @@ def _interpret(rows: list[sql.AccessRow], group_id: int) -> AccessDecision:
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
+def _standing_over(found: AccessDecision | None, via: str) -> AccessDecision:
+    """A standing way in wins over a grant or shift that ends, as in `_interpret`."""
+    if found is not None and found.via in STANDING_KINDS:
+        return found
+    return AccessDecision(True, via)
+
+
 def has_access(user, group: Group | int, at: datetime | None = None) -> bool:
     return decide(user, group, at).allowed
 
 
 def access_by_group(user, at: datetime | None = None) -> dict[int, AccessDecision]:
-    """The user's access to every group at once, in four queries whatever the catalog's
-    size: memberships, live grants, shifts on call now, then every group reachable from them
-    through nesting. Allows exactly what `decide()` allows, group by group
+    """The user's access to every group at once, in five queries whatever the catalog's
+    size: memberships, live grants, shifts on call now, directory groups, then every group
+    reachable from them through nesting. Allows exactly what `decide()` allows, group by group
     (tests/breakglass/test_access_equivalence.py); only the `via` shown may differ where two
     ways reach the same group."""
     if user is None or not user.is_active:
@@ -95,6 +106,9 @@ def access_by_group(user, at: datetime | None = None) -> dict[int, AccessDecisio
     ).values_list("pk", "members_from_schedule__shifts__ends_at")
     for group_id, ends in on_call:
         decisions.setdefault(group_id, AccessDecision(True, "on_call", None, ends))
+    for group_id in Group.objects.filter(
+            members_from_directory_group__members=user).values_list("pk", flat=True):
+        decisions[group_id] = _standing_over(decisions.get(group_id), "directory")
     for group_id in sql.reachable_from(list(decisions)):
         decisions.setdefault(group_id, AccessDecision(True, "nested"))
     return decisions

@@ -26,7 +26,8 @@ class GroupAdminForm(forms.ModelForm):
     class Meta:
         model = Group
         fields = ("name", "slug", "description", "sensitivity", "owners", "members",
-                  "members_from_schedule", "break_glass_users", "contains",
+                  "members_from_schedule", "members_from_directory_group",
+                  "break_glass_users", "contains",
                   "break_glass_minutes", "armed_by_incident", "end_grants_on_resolve",
                   "review_before_next",
                   "requestable", "request_max_minutes",

@@ -50,6 +50,11 @@ class Group(models.Model):
         "oncall.Schedule", on_delete=models.PROTECT, null=True, blank=True,
         related_name="groups",
         help_text="Whoever is on call now in this schedule has access, like a member.")
+    members_from_directory_group = models.ForeignKey(
+        "accounts.DirectoryGroup", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="catalog_groups", verbose_name="members from directory group",
+        help_text="Everyone in this directory group (pushed by the identity provider over "
+                  "SCIM) has access, like a member; leaving it there ends that access.")
     # Risk-based controls (SPEC §2.7).
     armed_by_incident = models.BooleanField(
         "only during a linked incident", default=False,
@@ -252,6 +257,7 @@ class Scope(models.TextChoices):
     BREAK_GLASS_WRITE = "break-glass:write", "Break glass for a user"
     AUDIT_READ = "audit:read", "Read the audit trail (SIEM export)"
     SCHEDULES_WRITE = "schedules:write", "Replace on-call shifts"
+    SCIM_WRITE = "scim:write", "Provision users and groups over SCIM 2.0"
     RECOVERY_BUNDLE = "recovery:bundle", "Fetch its recovery policy's offline bundle"
     ACTIVITY_WRITE = "activity:write", "Report actions taken under a grant"
     INCIDENTS_WRITE = "incidents:write", "Open, update and resolve incidents"

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from django.db import connection
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import DirectoryGroup, User
 from audit.catalogue import ActorType
 from audit.db import fast_insert, insert_statement, load_instance, prepared_cursor
 from audit.models import AuditEvent
@@ -26,6 +26,7 @@ GRANTS = Grant._meta.db_table
 GROUPS = Group._meta.db_table
 CONTAINS = Group.contains.through._meta.db_table
 MEMBERS = Group.members.through._meta.db_table
+DIRECTORY_MEMBERS = DirectoryGroup.members.through._meta.db_table
 BREAK_GLASS_USERS = Group.break_glass_users.through._meta.db_table
 USERS = User._meta.db_table
 SHIFTS = Shift._meta.db_table
@@ -99,16 +100,21 @@ SELECT 'on_call', grp.id, NULL, s.ends_at
   FROM {groups} grp JOIN ancestors a ON grp.id = a.id
   JOIN {shifts} s ON s.schedule_id = grp.members_from_schedule_id
   JOIN person p ON s.user_id = p.id
- WHERE s.starts_at <= %(at)s AND s.ends_at > %(at)s"""
+ WHERE s.starts_at <= %(at)s AND s.ends_at > %(at)s
+UNION ALL
+SELECT 'directory', grp.id, NULL, NULL
+  FROM {groups} grp JOIN ancestors a ON grp.id = a.id
+  JOIN {directory_members} dm ON dm.directorygroup_id = grp.members_from_directory_group_id
+  JOIN person p ON dm.user_id = p.id"""
 
 _TABLES = {"groups": GROUPS, "users": USERS, "contains": CONTAINS, "members": MEMBERS,
-           "grants": GRANTS, "shifts": SHIFTS}
+           "grants": GRANTS, "shifts": SHIFTS, "directory_members": DIRECTORY_MEMBERS}
 DECISION_BY_ID_SQL = _DECISION.format(lookup=_BY_ID.format(**_TABLES), **_TABLES)
 DECISION_BY_NAME_SQL = _DECISION.format(lookup=_BY_NAME.format(**_TABLES), **_TABLES)
 
 
 class AccessRow(NamedTuple):
-    kind: str  # target, person, member, grant, on_call
+    kind: str  # target, person, member, grant, on_call, directory
     via_group: int
     grant_id: int | None
     ends_at: datetime | None
@@ -163,7 +169,7 @@ def reachable_from(group_ids: list[int]) -> set[int]:
 # --- Everyone with access to one group (reconciliation) ---------------------------------------
 
 # The decision above turned around: every active user who reaches the group through a
-# membership, a live grant or a shift on call, in any group that contains it. One statement
+# membership, a live grant, a shift on call or a directory group, in any group that contains it. One statement
 # for the whole group, whatever its size (tests/breakglass/test_access_equivalence.py holds it equal
 # to decide() user by user).
 _HOLDERS = """WITH RECURSIVE ancestors(id) AS (
@@ -181,6 +187,10 @@ SELECT u.id, u.username FROM {users} u
     SELECT s.user_id FROM {groups} grp JOIN ancestors a ON grp.id = a.id
       JOIN {shifts} s ON s.schedule_id = grp.members_from_schedule_id
      WHERE s.starts_at <= %(at)s AND s.ends_at > %(at)s
+    UNION
+    SELECT dm.user_id FROM {groups} grp JOIN ancestors a ON grp.id = a.id
+      JOIN {directory_members} dm
+        ON dm.directorygroup_id = grp.members_from_directory_group_id
  )""".format(**_TABLES)  # noqa: S608 (table names only)
 
 

@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "risk",
     "review",
     "reports",
+    "scim",
     # Only its `seed_demo` command, which refuses to run with DEBUG off unless forced.
     "demo",
 ]
@@ -225,9 +226,9 @@ PUBLIC_URLS = frozenset({
     "emergency:start", "emergency:verify", "emergency:session", "emergency:start-backup",
     "emergency:download", "emergency:end",
 })
-# The JSON API authenticates applications by bearer token on every operation (api/auth.py),
-# not by session: the session checks step aside for this namespace.
-TOKEN_AUTH_NAMESPACES = frozenset({"api"})
+# The JSON API and SCIM authenticate applications by bearer token on every operation
+# (api/auth.py, scim/views.py), not by session: the session checks step aside for them.
+TOKEN_AUTH_NAMESPACES = frozenset({"api", "scim"})
 API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=10)
 # Requests (Send code and Verify) one client address may make to the emergency page per minute
 # before it gets 429 with Retry-After.

@@ -32,7 +32,8 @@ from risk.rules import Path, RiskRefused, decide_risk, decide_severity
 
 MAX_INCIDENT_LENGTH = 200
 VIA_WORDS = {"member": "a member of", "grant": "holds access to",
-             "nested": "has access through nesting to", "on_call": "on call now in"}
+             "nested": "has access through nesting to", "on_call": "on call now in",
+             "directory": "through the directory a member of"}
 
 
 def request_link(access_request: AccessRequest) -> str:

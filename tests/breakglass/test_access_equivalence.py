@@ -1,7 +1,8 @@
 """One access decision. `decide()` is the SQL every check uses (pages, the API, connectors);
 the catalog asks for every group at once through `access_by_group()`. Over generated
 catalogs (nesting with cycles, memberships, grants in every status and at every instant,
-on-call shifts, deactivated accounts) both must allow exactly the same groups."""
+on-call shifts, directory groups, deactivated accounts) both must allow exactly the same
+groups."""
 
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from accounts.models import DirectoryGroup
 from breakglass.access import access_by_group, decide
 from breakglass.models import Grant, Group
 from oncall.models import Schedule, Shift
@@ -30,6 +32,8 @@ catalogs = st.fixed_dictionaries({
     "members": st.sets(st.integers(0, GROUPS - 1), max_size=2),
     "grants": st.lists(st.sampled_from(GRANT_STATES), min_size=GROUPS, max_size=GROUPS),
     "shifts": st.lists(st.sampled_from(SHIFT_STATES), min_size=GROUPS, max_size=GROUPS),
+    # Groups taking members from a directory group: the subject is in it, or not.
+    "directory": st.dictionaries(st.integers(0, GROUPS - 1), st.booleans(), max_size=2),
 })
 
 
@@ -61,6 +65,12 @@ def build(catalog: dict, now) -> tuple:
         starts = {"now": now - hour, "past": now - 3 * hour, "future": now + hour}[state]
         Shift.objects.create(schedule=schedule, user=user, starts_at=starts,
                              ends_at=starts + 2 * hour)
+    for n, subject_in_it in catalog.get("directory", {}).items():
+        directory_group = DirectoryGroup.objects.create(display_name=f"directory {n}")
+        if subject_in_it:
+            directory_group.members.add(user)
+        groups[n].members_from_directory_group = directory_group
+        groups[n].save(update_fields=["members_from_directory_group"])
     return user, groups
 
 
@@ -85,9 +95,10 @@ def test_the_generator_reaches_both_answers():
         now = timezone.now()
         user, groups = build({"active": True, "contains": {(0, 1)}, "members": set(),
                               "grants": ["live", "none", "expired", "none", "none"],
-                              "shifts": ["none", "none", "none", "now", "none"]}, now)
+                              "shifts": ["none", "none", "none", "now", "none"],
+                              "directory": {2: False, 4: True}}, now)
         allowed = {group.slug for group in groups if decide(user, group, at=now).allowed}
-        assert allowed == {"g0", "g1", "g3"} == {
+        assert allowed == {"g0", "g1", "g3", "g4"} == {
             group.slug for group in groups if group.pk in access_by_group(user, at=now)}
         transaction.set_rollback(True)
 

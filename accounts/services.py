@@ -9,6 +9,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django_otp.models import Device
+from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts.models import (
     BackupCode,
@@ -43,6 +44,7 @@ def has_confirmed_device(user: User) -> bool:
     return (
         TOTPDevice.objects.filter(user=user, confirmed=True).exists()
         or BackupCodeDevice.objects.filter(user=user, confirmed=True).exists()
+        or WebAuthnCredential.objects.filter(user=user, confirmed=True).exists()
     )
 
 
@@ -254,3 +256,71 @@ def note_step_up(request: HttpRequest) -> None:
 def stepped_up_at(request: HttpRequest) -> datetime | None:
     stamp = request.session.get(STEP_UP_SESSION_KEY)
     return datetime.fromtimestamp(stamp, tz=UTC) if isinstance(stamp, int | float) else None
+
+
+# --- Passkeys (django-otp-webauthn) -----------------------------------------------------------
+
+# Proving the password and a fresh factor on the account page opens a short window in which
+# this session may register one passkey; the browser ceremony happens after that proof.
+PASSKEY_PERMIT_SESSION_KEY = "passkey_registration_allowed_at"
+
+
+def allow_passkey_registration(request: HttpRequest) -> None:
+    """Called once check_change_proof passed for change="passkey"."""
+    request.session[PASSKEY_PERMIT_SESSION_KEY] = timezone.now().timestamp()
+
+
+def passkey_registration_allowed(request: HttpRequest) -> bool:
+    stamp = request.session.get(PASSKEY_PERMIT_SESSION_KEY)
+    if not isinstance(stamp, int | float):
+        return False
+    return timezone.now() - datetime.fromtimestamp(stamp, tz=UTC) <= STEP_UP_WINDOW
+
+
+def passkeys_of(user: User):
+    return WebAuthnCredential.objects.filter(user=user, confirmed=True).order_by("created_at")
+
+
+def record_passkey_added(request: HttpRequest, credential: WebAuthnCredential) -> None:
+    """In the registration's transaction: the permit is used up, the addition audited, and the
+    owner told on their own channels (someone with their password and a factor could add one)."""
+    request.session.pop(PASSKEY_PERMIT_SESSION_KEY, None)
+    event = record(EventKind.PASSKEY_ADDED, actor=credential.user, target=credential.user,
+                   request=request, data={"device": "passkey", "name": credential.name,
+                                          "passkeys": passkeys_of(credential.user).count()})
+    alert(event, users=[credential.user], channels=OWNER_CHANNELS, template="passkey_changed")
+
+
+@transaction.atomic
+def remove_passkey(credential: WebAuthnCredential, *, actor: User,
+                   request: HttpRequest | None = None) -> bool:
+    """Remove a passkey (a lost laptop or key). The caller has checked the proof (the owner's
+    password and a fresh factor). Refused when it is the account's last second factor: a
+    password alone must never be enough afterwards. False if it was already gone."""
+    credential = WebAuthnCredential.objects.select_for_update().filter(pk=credential.pk).first()
+    if credential is None:
+        return False
+    user = credential.user
+    others = (TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+              or BackupCodeDevice.objects.filter(user=user, confirmed=True,
+                                                 codes__used_at=None).exists()
+              or passkeys_of(user).exclude(pk=credential.pk).exists())
+    if not others:
+        raise SecondFactorChangeRefused(
+            "This passkey is your only second factor: set up an authenticator app or another "
+            "passkey first.")
+    name = credential.name
+    credential.delete()
+    event = record(EventKind.PASSKEY_REMOVED, actor=actor, target=user, request=request,
+                   data={"device": "passkey", "name": name})
+    alert(event, users=[user], channels=OWNER_CHANNELS, template="passkey_changed")
+    return True
+
+
+def passkey_verified(request: HttpRequest, credential: WebAuthnCredential) -> None:
+    """A passkey ceremony just succeeded for the signed-in user: audited like a typed code,
+    and the session verified by it, with a new key and a fresh step-up."""
+    with transaction.atomic():
+        record(EventKind.OTP_VERIFIED, actor=credential.user, target=credential.user,
+               request=request, data={"method": "passkey"})
+    verified_by(request, credential)

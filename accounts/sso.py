@@ -62,11 +62,12 @@ def configured() -> bool:
     return bool(settings.OIDC_ISSUER and settings.OIDC_RP_CLIENT_ID)
 
 
-def discovery() -> dict:
-    """The provider's discovery document, fetched once an hour; it must name OIDC_ISSUER."""
+def discovery(*, fresh: bool = False) -> dict:
+    """The provider's discovery document, fetched once an hour (or now, when `fresh`); it
+    must name OIDC_ISSUER."""
     issuer = settings.OIDC_ISSUER.rstrip("/")
     fetched = _discovered.get(issuer)
-    if fetched and time.monotonic() - fetched[0] < DISCOVERY_LIFETIME_SECONDS:
+    if fetched and not fresh and time.monotonic() - fetched[0] < DISCOVERY_LIFETIME_SECONDS:
         return fetched[1]
     response = requests.get(f"{issuer}/.well-known/openid-configuration",
                             timeout=settings.OIDC_TIMEOUT)
@@ -219,7 +220,10 @@ class SsoStartView(OIDCAuthenticationRequestView):
         if not configured():
             raise Http404("Single sign-on is not configured.")
         try:
-            self.OIDC_OP_AUTH_ENDPOINT = sso_setting("OIDC_OP_AUTHORIZATION_ENDPOINT")
+            # Looked up afresh at each start: with a provider that went down since the last
+            # look-up, the person gets the plain message here (and the failure is audited),
+            # not a browser error page at the provider's address.
+            self.OIDC_OP_AUTH_ENDPOINT = discovery(fresh=True)["authorization_endpoint"]
         except (requests.RequestException, ValueError, KeyError, SsoFailure):
             refuse(request, "the provider could not be reached; the local login is for "
                    "break-glass accounts")

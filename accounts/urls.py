@@ -14,4 +14,6 @@ urlpatterns = [
     path("two-factor/backup-codes/", views.backup_codes, name="backup-codes"),
     path("sso/start/", sso.SsoStartView.as_view(), name="sso-start"),
     path("sso/callback/", sso.SsoCallbackView.as_view(), name="sso-callback"),
+    path("passkeys/add/", views.add_passkey, name="passkey-add"),
+    path("passkeys/<int:pk>/remove/", views.remove_passkey, name="passkey-remove"),
 ]

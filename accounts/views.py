@@ -3,7 +3,7 @@ from django.contrib import messages
 from django.contrib.auth.views import LoginView
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -203,6 +203,7 @@ def verify(request: HttpRequest) -> HttpResponse:
         "form": form,
         "next_url": _next_url(request),
         "has_totp": has_totp,
+        "has_passkey": services.passkeys_of(user).exists(),
         "backup_codes_left": backup.unused_count() if backup else 0,
     }
     return render(request, "accounts/verify.html", context, status=status)
@@ -219,18 +220,69 @@ def _throttled_message(throttled: services.SecondFactorThrottled) -> str:
 
 @never_cache
 def security(request: HttpRequest) -> HttpResponse:
-    return _render_security(request, ChangeProofForm())
+    return _render_security(request)
 
 
-def _render_security(request: HttpRequest, form: ChangeProofForm, status: int = 200):
+def _render_security(request: HttpRequest, form: ChangeProofForm | None = None,
+                     status: int = 200, *, passkey_form: ChangeProofForm | None = None):
     user = request.user
     backup = BackupCodeDevice.objects.filter(user=user, confirmed=True).first()
     context = {
         "totp_devices": TOTPDevice.objects.filter(user=user, confirmed=True),
         "backup_codes_left": backup.unused_count() if backup else 0,
-        "proof_form": form,
+        "proof_form": form or ChangeProofForm(),
+        "passkeys": services.passkeys_of(user),
+        "passkey_form": passkey_form or ChangeProofForm(prefix="passkey"),
     }
     return render(request, "accounts/security.html", context, status=status)
+
+
+@never_cache
+@require_POST
+def add_passkey(request: HttpRequest) -> HttpResponse:
+    """Step one of adding a passkey: the password and a fresh factor, as for any change to
+    one's second factors. Step two, the browser ceremony, runs on the page this returns and is
+    refused without this proof (accounts/passkeys.py)."""
+    form = ChangeProofForm(request.POST, prefix="passkey")
+    if not form.is_valid():
+        return _render_security(request, passkey_form=form, status=400)
+    try:
+        _prove_passkey_change(request, form, change="passkey")
+    except ChangeRefused as refused:
+        form.add_error(refused.field, str(refused))
+        return _render_security(request, passkey_form=form, status=refused.status)
+    services.allow_passkey_registration(request)
+    return render(request, "accounts/passkey_add.html")
+
+
+@never_cache
+@require_POST
+def remove_passkey(request: HttpRequest, pk: int) -> HttpResponse:
+    credential = get_object_or_404(services.passkeys_of(request.user), pk=pk)
+    form = ChangeProofForm(request.POST, prefix="passkey")
+    if not form.is_valid():
+        return _render_security(request, passkey_form=form, status=400)
+    try:
+        _prove_passkey_change(request, form, change="passkey removal")
+        services.remove_passkey(credential, actor=request.user, request=request)
+    except services.SecondFactorChangeRefused as refused:
+        form.add_error(None, str(refused))
+        return _render_security(request, passkey_form=form, status=400)
+    except ChangeRefused as refused:
+        form.add_error(refused.field, str(refused))
+        return _render_security(request, passkey_form=form, status=refused.status)
+    messages.success(request, f'The passkey "{credential.name}" was removed.')
+    return redirect("accounts:security")
+
+
+def _prove_passkey_change(request: HttpRequest, form: ChangeProofForm, *, change: str) -> None:
+    _prove_fresh_factor(request, form)
+    try:
+        services.check_change_proof(
+            request.user, change=change, password=form.cleaned_data["password"],
+            stepped_up_at=services.stepped_up_at(request), request=request)
+    except services.SecondFactorChangeRefused as refused:
+        raise ChangeRefused(str(refused)) from None
 
 
 @require_POST

@@ -2,11 +2,12 @@
 (pages, the API, connectors) calls `decide()`.
 
 One SQL query at any nesting depth (breakglass/sql.py): a recursive CTE walks up the groups
-that contain the target (UNION stops at cycles), then permanent memberships, grants and
-on-call shifts (a group may take its members from an on-call schedule) and directory groups
-(or from a group the identity provider pushes over SCIM) are looked up in all of them; by id for pages and connectors, by name for the API, the same decision either way.
-A grant counts only while `expires_at` is in the future, compared with the clock at the moment
-of the decision, so access ends at the exact instant even when no worker has run."""
+that contain the target (UNION stops at cycles), then permanent memberships, grants, on-call
+shifts (a group may take its members from an on-call schedule) and directory groups (or from
+a group the identity provider pushes over SCIM) are looked up in all of them; by id for pages
+and connectors, by name for the API, the same decision either way. A grant counts only while
+`expires_at` is in the future, compared with the clock at the moment of the decision, so
+access ends at the exact instant even when no worker has run."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime

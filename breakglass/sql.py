@@ -169,9 +169,9 @@ def reachable_from(group_ids: list[int]) -> set[int]:
 # --- Everyone with access to one group (reconciliation) ---------------------------------------
 
 # The decision above turned around: every active user who reaches the group through a
-# membership, a live grant, a shift on call or a directory group, in any group that contains it. One statement
-# for the whole group, whatever its size (tests/breakglass/test_access_equivalence.py holds it equal
-# to decide() user by user).
+# membership, a live grant, a shift on call or a directory group, in any group that contains
+# it. One statement for the whole group, whatever its size
+# (tests/breakglass/test_access_equivalence.py holds it equal to decide() user by user).
 _HOLDERS = """WITH RECURSIVE ancestors(id) AS (
     SELECT CAST(%(group)s AS BIGINT)
     UNION

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.services import (
     SecondFactorThrottled,
     note_step_up,
+    passkeys_of,
     stepped_up_at,
     verify_second_factor,
 )
@@ -78,6 +79,8 @@ def _render_group(request, group: Group, form, status: int = 200, *, request_for
     context = {
         "group": group,
         "form": form,
+        # A passkey may give the step-up instead of a typed code (accounts/passkeys.py).
+        "has_passkey": can_break_glass and passkeys_of(user).exists(),
         "request_form": request_form or (RequestAccessForm(group) if group.requestable
                                          else None),
         "my_request": AccessRequest.objects.filter(

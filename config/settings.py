@@ -6,10 +6,12 @@ ENVIRONMENT=development for plain-HTTP use on 127.0.0.1.
 """
 
 import base64
+import ipaddress
 import os
 import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -80,6 +82,24 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _passkey_origins(site_url: str) -> list[str]:
+    parts = urlsplit(site_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if parts.hostname and _is_ip_address(parts.hostname):
+        port = f":{parts.port}" if parts.port else ""
+        # Browsers hold no passkey for an IP address; the demo's twin on localhost may.
+        return [f"{parts.scheme}://localhost{port}"]
+    return [origin]
+
 INSTALLED_APPS = [
     "config.apps.BreakglassAdminConfig",
     "django.contrib.auth",
@@ -88,6 +108,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_otp",
+    # Passkeys, as a second factor and a step-up only (never a sign-in on their own).
+    "django_otp_webauthn",
     # Not django_otp.plugins.otp_totp: its table keeps seeds in plaintext. Authenticator apps
     # are accounts.TOTPDevice, whose seed is encrypted.
     "axes",
@@ -233,7 +255,14 @@ API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=10)
 # Requests (Send code and Verify) one client address may make to the emergency page per minute
 # before it gets 429 with Retry-After.
 EMERGENCY_PAGE_REQUESTS_PER_MINUTE = env.int("EMERGENCY_PAGE_REQUESTS_PER_MINUTE", default=10)
-SIGN_IN_STAGE_URLS = frozenset({"accounts:logout", "accounts:two-factor", "accounts:verify"})
+SIGN_IN_STAGE_URLS = frozenset({
+    "accounts:logout", "accounts:two-factor", "accounts:verify",
+    # A passkey proves the second factor on the verify page; registering one is for
+    # verified users only (accounts/passkeys.py).
+    "otp_webauthn:credential-authentication-begin",
+    "otp_webauthn:credential-authentication-complete",
+    "otp_webauthn:js-i18n-catalog",
+})
 
 # Number of reverse proxies in front of the app that append to X-Forwarded-For. 0 means the
 # header is ignored and REMOTE_ADDR is the client (the only safe choice without a proxy).
@@ -251,6 +280,18 @@ AXES_VERBOSE = False
 
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Breakglass")
 OTP_TOTP_THROTTLE_FACTOR = 1
+# Passkeys (django-otp-webauthn). A passkey is bound to a domain name, its "relying party
+# ID": by default the host of SITE_URL, and "localhost" when that is an IP address (browsers
+# refuse IP addresses; open the demo at http://localhost:8000 to use passkeys).
+_SITE_HOST = urlsplit(SITE_URL).hostname or "localhost"
+OTP_WEBAUTHN_RP_ID = env.str("PASSKEY_RP_ID", default="") or (
+    "localhost" if _is_ip_address(_SITE_HOST) else _SITE_HOST)
+OTP_WEBAUTHN_RP_NAME = env.str("PASSKEY_RP_NAME", default="") or "Breakglass"
+# The origins a passkey ceremony may come from: SITE_URL's (its localhost twin in the demo).
+OTP_WEBAUTHN_ALLOWED_ORIGINS = (env.list("PASSKEY_ORIGINS", default=[])
+                                or _passkey_origins(SITE_URL))
+# Never a sign-in by passkey alone: the password comes first, the passkey is the second factor.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
 BACKUP_CODE_COUNT = 10
 
 # Sessions: users whose action can release access or secrets get idle and absolute limits

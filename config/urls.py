@@ -8,6 +8,8 @@ from audit.views import healthz
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/", include("accounts.urls")),
+    # At the top level: django-otp-webauthn's scripts reverse its own namespace.
+    path("accounts/passkeys/", include("accounts.passkeys")),
     path("", include("breakglass.urls")),
     path("", include("recovery.urls")),
     path("", include("backups.urls")),

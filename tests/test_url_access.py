@@ -31,6 +31,15 @@ ACCESS = {
     "accounts:verify": SIGN_IN,
     "accounts:security": VERIFIED,
     "accounts:backup-codes": VERIFIED,
+    "accounts:passkey-add": VERIFIED,
+    "accounts:passkey-remove": VERIFIED,
+    # Passkey ceremonies (accounts/passkeys.py): using one is a sign-in step; adding one needs
+    # a verified session and the account page's fresh proof on top.
+    "otp_webauthn:credential-authentication-begin": SIGN_IN,
+    "otp_webauthn:credential-authentication-complete": SIGN_IN,
+    "otp_webauthn:js-i18n-catalog": SIGN_IN,
+    "otp_webauthn:credential-registration-begin": VERIFIED,
+    "otp_webauthn:credential-registration-complete": VERIFIED,
     "admin:login": PUBLIC,  # only redirects to accounts:login
     # Views check their own roles (tests/breakglass/test_pages.py holds the role matrix).
     "breakglass:catalog": VERIFIED,
@@ -77,6 +86,7 @@ ACCESS = {
     "api:recovery_bundle": TOKEN,
     "api:report_activity": TOKEN,
     "api:incidents": TOKEN,
+    "scim:endpoint": TOKEN,
 }
 NAMESPACE_ACCESS = {"admin": STAFF}
 SAMPLE_KWARGS = {"app_label": "accounts", "content_type_id": 1, "object_id": "1",
@@ -161,7 +171,11 @@ def test_anonymous_visitors_reach_only_public_urls(client, name, url):
                   "api:replace_shifts": "PUT"}.get(name, "GET")
         response = client.generic(method, url, "{}", content_type="application/json")
         assert response.status_code in {401, 404}, (name, response.status_code)
-        if response.status_code == 401:
+        if response.status_code == 401 and name.startswith("scim:"):
+            # SCIM answers in its own error format (RFC 7644 §3.12).
+            assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+            assert response["WWW-Authenticate"].startswith("Bearer")
+        elif response.status_code == 401:
             assert response.json() == {"detail": "A valid bearer token is required."}
     else:
         assert redirected_to_login, f"{name} ({url}) answered {response.status_code} to anonymous"

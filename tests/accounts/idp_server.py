@@ -1,6 +1,8 @@
 """The test identity provider (tests/idp/, django-oauth-toolkit in OIDC mode) as a real
 server on 127.0.0.1, started once per session: its own database and RSA signing key, the
-relying party registered with redirect URIs for the test client and for live servers."""
+relying party registered with redirect URIs for the test client and for live servers. A test
+may take it down for a while (`with identity_provider.down():`): the server process ends and
+comes back on the same port with the same database and key, as after a real outage."""
 
 import os
 import shutil
@@ -10,7 +12,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,16 +26,73 @@ CLIENT_SECRET = "relying-party-secret-for-tests"
 CALLBACK = "/accounts/sso/callback/"
 PASSWORDS = {"sso-alice": "alice-at-the-idp", "sso-mfa": "mfa-at-the-idp",
              "sso-stranger": "stranger-at-the-idp"}
+START_SECONDS = 30
 
 
-@dataclass(frozen=True)
 class IdentityProvider:
-    issuer: str
-    client_id: str = CLIENT_ID
-    client_secret: str = CLIENT_SECRET
+    """The provider's server process on a fixed port: `stop()` ends it, `start()` runs it
+    again and returns once it answers its discovery document."""
+
+    client_id = CLIENT_ID
+    client_secret = CLIENT_SECRET
+
+    def __init__(self, folder: Path, env: dict[str, str]):
+        self.folder, self.env = folder, env
+        self.port = _free_port()
+        self.issuer = f"http://127.0.0.1:{self.port}/o"
+        self._server: subprocess.Popen | None = None
+        # Appended to across restarts: one log for the whole session.
+        self._log = open(folder / "server.log", "ab")  # noqa: SIM115
 
     def password(self, username: str) -> str:
         return PASSWORDS[username]
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None and self._server.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"],
+            cwd=IDP, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_SECONDS
+        while not self._answers():
+            if self._server.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the test identity provider did not start: "
+                                   + (self.folder / "server.log").read_text()[-2000:])
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.terminate()
+        self._server.wait(timeout=10)
+        self._server = None
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """The provider is unreachable inside the block and running again after it, whatever
+        the block raised: later tests of the session still need it."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(  # noqa: S310 (our own test server)
+                    f"{self.issuer}/.well-known/openid-configuration", timeout=2):
+                return True
+        except OSError:
+            return False
 
 
 def _free_port() -> int:
@@ -62,27 +122,10 @@ def identity_provider():
     manage("seed_idp", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
            "--redirect-uri", f"http://testserver{CALLBACK}",
            "--redirect-uri", f"http://localhost{CALLBACK}")
-    port = _free_port()
-    log = open(folder / "server.log", "wb")  # noqa: SIM115 (open for the server's whole life)
-    server = subprocess.Popen([sys.executable, "manage.py", "runserver", "--noreload",
-                               f"127.0.0.1:{port}"], cwd=IDP, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
-    issuer = f"http://127.0.0.1:{port}/o"
+    provider = IdentityProvider(folder, env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(  # noqa: S310 (our own test server)
-                        f"{issuer}/.well-known/openid-configuration", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the test identity provider did not start: "
-                                       + (folder / "server.log").read_text()[-2000:]) from None
-                time.sleep(0.1)
-        yield IdentityProvider(issuer)
+        provider.start()
+        yield provider
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
+        provider.close()
         shutil.rmtree(folder, ignore_errors=True)

@@ -15,16 +15,18 @@ from accounts.models import User
 from audit.alerts import alert
 from audit.catalogue import EventKind
 from audit.services import record
-from breakglass.models import Grant
+from breakglass.models import AccessRequest, Grant
 from breakglass.services.grants import end_grant_now
+from breakglass.services.requests import withdraw_requests_of
 
 
 @transaction.atomic
 def deprovision(user: User, *, actor, reason: str, request: HttpRequest | None = None,
                 deleted: bool = False) -> User:
     """Deactivate `user` and end what they hold: every active grant (revoked, everyone
-    concerned told), every signed-in session. `deleted` records that the directory deleted
-    the account; the row stays, so the audit trail and history keep pointing at it.
+    concerned told), every pending access request (withdrawn), every signed-in session.
+    `deleted` records that the directory deleted the account; the row stays, so the audit
+    trail and history keep pointing at it.
 
     Runs the whole sweep even for an account already inactive: a lock from an abort link
     deactivates without ending the holder's other grants. Records account.deprovisioned and
@@ -37,16 +39,22 @@ def deprovision(user: User, *, actor, reason: str, request: HttpRequest | None =
         user.save(update_fields=["is_active"])
     grant_ids = list(Grant.objects.select_for_update().filter(
         user=user, status=Grant.Status.ACTIVE).order_by("pk").values_list("pk", flat=True))
+    # Locked now, so the count recorded below is what is withdrawn after it.
+    pending_requests = list(AccessRequest.objects.select_for_update().filter(
+        requester=user, status=AccessRequest.Status.PENDING).values_list("pk", flat=True))
     session_keys = signed_in_sessions(user)
     event = record(EventKind.ACCOUNT_DEPROVISIONED, actor=actor, target=user, reason=reason,
                    request=request,
                    data={"username": user.get_username(), "was_active": was_active,
                          "deleted": deleted, "grants_ended": len(grant_ids),
-                         "sessions_ended": len(session_keys)})
+                         "sessions_ended": len(session_keys),
+                         "requests_withdrawn": len(pending_requests)})
     alert(event, users=User.objects.security_reviewers(), template="event")
     for grant in Grant.objects.filter(pk__in=grant_ids).select_related("group", "user"):
         end_grant_now(grant, actor=actor, reason=reason, request=request, tell=True,
                       cause={"deprovisioned": event.sequence})
+    withdraw_requests_of(user, actor=actor, reason=reason,
+                         cause={"deprovisioned": event.sequence}, request=request)
     store = import_module(settings.SESSION_ENGINE).SessionStore
     for key in session_keys:
         store(session_key=key).delete()

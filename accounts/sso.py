@@ -52,6 +52,10 @@ _discovered: dict[str, tuple[float, dict]] = {}
 # Called with (user, claims, request) at each single sign-on, in its transaction: higher
 # apps register what the claims give (breakglass maps the `groups` claim to roles).
 CLAIM_HANDLERS: list = []
+# Functions (claims) -> User | None naming the account the directory provisioned for this
+# identity before its first single sign-on (scim/apps.py registers one). The account found
+# is linked to the identity (its `sso_subject` set), audited; later sign-ins find it by `sub`.
+ACCOUNT_LINKERS: list = []
 
 
 class SsoFailure(Exception):
@@ -110,6 +114,18 @@ def refuse(request: HttpRequest, why: str) -> None:
         record(EventKind.SSO_FAILED, actor=None, request=request, outcome=Outcome.FAILURE,
                reason=why[:1000])
     messages.error(request, f"Single sign-on did not complete: {why}")
+
+
+def link_account(account, claims: dict, request: HttpRequest | None) -> bool:
+    """Tie a provisioned account that has never signed on to this identity, once: False when
+    another sign-on linked it meanwhile."""
+    with transaction.atomic():
+        linked = type(account).objects.filter(pk=account.pk, sso_subject__isnull=True).update(
+            sso_subject=claims["sub"])
+        if linked:
+            record(EventKind.SSO_ACCOUNT_LINKED, actor=account, target=account, request=request,
+                   data={"sub": str(claims["sub"])[:255]})
+    return bool(linked)
 
 
 class SsoBackend(OIDCAuthenticationBackend):
@@ -179,7 +195,14 @@ class SsoBackend(OIDCAuthenticationBackend):
         return bool(claims.get("sub"))
 
     def filter_users_by_claims(self, claims):
-        return self.UserModel.objects.filter(sso_subject=claims["sub"])
+        found = self.UserModel.objects.filter(sso_subject=claims["sub"])
+        if found.exists():
+            return found
+        for linker in ACCOUNT_LINKERS:
+            account = linker(claims)
+            if account is not None and link_account(account, claims, self.request):
+                return self.UserModel.objects.filter(pk=account.pk)
+        return found
 
     def get_or_create_user(self, access_token, id_token, payload):
         user = super().get_or_create_user(access_token, id_token, payload)

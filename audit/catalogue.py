@@ -20,6 +20,10 @@ class EventKind(models.TextChoices):
         "auth.sso_roles_changed",
         "The identity provider's groups claim changed a person's roles or catalog groups",
     )
+    SSO_ACCOUNT_LINKED = (
+        "auth.sso_account_linked",
+        "A first single sign-on was linked to the account the directory provisioned for it",
+    )
     LOCAL_LOGIN_USED = (
         "auth.local_login_used",
         "The local password login was used while single sign-on is configured (break glass)",

@@ -338,6 +338,18 @@ class LockedGroup:
     flags: FlagAnswers
 
 
+def wait_for_holder(holder) -> None:
+    """Share-lock the holder's account row before anything else is locked. A deprovisioning
+    holds that row for update from its start (accounts/deprovisioning.py): a break glass then
+    waits for it here and reads the account as it left it, instead of opening a grant the
+    deprovisioning has already listed past, and instead of a deadlock between the two (this
+    press holding the audit chain, that one the account row). SQLite serialises writers."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {USERS} WHERE id = %s FOR SHARE",  # noqa: S608
+                           [holder.pk])
+
+
 def lock_group_for_break_glass(group: Group, holder, *, severity: str, now: datetime,
                                ip: str = "", session_began=None) -> LockedGroup | None:
     """Lock the group's row (serialising activations of it: fifty presses at once give one

@@ -226,6 +226,9 @@ OIDC_AUTHENTICATION_CALLBACK_URL = "accounts:sso-callback"
 OIDC_CREATE_USER = env.bool("OIDC_CREATE_USERS", default=False)
 # A provider that asserts a second factor (`amr` holds mfa or hwk) stands for ours.
 OIDC_TRUST_IDP_MFA = env.bool("OIDC_TRUST_IDP_MFA", default=True)
+# A first sign-on may claim the account SCIM provisioned with the same username (otherwise
+# only by the SCIM externalId): only where people cannot change their own username.
+OIDC_LINK_BY_USERNAME = env.bool("OIDC_LINK_BY_USERNAME", default=False)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",

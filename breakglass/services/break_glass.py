@@ -98,6 +98,7 @@ def _record_refusal(group: Group, ask: Ask, refusal: Refusal) -> None:
 
 @transaction.atomic
 def _open_or_extend(group: Group, ask: Ask) -> Grant:
+    sql.wait_for_holder(ask.holder)
     locked, severity, claimed = _lock(group, ask, timezone.now())
     # The clock after the lock: presses queued behind others decide on the present.
     now = timezone.now()

@@ -337,6 +337,25 @@ def withdraw_request(access_request: AccessRequest, *, actor: User, reason: str 
     return access_request
 
 
+def withdraw_requests_of(user: User, *, actor, reason: str, cause: dict,
+                         request: HttpRequest | None = None) -> int:
+    """Close every pending request of someone who left (deprovisioning): withdrawn, its
+    waiting grant denied, so no owner approves access for an account that is gone. In the
+    caller's transaction; returns how many were closed."""
+    closed = 0
+    pending = AccessRequest.objects.filter(requester=user, status=AccessRequest.Status.PENDING)
+    for access_request in pending.order_by("pk"):
+        access_request = _locked(access_request)
+        if access_request.status != AccessRequest.Status.PENDING:
+            continue  # decided meanwhile
+        _close(access_request, AccessRequest.Status.WITHDRAWN, by=None, comment=reason,
+               now=timezone.now(), cause=cause, request=request)
+        record(EventKind.REQUEST_WITHDRAWN, actor=actor, target=access_request, reason=reason,
+               data={**_request_data(access_request), "cause": cause}, request=request)
+        closed += 1
+    return closed
+
+
 def _close(access_request: AccessRequest, status: str, *, by: User | None, comment: str,
            now, cause: dict | None = None, request: HttpRequest | None = None) -> None:
     """End a request without giving access: a requested grant ends with it (denied, or lapsed

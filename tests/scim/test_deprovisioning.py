@@ -14,9 +14,11 @@ from accounts.models import User
 from audit.catalogue import EventKind
 from audit.models import AuditEvent, ChainHead, Delivery
 from breakglass.access import decide
-from breakglass.models import Grant, Group
+from breakglass.models import AccessRequest, Grant, Group
 from breakglass.services.break_glass import break_glass
+from breakglass.services.errors import GrantError
 from breakglass.services.grants import abort_grant
+from breakglass.services.requests import approve_request, request_access
 from tests.audit.helpers import triggers_lifted
 from tests.conftest import make_user, sign_in
 from tests.scim.conftest import new_user, patch
@@ -65,12 +67,34 @@ def test_deactivation_over_scim_ends_her_grant_and_her_session(scim, directory, 
     assert (event.actor_type, event.actor_id, event.target_id) == (
         "application", str(directory[0].pk), str(alice.pk))
     assert event.data == {"username": "alice", "was_active": True, "deleted": False,
-                          "grants_ended": 1, "sessions_ended": 1}
+                          "grants_ended": 1, "sessions_ended": 1, "requests_withdrawn": 0}
     assert not AuditEvent.objects.filter(kind=EventKind.SCIM_USER_UPDATED).exists()
     revoked = AuditEvent.objects.get(kind=EventKind.GRANT_REVOKED)
     assert revoked.data["cause"] == {"deprovisioned": event.sequence}
     assert set(Delivery.objects.filter(event=event).values_list("channel", "recipient")) == {
         ("email", reviewer.email)}
+
+
+def test_her_pending_requests_are_withdrawn_so_nobody_approves_them(scim, alice, database,
+                                                                     owner):
+    staging = Group.objects.create(name="Staging", slug="staging", requestable=True)
+    staging.owners.add(owner)
+    waiting = request_access(staging, actor=alice, minutes=60, reason="deploy the fix")
+    assert waiting.status == AccessRequest.Status.PENDING
+
+    response = scim("PATCH", f"/Users/{alice.pk}", DEACTIVATE)
+
+    assert response.status_code in {200, 204}, response.content
+    waiting.refresh_from_db()
+    waiting.grant.refresh_from_db()
+    assert waiting.status == AccessRequest.Status.WITHDRAWN
+    assert waiting.grant.status == Grant.Status.DENIED
+    event = AuditEvent.objects.get(kind=EventKind.ACCOUNT_DEPROVISIONED)
+    assert event.data["requests_withdrawn"] == 1
+    withdrawn = AuditEvent.objects.get(kind=EventKind.REQUEST_WITHDRAWN)
+    assert withdrawn.data["cause"] == {"deprovisioned": event.sequence}
+    with pytest.raises(GrantError):
+        approve_request(waiting, actor=owner)
 
 
 def test_put_with_active_false_deprovisions_too(scim, alice, database):
@@ -114,7 +138,7 @@ def test_deleting_an_account_an_abort_link_locked_ends_its_other_grants(scim, al
     event = AuditEvent.objects.get(kind=EventKind.ACCOUNT_DEPROVISIONED)
     assert event.data | {"sessions_ended": 0} == {
         "username": "alice", "was_active": False, "deleted": True, "grants_ended": 1,
-        "sessions_ended": 0}
+        "sessions_ended": 0, "requests_withdrawn": 0}
 
 
 def test_deprovisioning_someone_with_nothing_still_records_and_alerts(alice, reviewer):

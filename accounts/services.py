@@ -285,6 +285,11 @@ def record_passkey_added(request: HttpRequest, credential: WebAuthnCredential) -
     """In the registration's transaction: the permit is used up, the addition audited, and the
     owner told on their own channels (someone with their password and a factor could add one)."""
     request.session.pop(PASSKEY_PERMIT_SESSION_KEY, None)
+    if not credential.name:
+        # Browsers say nothing about the authenticator; a number tells two passkeys apart in
+        # the list, the alert and the audit trail.
+        credential.name = f"Passkey {passkeys_of(credential.user).count()}"
+        credential.save(update_fields=["name"])
     event = record(EventKind.PASSKEY_ADDED, actor=credential.user, target=credential.user,
                    request=request, data={"device": "passkey", "name": credential.name,
                                           "passkeys": passkeys_of(credential.user).count()})

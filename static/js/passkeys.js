@@ -9,8 +9,11 @@
     var done = document.getElementById("passkey-step-up-done");
     if (done) {
       done.hidden = false;
-      var button = document.getElementById("passkey-verification-button");
-      if (button) { button.hidden = true; }
+      ["passkey-verification-button", "passkey-verification-status-message"].forEach(
+        function (id) {
+          var element = document.getElementById(id);
+          if (element) { element.hidden = true; }
+        });
     }
   });
 })();

@@ -64,7 +64,7 @@ def test_alice_adds_a_passkey_signs_in_with_it_and_steps_up_with_it(passkey_site
     page.get_by_role("button", name="Add a passkey").click()
     page.get_by_role("button", name="Create the passkey").click()
     page.wait_for_url(re.compile(r"/accounts/$"))
-    assert page.get_by_role("button", name=re.compile("Remove the passkey")).is_visible()
+    assert page.get_by_role("button", name="Remove the passkey Passkey 1").is_visible()
     credential = WebAuthnCredential.objects.get(user=alice, confirmed=True)
     assert len(cdp.send("WebAuthn.getCredentials",
                         {"authenticatorId": authenticator})["credentials"]) == 1

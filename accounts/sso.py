@@ -265,11 +265,16 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
         if not configured():
             raise Http404("Single sign-on is not configured.")
         if request.GET.get("error"):
+            # Not handed to the library, which signs the current user out on any error: a
+            # link anyone can send must never end a responder's session mid-incident.
+            if request.session.get("oidc_states", {}).pop(request.GET.get("state", ""), None):
+                request.session.modified = True  # that sign-in is over
             refuse(request, f"the provider answered {request.GET['error'][:100]!r}")
-        elif not request.GET.get("code") or not request.GET.get("state"):
+            return self.login_failure()
+        if not request.GET.get("code") or not request.GET.get("state"):
             refuse(request, "the provider's answer had no code")
             return self.login_failure()
-        elif request.GET["state"] not in request.session.get("oidc_states", {}):
+        if request.GET["state"] not in request.session.get("oidc_states", {}):
             # Each state is kept once, in the session that started the sign-in.
             refuse(request, "this sign-in answer was used already or did not start here; "
                    "start again")

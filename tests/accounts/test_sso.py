@@ -11,12 +11,13 @@ import jwt
 import pytest
 import requests
 from django.core.exceptions import SuspiciousOperation
+from django.urls import reverse
 
 from accounts.models import User
 from audit.catalogue import EventKind
 from audit.models import AuditEvent, Delivery
 from tests.accounts.idp_server import identity_provider  # noqa: F401 (a fixture)
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import PASSWORD, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -260,3 +261,17 @@ def test_no_groups_claim_takes_nothing_away(database, member):
     assert database.members.filter(pk=member.pk).exists()
     assert apply_claims(member, {"sub": "x", "groups": []})["removed"] == [
         "Member of a catalog group prod-db"]
+
+
+def test_a_link_to_the_callback_with_an_error_never_signs_a_responder_out(client, sso):
+    """Anyone may send a responder a link (or an image) to the callback with `?error=`: it
+    must not end their session in the middle of an incident."""
+    sign_in(client, make_user("responder", may_use_local_login=True))
+    assert client.get(reverse("breakglass:my-access")).status_code == 200
+
+    answer = client.get(reverse("accounts:sso-callback"),
+                        {"error": "access_denied", "state": "forged"})
+
+    assert answer.status_code == 302
+    assert client.get(reverse("breakglass:my-access")).status_code == 200
+    assert AuditEvent.objects.filter(kind=EventKind.SSO_FAILED).exists()

@@ -85,7 +85,11 @@ def discovery(*, fresh: bool = False) -> dict:
 
 def sso_setting(name: str, *default):
     if name in DISCOVERED:
-        return discovery()[DISCOVERED[name]]
+        key = DISCOVERED[name]
+        value = discovery().get(key)
+        if not value:
+            raise SsoFailure(f"the provider's discovery document names no {key}")
+        return value
     return import_from_settings(name, *default)
 
 

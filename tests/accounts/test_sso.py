@@ -275,3 +275,19 @@ def test_a_link_to_the_callback_with_an_error_never_signs_a_responder_out(client
     assert answer.status_code == 302
     assert client.get(reverse("breakglass:my-access")).status_code == 200
     assert AuditEvent.objects.filter(kind=EventKind.SSO_FAILED).exists()
+
+
+def test_a_discovery_document_missing_an_endpoint_is_a_plain_refusal(client, sso, monkeypatch):
+    from accounts import sso as relying_party
+
+    start = client.get("/accounts/sso/start/")
+    callback = at_the_provider(start["Location"], "sso-alice", sso.password("sso-alice"))
+    complete = relying_party.discovery()
+    monkeypatch.setattr(relying_party, "discovery", lambda **_: {
+        key: value for key, value in complete.items() if key != "jwks_uri"})
+
+    answer = client.get(callback)
+
+    assert answer.status_code == 302 and answer["Location"] == "/accounts/login/"
+    page = html.unescape(client.get("/accounts/login/").content.decode())
+    assert "the provider's discovery document names no jwks_uri" in page

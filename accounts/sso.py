@@ -177,6 +177,9 @@ class SsoBackend(OIDCAuthenticationBackend):
         """The library checks the signature, algorithm, expiry and nonce; the audience and
         the issuer are checked here (OIDC Core 3.1.3.7)."""
         payload = super().verify_token(token, **kwargs)
+        if not isinstance(payload.get("exp"), int | float):
+            # PyJWT checks an expiry only when there is one; an ID token must have one.
+            raise SsoFailure("the ID token has no expiry")
         audience = payload.get("aud")
         audiences = [audience] if isinstance(audience, str) else list(audience or [])
         if settings.OIDC_RP_CLIENT_ID not in audiences:

@@ -291,3 +291,29 @@ def test_a_discovery_document_missing_an_endpoint_is_a_plain_refusal(client, sso
     assert answer.status_code == 302 and answer["Location"] == "/accounts/login/"
     page = html.unescape(client.get("/accounts/login/").content.decode())
     assert "the provider's discovery document names no jwks_uri" in page
+
+
+def test_an_expired_unsigned_or_endless_id_token_is_refused(client, sso, settings):
+    """Tokens made with the provider's own signing key (the test provider's, which the
+    fixture generated): as issued, accepted; expired, without an expiry, or unsigned, not."""
+    import time
+
+    from accounts.sso import SsoBackend, SsoFailure
+
+    settings.OIDC_STORE_ID_TOKEN = True
+    sign_in_with_sso(client, sso, "sso-alice")
+    id_token = client.session["oidc_id_token"]
+    kid = jwt.get_unverified_header(id_token)["kid"]
+    claims = jwt.decode(id_token, options={"verify_signature": False})
+    key = sso.env["IDP_SIGNING_KEY"]
+
+    def token(claims_now: dict, algorithm: str = "RS256") -> str:
+        return jwt.encode(claims_now, key if algorithm != "none" else None,
+                          algorithm=algorithm, headers={"kid": kid})
+
+    assert SsoBackend().verify_token(token(claims), nonce=claims["nonce"])["sub"]
+    expired = {**claims, "exp": int(time.time()) - 60}
+    endless = {name: value for name, value in claims.items() if name != "exp"}
+    for refused in (token(expired), token(endless), token(claims, "none")):
+        with pytest.raises((SuspiciousOperation, jwt.PyJWTError, SsoFailure)):
+            SsoBackend().verify_token(refused, nonce=claims["nonce"])

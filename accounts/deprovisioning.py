@@ -43,18 +43,25 @@ def deprovision(user: User, *, actor, reason: str, request: HttpRequest | None =
     pending_requests = list(AccessRequest.objects.select_for_update().filter(
         requester=user, status=AccessRequest.Status.PENDING).values_list("pk", flat=True))
     session_keys = signed_in_sessions(user)
+    directory_groups = sorted(user.directory_groups.values_list("display_name", flat=True))
     event = record(EventKind.ACCOUNT_DEPROVISIONED, actor=actor, target=user, reason=reason,
                    request=request,
                    data={"username": user.get_username(), "was_active": was_active,
                          "deleted": deleted, "grants_ended": len(grant_ids),
                          "sessions_ended": len(session_keys),
-                         "requests_withdrawn": len(pending_requests)})
+                         "requests_withdrawn": len(pending_requests),
+                         "directory_groups_left": directory_groups})
     alert(event, users=User.objects.security_reviewers(), template="event")
     for grant in Grant.objects.filter(pk__in=grant_ids).select_related("group", "user"):
         end_grant_now(grant, actor=actor, reason=reason, request=request, tell=True,
                       cause={"deprovisioned": event.sequence})
     withdraw_requests_of(user, actor=actor, reason=reason,
                          cause={"deprovisioned": event.sequence}, request=request)
+    # Out of every directory group too: a later reactivation by an administrator must not
+    # bring back access through groups the directory no longer shows for this person.
+    # (From each group's side: the groups' history records the change, as SCIM's own do.)
+    for directory_group in user.directory_groups.all():
+        directory_group.members.remove(user)
     store = import_module(settings.SESSION_ENGINE).SessionStore
     for key in session_keys:
         store(session_key=key).delete()

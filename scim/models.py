@@ -21,6 +21,12 @@ class ScimResource(models.Model):
     created_at = models.DateTimeField()
     modified_at = models.DateTimeField()
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Only an account the directory created may be claimed by a first single sign-on
+    # (scim/linking.py); one made in Breakglass and later written to over SCIM may not.
+    provisioned = models.BooleanField(default=False)
+    # Set when SCIM deprovisioned the account: only then may SCIM reactivate it. An account
+    # an abort link or an administrator deactivated stays so until an administrator decides.
+    deactivated_by_directory = models.BooleanField(default=False)
 
     class Meta:
         verbose_name = "SCIM resource"

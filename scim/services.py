@@ -73,7 +73,8 @@ def create_account(fields: AccountFields, *, actor, request: HttpRequest | None 
         user.save()
     now = timezone.now()
     ScimResource.objects.create(user=user, external_id=fields.external_id,
-                                attributes=fields.attributes, created_at=now, modified_at=now)
+                                attributes=fields.attributes, created_at=now, modified_at=now,
+                                provisioned=True)
     record(EventKind.SCIM_USER_CREATED, actor=actor, target=user, request=request,
            data={"username": user.username, "first_name": user.first_name,
                  "last_name": user.last_name, "email": user.email, "active": user.is_active,
@@ -95,6 +96,10 @@ def update_account(user: User, fields: AccountFields, *, actor, published: dict,
         raise UniquenessException(detail=f"The userName {fields.username!r} is taken.")
     kept = _kept(user=user)
     deactivating = fields.is_active is False and user.is_active
+    if fields.is_active and not user.is_active and not kept.deactivated_by_directory:
+        raise ForbiddenException(detail="This account was deactivated in Breakglass (an abort "
+                                        "link or an administrator); only an administrator "
+                                        "reactivates it.")
     changes = _account_changes(user, kept, fields)
     attributes_changed = sorted(_changed_keys(published, fields.attributes))
     if changes or attributes_changed:
@@ -104,10 +109,14 @@ def update_account(user: User, fields: AccountFields, *, actor, published: dict,
         if columns:
             with _refused_if_taken(f"userName {fields.username!r}"):
                 user.save(update_fields=columns)
+        if changes.get("is_active"):
+            kept.deactivated_by_directory = False
         _keep(kept, external_id=fields.external_id, attributes=fields.attributes)
         record(EventKind.SCIM_USER_UPDATED, actor=actor, target=user, request=request,
                data={"changes": changes, "attributes_changed": attributes_changed})
     if deactivating:
+        kept.deactivated_by_directory = True
+        _keep(kept, external_id=fields.external_id, attributes=fields.attributes)
         user = deprovision(user, actor=actor, reason=DEPROVISIONED_REASON, request=request)
     return user
 
@@ -120,6 +129,7 @@ def delete_account(user: User, *, actor, request: HttpRequest | None = None) -> 
     refuse_protected(user)
     kept = _kept(user=user)
     kept.deleted_at = timezone.now()
+    kept.deactivated_by_directory = True
     _keep(kept, external_id=kept.external_id, attributes=kept.attributes)
     deprovision(user, actor=actor, reason=DELETED_REASON, request=request, deleted=True)
 
@@ -133,6 +143,7 @@ def create_group(fields: GroupFields, *, actor,
     if DirectoryGroup.objects.filter(display_name__iexact=fields.display_name).exists():
         raise UniquenessException(detail=f"The displayName {fields.display_name!r} is taken.")
     members = _members(fields.member_ids)
+    _refuse_protected_members(set(members))
     with _refused_if_taken(f"displayName {fields.display_name!r}"):
         group = DirectoryGroup.objects.create(display_name=fields.display_name,
                                               external_id=fields.external_id)
@@ -159,6 +170,7 @@ def update_group(group: DirectoryGroup, fields: GroupFields, *, actor, published
         raise UniquenessException(detail=f"The displayName {fields.display_name!r} is taken.")
     members = set(_members(fields.member_ids))
     current = set(group.members.all())
+    _refuse_protected_members(members ^ current)
     kept = _kept(directory_group=group)
     changes = {name: [getattr(group, name), value]
                for name, value in (("display_name", fields.display_name),
@@ -197,6 +209,9 @@ def delete_group(group: DirectoryGroup, *, actor, request: HttpRequest | None = 
         group.delete()
         return
     group.members.clear()
+    # Its name is free again for the directory: the hidden group keeps a name of its own.
+    group.display_name = f"{group.display_name[:200]} (deleted, #{group.pk})"
+    group.save(update_fields=["display_name"])
     kept = _kept(directory_group=group)
     kept.deleted_at = timezone.now()
     _keep(kept, external_id="", attributes=kept.attributes)
@@ -246,12 +261,20 @@ def _check_text(value) -> None:
             _check_text(item)
 
 
+def _refuse_protected_members(changed: set[User]) -> None:
+    """A directory group can give standing access (a catalog group may take its members from
+    it): the directory may neither add an administrator or local-login account to one nor
+    take one out."""
+    for user in sorted(changed, key=lambda user: user.pk):
+        refuse_protected(user)
+
+
 def _members(member_ids: list[str]) -> list[User]:
     """The accounts named as members; an unknown or malformed id is refused, never skipped,
     so the directory learns that its group is not what it thinks."""
     ids = set()
     for value in member_ids:
-        if not str(value).isdecimal() or len(str(value)) > 18:
+        if not (str(value).isascii() and str(value).isdigit()) or len(str(value)) > 18:
             raise InvalidValueException(detail=f"No user has the id {value!r}.")
         ids.add(int(value))
     users = list(User.objects.filter(pk__in=ids).exclude(scim_resource__deleted_at__isnull=False))

@@ -146,7 +146,7 @@ class DjangoStorage(ScimStorage):
 
     def _row(self, resource_type: ResourceType, resource_id: str | None, *,
              lock: bool = False):
-        if not (resource_id or "").isdecimal() or len(resource_id) > 18:
+        if not ((resource_id or "").isascii() and resource_id.isdigit()) or len(resource_id) > 18:
             raise NotFoundException(detail=f"No {resource_type.name} {resource_id!r}.")
         rows = self._rows(resource_type)
         if lock:

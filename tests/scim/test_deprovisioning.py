@@ -67,7 +67,8 @@ def test_deactivation_over_scim_ends_her_grant_and_her_session(scim, directory, 
     assert (event.actor_type, event.actor_id, event.target_id) == (
         "application", str(directory[0].pk), str(alice.pk))
     assert event.data == {"username": "alice", "was_active": True, "deleted": False,
-                          "grants_ended": 1, "sessions_ended": 1, "requests_withdrawn": 0}
+                          "grants_ended": 1, "sessions_ended": 1, "requests_withdrawn": 0,
+                          "directory_groups_left": []}
     assert not AuditEvent.objects.filter(kind=EventKind.SCIM_USER_UPDATED).exists()
     revoked = AuditEvent.objects.get(kind=EventKind.GRANT_REVOKED)
     assert revoked.data["cause"] == {"deprovisioned": event.sequence}
@@ -138,7 +139,7 @@ def test_deleting_an_account_an_abort_link_locked_ends_its_other_grants(scim, al
     event = AuditEvent.objects.get(kind=EventKind.ACCOUNT_DEPROVISIONED)
     assert event.data | {"sessions_ended": 0} == {
         "username": "alice", "was_active": False, "deleted": True, "grants_ended": 1,
-        "sessions_ended": 0, "requests_withdrawn": 0}
+        "sessions_ended": 0, "requests_withdrawn": 0, "directory_groups_left": []}
 
 
 def test_deprovisioning_someone_with_nothing_still_records_and_alerts(alice, reviewer):
@@ -200,3 +201,14 @@ def test_entra_ids_spelling_of_a_deactivation_deprovisions_too(scim, alice, data
     assert grant.status == Grant.Status.REVOKED
     alice.refresh_from_db()
     assert not alice.is_active
+
+
+def test_deprovisioning_takes_the_person_out_of_every_directory_group(scim, alice):
+    from accounts.models import DirectoryGroup
+
+    platform = DirectoryGroup.objects.create(display_name="Platform")
+    platform.members.add(alice)
+    assert scim("PATCH", f"/Users/{alice.pk}", DEACTIVATE).status_code in {200, 204}
+    assert not platform.members.exists()
+    event = AuditEvent.objects.get(kind=EventKind.ACCOUNT_DEPROVISIONED)
+    assert event.data["directory_groups_left"] == ["Platform"]

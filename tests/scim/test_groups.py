@@ -8,6 +8,7 @@ from accounts.models import SECURITY_REVIEWERS_GROUP, DirectoryGroup
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
 from breakglass.models import Group
+from tests.conftest import make_user
 from tests.scim.conftest import GROUP_SCHEMA, patch
 
 pytestmark = pytest.mark.django_db
@@ -125,3 +126,34 @@ def test_a_group_named_like_a_role_gives_no_role(scim, member, reviewer):
     assert not member.is_security_reviewer and not member.groups.exists()
     scim("DELETE", f"/Groups/{group.pk}")
     assert list(reviewers.user_set.all()) == [reviewer]
+
+
+def test_administrators_and_local_login_accounts_are_kept_out_of_directory_groups(scim,
+                                                                                 member):
+    """A directory group can give standing access: the directory may neither put an
+    administrator or local-login account in one nor take one out."""
+    admin = make_user("root", is_staff=True, is_superuser=True)
+    local = make_user("glass", may_use_local_login=True)
+    assert scim("POST", "/Groups", new_group("Admins", admin)).status_code == 403
+    group = created(scim, "Platform", member)
+    add_local = patch({"op": "add", "path": "members", "value": [{"value": str(local.pk)}]})
+    assert scim("PATCH", f"/Groups/{group.pk}", add_local).status_code == 403
+    group.members.add(local)  # put there in Breakglass
+    remove_local = patch({"op": "remove", "path": f'members[value eq "{local.pk}"]'})
+    assert scim("PATCH", f"/Groups/{group.pk}", remove_local).status_code == 403
+    assert set(group.members.all()) == {member, local}
+
+
+def test_a_hidden_groups_name_is_free_again(scim, member, database):
+    group = created(scim, "ops", member)
+    database.members_from_directory_group = group
+    database.save(update_fields=["members_from_directory_group"])
+    assert scim("DELETE", f"/Groups/{group.pk}").status_code == 204
+    assert created(scim, "ops", member).display_name == "ops"
+
+
+def test_only_ascii_digits_name_a_member(scim, member):
+    eastern_arabic = "".join(chr(0x0660 + int(digit)) for digit in str(member.pk))
+    response = scim("POST", "/Groups", {"schemas": [GROUP_SCHEMA], "displayName": "x",
+                                        "members": [{"value": eastern_arabic}]})
+    assert response.status_code == 400

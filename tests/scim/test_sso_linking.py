@@ -66,3 +66,26 @@ def test_a_deactivated_or_already_linked_account_is_not_claimed(scim, settings):
     gina = provisioned(scim, "gina", externalId="x-gina", active=False)
     assert first_sign_on(sub="x-gina") is None
     assert User.objects.get(pk=gina.pk).sso_subject is None
+
+
+def test_an_account_made_by_hand_is_not_made_claimable_by_writing_to_it(scim):
+    """A directory token sets an externalId on an account made in Breakglass: that account
+    never becomes one a first sign-on may claim."""
+    handmade = make_user("handmade")
+    response = scim("PATCH", f"/Users/{handmade.pk}",
+                    {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "replace", "path": "externalId",
+                                     "value": "attacker-sub"}]})
+    assert response.status_code in {200, 204}, response.content
+    assert first_sign_on(sub="attacker-sub") is None
+    assert User.objects.get(pk=handmade.pk).sso_subject is None
+
+
+def test_an_account_given_a_role_in_breakglass_is_not_claimed(scim):
+    from django.contrib.auth.models import Group as AuthGroup
+
+    from accounts.models import SECURITY_REVIEWERS_GROUP
+
+    rita = provisioned(scim, "rita", externalId="x-rita")
+    rita.groups.add(AuthGroup.objects.get_or_create(name=SECURITY_REVIEWERS_GROUP)[0])
+    assert first_sign_on(sub="x-rita") is None

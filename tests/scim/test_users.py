@@ -217,3 +217,18 @@ def test_passwords_roles_and_staff_status_are_never_accepted(scim, attribute):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM scim_scimresource")
         assert cursor.fetchone() == (0,)
+
+
+def test_an_account_locked_in_breakglass_is_not_reactivated_by_the_directory(scim):
+    """An abort link (or an administrator) deactivated the account pending review; the
+    directory, which still shows the person as active, pushes `active: true` on its next
+    sync: refused, until an administrator decides."""
+    made_here = make_user("held")
+    made_here.is_active = False  # what an abort link leaves
+    made_here.save(update_fields=["is_active"])
+    response = scim("PATCH", f"/Users/{made_here.pk}",
+                    patch({"op": "replace", "path": "active", "value": True}))
+    assert response.status_code == 403
+    made_here.refresh_from_db()
+    assert not made_here.is_active
+    assert not events(EventKind.SCIM_USER_UPDATED)

@@ -16,9 +16,15 @@ class UserAdmin(SimpleHistoryAdmin, DjangoUserAdmin):
     fieldsets = (
         *DjangoUserAdmin.fieldsets[:1],
         ("Personal info", {"fields": ("first_name", "last_name", "email", "mobile")}),
+        # With single sign-on: who keeps the local break-glass login, and which identity at
+        # the provider this account is (set at the first sign-on; an administrator may link
+        # an account made by hand). Both changes are kept in the history.
+        ("Single sign-on", {"fields": ("may_use_local_login", "sso_subject")}),
         *DjangoUserAdmin.fieldsets[2:],
     )
-    list_display = ("username", "email", "mobile", "is_staff", "is_active", "last_login")
+    list_display = ("username", "email", "mobile", "is_staff", "is_active",
+                    "may_use_local_login", "last_login")
+    list_filter = (*DjangoUserAdmin.list_filter, "may_use_local_login")
     search_fields = ("username", "email", "first_name", "last_name", "mobile")
     # review/admin.py adds "reopen_after_review": reviews build on accounts, not the reverse.
 

@@ -96,8 +96,13 @@ class ReplaceAuthenticatorForm(ChangeProofForm, AuthenticatorCodeForm):
 
 
 class UserChangeForm(DjangoUserChangeForm):
-    """Admin form: mobile numbers may be typed in any common format and are stored in E.164."""
+    """Admin form: mobile numbers may be typed in any common format and are stored in E.164;
+    an empty identity-provider subject is stored as none."""
 
     def clean_mobile(self) -> str:
         mobile = self.cleaned_data.get("mobile", "")
         return normalize_phone(mobile) if mobile else ""
+
+    def clean_sso_subject(self) -> str | None:
+        # Empty means "not linked": NULL, which the unique index allows many times over.
+        return self.cleaned_data.get("sso_subject") or None

@@ -36,7 +36,7 @@ def database_estimate(database_url: str | None) -> int:
     if database_url is None or urlsplit(database_url).scheme != "sqlite":
         return 0  # a pg_dump's size is known once it is written
     with suppress(ArchiveError, OSError):
-        return _sqlite_path(database_url).stat().st_size
+        return sqlite_path(database_url).stat().st_size
     return 0
 
 
@@ -44,7 +44,7 @@ def check_database_url(database_url: str) -> None:
     """Refuses a database URL that cannot be dumped before any file is archived."""
     scheme = urlsplit(database_url).scheme
     if scheme == "sqlite":
-        if not (path := _sqlite_path(database_url)).is_file():
+        if not (path := sqlite_path(database_url)).is_file():
             raise ArchiveError(f"the SQLite database {path} does not exist")
     elif scheme in POSTGRES_SCHEMES:
         libpq_environment(database_url)
@@ -62,7 +62,7 @@ def dump_database(database_url: str, dump: Path, *, keepalive: Keepalive | None 
     keepalive = keepalive or (lambda: None)
     scheme = urlsplit(database_url).scheme
     if scheme == "sqlite":
-        _snapshot_sqlite(_sqlite_path(database_url), dump, keepalive, confirm)
+        _snapshot_sqlite(sqlite_path(database_url), dump, keepalive, confirm)
         return "sqlite", SQLITE_MEMBER
     if scheme in POSTGRES_SCHEMES:
         _pg_dump(database_url, dump, keepalive)
@@ -70,7 +70,7 @@ def dump_database(database_url: str, dump: Path, *, keepalive: Keepalive | None 
     raise ArchiveError(f"unsupported database URL scheme {scheme!r}")
 
 
-def _sqlite_path(database_url: str) -> Path:
+def sqlite_path(database_url: str) -> Path:
     # django-environ's convention: sqlite:////absolute/path, sqlite:///relative/path
     path = unquote(urlsplit(database_url).path)[1:]
     if not path or path == ":memory:":

@@ -34,7 +34,7 @@ def verify_archive(path: Path) -> VerifyReport:
         report.problems.append(f"cannot read the archive: {exc.strerror or exc}")
         return report
     with raw:
-        hashed = _HashingReader(raw)
+        hashed = HashingReader(raw)
         members, manifest_bytes = _read_members(hashed, report.problems)
         report.sha256 = hashed.finish()
     manifest = _parse_manifest(manifest_bytes, report.problems)
@@ -45,7 +45,7 @@ def verify_archive(path: Path) -> VerifyReport:
     return report
 
 
-class _HashingReader:
+class HashingReader:
     def __init__(self, raw):
         self.raw, self.digest = raw, hashlib.sha256()
 

@@ -23,6 +23,7 @@ from django.db import connections
 
 from backups.archive import ArchiveError
 from backups.archive.dumps import POSTGRES_SCHEMES, libpq_environment
+from backups.archive.mysql import MYSQL_SCHEMES, parse_mysql_url
 
 POSTGRES_PORT = 5432
 SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
@@ -99,9 +100,11 @@ class SourcePolicy:
             self._check_sqlite(database_url)
         elif scheme in POSTGRES_SCHEMES:
             self._check_postgres(database_url)
+        elif scheme in MYSQL_SCHEMES:
+            self._check_mysql(database_url)
         else:
-            raise SourceRefused(f"unsupported database URL scheme {scheme!r}: sqlite or "
-                                "postgres")
+            raise SourceRefused(f"unsupported database URL scheme {scheme!r}: sqlite, "
+                                "postgres or mysql")
 
     def _check_real_folder(self, real: str, named: str) -> None:
         if not any(_within(real, root) for root in self.roots):
@@ -128,6 +131,22 @@ class SourcePolicy:
         if forbidden or (os.path.exists(real) and self.is_forbidden(os.stat(real))):
             raise SourceRefused(f"the SQLite database {path} is one of Breakglass's own files")
 
+    def _check_mysql(self, database_url: str) -> None:
+        try:
+            server = parse_mysql_url(database_url)
+        except ArchiveError as exc:
+            raise SourceRefused(str(exc)) from None
+        self._check_server(server.host, server.port, server.name)
+
+    def _check_server(self, host: str, port: int, name: str) -> None:
+        if not any(_same_host(host, allowed) and allowed_port in (None, port)
+                   for allowed, allowed_port in self.database_hosts):
+            raise SourceRefused(f"the database server {host}:{port} is not allowed "
+                                "(BACKUP_DATABASE_ALLOW lists host[:port] entries)")
+        if any(_same_host(host, own_host) and port == own_port and name == own_name
+               for own_host, own_port, own_name in self.own_databases):
+            raise SourceRefused("that database is Breakglass's own database")
+
     def _check_postgres(self, database_url: str) -> None:
         try:
             environment, _ = libpq_environment(database_url)
@@ -140,13 +159,7 @@ class SourcePolicy:
                 # authentication): Breakglass's own account, not the website's credentials.
                 raise SourceRefused(f"the database URL connects through a Unix socket ({host}): "
                                     "name the server's host and port, reached over TCP")
-            if not any(_same_host(host, allowed) and allowed_port in (None, port)
-                       for allowed, allowed_port in self.database_hosts):
-                raise SourceRefused(f"the database server {host}:{port} is not allowed "
-                                    "(BACKUP_DATABASE_ALLOW lists host[:port] entries)")
-            if any(_same_host(host, own_host) and port == own_port and name == own_name
-                   for own_host, own_port, own_name in self.own_databases):
-                raise SourceRefused("that database is Breakglass's own database")
+            self._check_server(host, port, name)
 
 
 def current_policy() -> SourcePolicy:

@@ -1,5 +1,6 @@
 """Database dumps for the archive: SQLite through its online backup API, PostgreSQL through
-`pg_dump --format=custom`, each into a file beside the archive."""
+`pg_dump --format=custom`, MariaDB and MySQL through `mariadb-dump` or `mysqldump`, each into a
+file beside the archive (a tar header needs the dump's size before its data)."""
 
 import os
 import shutil
@@ -12,7 +13,8 @@ from contextlib import closing, suppress
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .layout import PG_DUMP_MEMBER, SQLITE_MEMBER, ArchiveError
+from . import mysql
+from .layout import MYSQL_DUMP_MEMBER, PG_DUMP_MEMBER, SQLITE_MEMBER, ArchiveError
 
 POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql"}
 # libpq settings a database URL may carry as query parameters, passed on as environment.
@@ -48,6 +50,8 @@ def check_database_url(database_url: str) -> None:
             raise ArchiveError(f"the SQLite database {path} does not exist")
     elif scheme in POSTGRES_SCHEMES:
         libpq_environment(database_url)
+    elif scheme in mysql.MYSQL_SCHEMES:
+        mysql.parse_mysql_url(database_url)
     else:
         raise ArchiveError(f"unsupported database URL scheme {scheme!r}")
 
@@ -67,6 +71,9 @@ def dump_database(database_url: str, dump: Path, *, keepalive: Keepalive | None 
     if scheme in POSTGRES_SCHEMES:
         _pg_dump(database_url, dump, keepalive)
         return "postgresql", PG_DUMP_MEMBER
+    if scheme in mysql.MYSQL_SCHEMES:
+        _mysql_dump(database_url, dump, keepalive)
+        return "mysql", MYSQL_DUMP_MEMBER
     raise ArchiveError(f"unsupported database URL scheme {scheme!r}")
 
 
@@ -131,25 +138,47 @@ def _pg_dump(database_url: str, target: Path, keepalive: Keepalive) -> None:
         raise ArchiveError("pg_dump is not installed (apt-get install postgresql-client)")
     # Connection settings, the password above all, travel in the child's environment: never on
     # a command line that `ps` shows to every local user.
+    returncode, stderr = run_with_keepalive(
+        [executable, "--format=custom", "--no-password", f"--file={target}"], environment,
+        keepalive)
+    if returncode != 0:
+        reason = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        if password:
+            reason = [reason[0].replace(password, "***")]
+        raise ArchiveError(f"pg_dump failed (exit {returncode}): {reason[0]}")
+
+
+def _mysql_dump(database_url: str, target: Path, keepalive: Keepalive) -> None:
+    server = mysql.parse_mysql_url(database_url)
+    executable = mysql.installed_tool(mysql.DUMP_TOOLS, "mariadb-client")
+    tool = mysql.tool_version(executable)
+    with mysql.local_option_file(server) as option_file:
+        returncode, stderr = run_with_keepalive(
+            mysql.dump_command(executable, server, option_file=option_file,
+                               result_file=str(target)),
+            {name: value for name, value in os.environ.items() if not name.startswith("MYSQL")},
+            keepalive)
+    if returncode != 0:
+        raise mysql.failure(tool, returncode, stderr, server)
+
+
+def run_with_keepalive(command: list[str], environment: dict[str, str],
+                       keepalive: Keepalive) -> tuple[int, bytes]:
+    """Runs a dump tool to its end, calling `keepalive` every second; a stopped worker stops
+    its child too. Returns the exit status and what the tool wrote to stderr."""
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: it never fills up
         process = subprocess.Popen(  # noqa: S603
-            [executable, "--format=custom", "--no-password", f"--file={target}"],
-            env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            command, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=errors)
         try:
             while _still_running(process):
                 keepalive()
         finally:
-            if process.poll() is None:  # this worker was stopped: so is its pg_dump
+            if process.poll() is None:  # this worker was stopped: so is its child
                 process.kill()
                 process.wait()
         errors.seek(0)
-        stderr = errors.read()
-    if process.returncode != 0:
-        reason = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
-        if password:
-            reason = [reason[0].replace(password, "***")]
-        raise ArchiveError(f"pg_dump failed (exit {process.returncode}): {reason[0]}")
+        return process.returncode, errors.read()
 
 
 def _still_running(process: subprocess.Popen) -> bool:

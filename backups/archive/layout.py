@@ -2,7 +2,8 @@
 
     files/<path>                 every regular file of the files directory, in name order
     database/database.sqlite3    an SQLite online-backup copy, or
-    database/database.pg_dump    `pg_dump --format=custom` output (restore with pg_restore)
+    database/database.pg_dump    `pg_dump --format=custom` output (restore with pg_restore), or
+    database/database.sql        `mariadb-dump`/`mysqldump` output (restore with the mariadb client)
     manifest.json                last, as its checksums are known only once the rest is written
 
 as a POSIX pax tar stream compressed by gzip at level 6.
@@ -16,6 +17,7 @@ MANIFEST_NAME = "manifest.json"
 FILES_PREFIX = "files/"
 SQLITE_MEMBER = "database/database.sqlite3"
 PG_DUMP_MEMBER = "database/database.pg_dump"
+MYSQL_DUMP_MEMBER = "database/database.sql"
 CHUNK = 1 << 20
 # `<archive>.partial-<token>` and what hangs off it (a database dump, SQLite's journal).
 PARTIAL_NAME = re.compile(r"\.partial-[0-9a-f]{16}(\.|$)")

@@ -23,13 +23,23 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit, urlunsplit
 
+from . import mysql
 from .dumps import POSTGRES_SCHEMES, libpq_environment, sqlite_path
-from .layout import CHUNK, FILES_PREFIX, MANIFEST_NAME, PG_DUMP_MEMBER, SQLITE_MEMBER, ArchiveError
+from .layout import (
+    CHUNK,
+    FILES_PREFIX,
+    MANIFEST_NAME,
+    MYSQL_DUMP_MEMBER,
+    PG_DUMP_MEMBER,
+    SQLITE_MEMBER,
+    ArchiveError,
+)
 from .verifying import HashingReader, VerifyReport, verify_archive
 
-RESTORABLE = {"sqlite": SQLITE_MEMBER, "postgresql": PG_DUMP_MEMBER}
+RESTORABLE = {"sqlite": SQLITE_MEMBER, "postgresql": PG_DUMP_MEMBER, "mysql": MYSQL_DUMP_MEMBER}
 LOADED_WITH = {"sqlite": "copy it into place",
-               "postgresql": "load it with pg_restore --no-owner --no-privileges"}
+               "postgresql": "load it with pg_restore --no-owner --no-privileges",
+               "mysql": "load it with the mariadb client"}
 TEMPORARY_PREFIX = ".restoring-"
 FILE_MODES = 0o755  # keeps the owner's bits and read/execute for others: no setuid, no group write
 FOLDER_MODE = 0o755
@@ -228,13 +238,15 @@ def _database_target(entry: dict | None, database_url: str | None, force: bool):
     if RESTORABLE.get(engine) != entry.get("path"):
         raise DatabaseNotRestored(
             f"the archive's database ({engine}) cannot be restored by this command, which "
-            f"restores SQLite and PostgreSQL: extract {entry.get('path')} from the archive and "
-            "load it with that database's own tools")
+            "restores SQLite, PostgreSQL and MariaDB/MySQL: extract "
+            f"{entry.get('path')} from the archive and load it with that database's own tools")
     try:
         if engine == "sqlite" and scheme == "sqlite":
             return _SqliteTarget(sqlite_path(database_url), force)
         if engine == "postgresql" and scheme in POSTGRES_SCHEMES:
             return _PostgresTarget(database_url, force)
+        if engine == "mysql" and scheme in mysql.MYSQL_SCHEMES:
+            return _MysqlTarget(database_url, force)
     except ArchiveError as exc:
         raise DatabaseNotRestored(str(exc)) from None
     raise DatabaseNotRestored(f"the archive holds a {engine} database, which a {scheme}:// "
@@ -482,6 +494,40 @@ class _PostgresTarget:
                 reason = reason.replace(self.password, "***")
             raise DatabaseNotRestored(f"{tool} failed (exit {done.returncode}): {reason}")
         return done.stdout.decode(errors="replace")
+
+    def discard(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _MysqlTarget:
+    """A MariaDB or MySQL database, loaded by the client. Its dump holds DDL, which commits by
+    itself: a load that fails halfway leaves the tables loaded so far (exit 4 says the database
+    was not restored; --force loads again over them, as the dump drops each table first)."""
+
+    engine = "mysql"
+
+    def __init__(self, database_url: str, force: bool):
+        try:
+            self.server = mysql.parse_mysql_url(database_url)
+            count = mysql.count_objects(self.server)
+        except ArchiveError as exc:
+            raise DatabaseNotRestored(str(exc)) from None
+        self.force, self.shown = force, self.server.shown
+        self.folder: str | None = None
+        if count and not force:
+            raise TargetRefused(f"the database {self.shown} is not empty ({count} tables, "
+                                "views, routines or events; --force restores over them)")
+
+    def open_dump(self) -> BinaryIO:
+        self.folder = tempfile.mkdtemp(prefix="breakglass-restore-")  # owner-only
+        return open(os.path.join(self.folder, "database.sql"), "xb")
+
+    def restore(self) -> None:
+        try:
+            mysql.load_dump(self.server, os.path.join(self.folder or "", "database.sql"))
+        except ArchiveError as exc:
+            raise DatabaseNotRestored(str(exc)) from None
 
     def discard(self) -> None:
         if self.folder is not None:

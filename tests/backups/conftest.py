@@ -3,6 +3,8 @@ tests/conftest.py, which tests elsewhere request by name)."""
 
 import pytest
 
+from tests.connectors.mariadb_server import mariadb_server  # noqa: F401 (a fixture)
+
 
 @pytest.fixture(autouse=True)
 def _backup_sources_under_tmp_path(backup_sources):

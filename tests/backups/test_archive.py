@@ -344,8 +344,10 @@ def test_unreadable_files_and_folders_are_listed_as_skipped():
     ("does not exist", lambda tmp: {"files_dir": tmp / "nowhere", "database_url": None}),
     ("does not exist", lambda tmp: {"files_dir": None,
                                     "database_url": f"sqlite:///{tmp}/missing.sqlite3"}),
-    ("unsupported database URL scheme 'mysql'",
-     lambda tmp: {"files_dir": None, "database_url": "mysql://root:pw@localhost/site"}),
+    ("unsupported database URL scheme 'oracle'",
+     lambda tmp: {"files_dir": None, "database_url": "oracle://root:pw@localhost/site"}),
+    ("a MariaDB/MySQL database URL takes no parameters",
+     lambda tmp: {"files_dir": None, "database_url": "mysql://u:pw@h/site?ssl=1"}),
     ("unsupported database URL parameter 'service'",
      lambda tmp: {"files_dir": None, "database_url": "postgres://u@h/site?service=other"}),
 ])

@@ -371,16 +371,16 @@ def test_an_existing_sqlite_database_is_kept_without_force_and_replaced_with_it(
 
 def test_a_database_engine_this_command_cannot_restore_is_named(tmp_path, made):
     rewrite(made.path, edit_manifest(lambda manifest: manifest["database"].update(
-        engine="mariadb")))
+        engine="oracle")))
 
     run = restore_backup(str(made.path), "--files-to", str(tmp_path / "restored"),
                          "--database-url", "mysql://site:pw@db.example/shop")
 
     assert_nothing_touched(tmp_path, run, 4)
     assert run.refusal == (
-        "backup NOT restored: the archive's database (mariadb) cannot be restored by this "
-        "command, which restores SQLite and PostgreSQL: extract database/database.sqlite3 from "
-        "the archive and load it with that database's own tools")
+        "backup NOT restored: the archive's database (oracle) cannot be restored by this "
+        "command, which restores SQLite, PostgreSQL and MariaDB/MySQL: extract "
+        "database/database.sqlite3 from the archive and load it with that database's own tools")
 
 
 def test_a_database_url_of_another_engine_is_refused(tmp_path, made):

@@ -117,11 +117,13 @@ class MariaDBServer:
 
     # --- for the tests --------------------------------------------------------------------
 
-    def execute(self, statement: str, params=None) -> list[tuple]:
-        """One statement as root, on a connection of its own."""
+    def execute(self, statement: str, params=None, *, database: str | None = None) -> list[tuple]:
+        """One statement as root, on a connection of its own (in `database`, if named)."""
         connection = self._connect()
         try:
             with connection.cursor() as cursor:
+                if database is not None:
+                    connection.select_db(database)
                 cursor.execute(statement, params)
                 return list(cursor.fetchall())
         finally:

@@ -22,6 +22,7 @@ from audit.alerts import alert
 from audit.catalogue import EventKind, Outcome
 from audit.services import record
 from backups import archive, sources
+from backups.archive import remote
 from backups.models import BackupJob, EmergencySession, Website
 from backups.services import Contact, everyone_told
 
@@ -101,6 +102,8 @@ def run_backup(job_id: int) -> str:
     if job is None:
         return "not claimed"
     website = job.website
+    if remote.is_ssh_source(website.files_dir):
+        return _run_remote_backup(job, website)
     try:
         guard = sources.current_policy()
         files_dir = guard.check_files_dir(website.files_dir) if website.files_dir else None
@@ -110,13 +113,40 @@ def run_backup(job_id: int) -> str:
     except sources.SourceRefused as refused:
         _fail(job, str(refused), retry=False)
         return "failed"
+    return _write(job, website, files_dir=files_dir, url=url, guard=guard)
+
+
+def _run_remote_backup(job: BackupJob, website: Website) -> str:
+    """The same backup from another server: its source allowed, its host key the pinned one,
+    its real folder allowed once connected. A changed host key is not retried: only the
+    manager can decide to trust the new key."""
+    try:
+        guard = sources.current_policy()
+        source = guard.check_ssh_source(website.files_dir)
+        url = database_url(website)
+        if url is not None:
+            guard.check_remote_database_url(source, url)
+        with remote.RemoteSite(source, ssh_credentials(website)) as site:
+            folder = site.real_folder()
+            guard.check_remote_folder(source, folder)
+            return _write(job, website, files_dir=folder, url=url, guard=guard, site=site)
+    except (sources.SourceRefused, remote.HostKeyChanged) as refused:
+        _fail(job, str(refused), retry=False)
+        return "failed"
+    except archive.ArchiveError as exc:  # unreachable, refused, dropped: retried
+        _fail(job, f"{type(exc).__name__}: {exc}"[:500])
+        return "failed"
+
+
+def _write(job: BackupJob, website: Website, *, files_dir, url: str | None, guard,
+           site: "remote.RemoteSite | None" = None) -> str:
     name = f"{website.address}/{website.address}-{job.pk}-{timezone.now():%Y%m%dT%H%M%SZ}.tar.gz"
     destination = Path(backup_storage().path(name))
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         result = archive.write_archive(
             website=website.address, files_dir=files_dir, database_url=url,
-            destination=destination, progress=_heartbeat(job), guard=guard)
+            destination=destination, progress=_heartbeat(job), guard=guard, remote=site)
     except FencedOut:  # possibly after the rename: an archive never recorded is never served
         destination.unlink(missing_ok=True)
         return "fenced out"
@@ -153,6 +183,18 @@ def database_url(website: Website) -> str | None:
     from recovery.crypto import decrypt_field
 
     return decrypt_field(website.database_url_encrypted)
+
+
+def ssh_credentials(website: Website) -> remote.SshCredentials:
+    from recovery.crypto import decrypt_field
+
+    if not website.ssh_private_key_encrypted:
+        raise sources.SourceRefused("no SSH private key is set for this website")
+    return remote.SshCredentials(
+        private_key=decrypt_field(website.ssh_private_key_encrypted),
+        passphrase=(decrypt_field(website.ssh_passphrase_encrypted)
+                    if website.ssh_passphrase_encrypted else ""),
+        host_key=website.ssh_host_key)
 
 
 @transaction.atomic

@@ -38,11 +38,32 @@ class Website(models.Model):
     verification_mobile = models.CharField(
         max_length=20, blank=True, validators=[validate_e164],
         help_text="E.164, set by the manager only; receives the emergency codes by SMS.")
-    files_dir = models.CharField("files directory", max_length=500, blank=True,
-                                 help_text="A folder on this server to back up.")
+    files_dir = models.CharField(
+        "files directory", max_length=500, blank=True,
+        help_text="A folder on this server, or on another over SSH: ssh://user@host:port/path "
+                  "(its database is then dumped on that server).")
     database_url_encrypted = models.TextField(
         "database URL", blank=True, editable=False,
-        help_text="Encrypted at rest (it may hold a password): SQLite file or PostgreSQL.")
+        help_text="Encrypted at rest (it may hold a password): SQLite file, PostgreSQL or "
+                  "MariaDB/MySQL.")
+    ssh_private_key_encrypted = models.TextField(
+        "SSH private key", blank=True, editable=False,
+        help_text="Encrypted at rest; signs in to the server of an ssh:// files directory.")
+    ssh_passphrase_encrypted = models.TextField(blank=True, editable=False)
+    ssh_host_key = models.CharField(
+        "pinned SSH host key", max_length=4000, blank=True, editable=False,
+        help_text="The key the server must present (type and base64), pinned by the manager.")
+    ssh_host_key_pinned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    ssh_host_key_pinned_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                               null=True, blank=True, editable=False,
+                                               related_name="+")
+    wordpress_settings = models.JSONField(
+        null=True, blank=True, editable=False,
+        help_text="What wp-config.php said when the manager confirmed it (never the password).")
+    wordpress_confirmed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    wordpress_confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                               null=True, blank=True, editable=False,
+                                               related_name="+")
     emergency_enabled = models.BooleanField("emergency access enabled", default=False)
     emergency_minutes = models.PositiveIntegerField(
         "emergency window (minutes)", default=60,
@@ -62,6 +83,8 @@ class Website(models.Model):
         help_text="New contacts receive no code before this, unless a second administrator "
                   "approved the change.")
     history = ConfigurationHistory(excluded_fields=["database_url_encrypted",
+                                                    "ssh_private_key_encrypted",
+                                                    "ssh_passphrase_encrypted",
                                                     "consecutive_failures"])
 
     class Meta:

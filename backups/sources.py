@@ -24,13 +24,14 @@ from django.db import connections
 from backups.archive import ArchiveError
 from backups.archive.dumps import POSTGRES_SCHEMES, libpq_environment
 from backups.archive.mysql import MYSQL_SCHEMES, parse_mysql_url
+from backups.archive.remote import SshSource, parse_ssh_source
 
 POSTGRES_PORT = 5432
 SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 # Settings that name what the backup may read, not Breakglass's own files.
-SOURCE_SETTINGS = {"BACKUP_SOURCE_ROOTS", "BACKUP_DATABASE_ALLOW", "DEMO_SITES_DIR",
-                   "DEVELOPMENT_BACKUP_SOURCES"}
+SOURCE_SETTINGS = {"BACKUP_SOURCE_ROOTS", "BACKUP_DATABASE_ALLOW", "BACKUP_REMOTE_SOURCES",
+                   "DEMO_SITES_DIR", "DEVELOPMENT_BACKUP_SOURCES"}
 
 
 class SourceRefused(ArchiveError):
@@ -45,6 +46,40 @@ class SourcePolicy:
     forbidden: tuple[str, ...]  # Breakglass's own files and folders, real paths
     forbidden_inodes: frozenset[tuple[int, int]]
     own_databases: tuple[tuple[str, int, str], ...]  # (host, port, name) of network ones
+    remote_roots: tuple[tuple[str, int, str], ...] = ()  # (host, port, folder) over SSH
+
+    def check_ssh_source(self, url: str) -> SshSource:
+        """The parsed source if its server and folder are allowed (BACKUP_REMOTE_SOURCES);
+        checked again on the folder's real path on the server once connected."""
+        try:
+            source = parse_ssh_source(url)
+        except ArchiveError as exc:
+            raise SourceRefused(str(exc)) from None
+        self.check_remote_folder(source, source.path)
+        return source
+
+    def check_remote_folder(self, source: SshSource, real: str) -> None:
+        if not self.remote_roots:
+            raise SourceRefused("No server is allowed: the operator lists ssh://host[:port]/"
+                                "folder entries in BACKUP_REMOTE_SOURCES in the environment.")
+        if not any(_same_host(source.host, host) and source.port == port
+                   and _within(real, root) for host, port, root in self.remote_roots):
+            raise SourceRefused(f"{real} on {source.address} is outside the allowed folders "
+                                "(BACKUP_REMOTE_SOURCES)")
+        if _same_host(source.host, "localhost"):  # this machine: its own files stay out
+            self._check_real_folder(real, real, roots=False)
+
+    def check_remote_database_url(self, source: SshSource, database_url: str) -> None:
+        """A database dumped on the website's server: MariaDB/MySQL only, on that server's
+        own loopback or on a server BACKUP_DATABASE_ALLOW names."""
+        if urlsplit(database_url).scheme not in MYSQL_SCHEMES:
+            raise SourceRefused("over SSH only a MariaDB/MySQL database can be backed up")
+        try:
+            server = parse_mysql_url(database_url)
+        except ArchiveError as exc:
+            raise SourceRefused(str(exc)) from None
+        if _same_host(source.host, "localhost") or not _same_host(server.host, "localhost"):
+            self._check_server(server.host, server.port, server.name)
 
     def check_files_dir(self, files_dir: str) -> Path:
         """The real path of `files_dir` if the backup may read it; SourceRefused otherwise."""
@@ -106,8 +141,8 @@ class SourcePolicy:
             raise SourceRefused(f"unsupported database URL scheme {scheme!r}: sqlite, "
                                 "postgres or mysql")
 
-    def _check_real_folder(self, real: str, named: str) -> None:
-        if not any(_within(real, root) for root in self.roots):
+    def _check_real_folder(self, real: str, named: str, *, roots: bool = True) -> None:
+        if roots and not any(_within(real, root) for root in self.roots):
             raise SourceRefused(f"{named} is outside the allowed folders "
                                 f"(BACKUP_SOURCE_ROOTS: {', '.join(self.roots)})")
         if any(_within(real, own) or _within(own, real) for own in self.forbidden):
@@ -169,7 +204,8 @@ def current_policy() -> SourcePolicy:
     return SourcePolicy(
         roots=tuple(os.path.realpath(root) for root in settings.BACKUP_SOURCE_ROOTS if root),
         database_paths=paths, database_hosts=hosts, forbidden=tuple(forbidden),
-        forbidden_inodes=frozenset(_inodes(forbidden)), own_databases=tuple(_own_databases()))
+        forbidden_inodes=frozenset(_inodes(forbidden)), own_databases=tuple(_own_databases()),
+        remote_roots=tuple(_parse_remote_sources(settings.BACKUP_REMOTE_SOURCES)))
 
 
 def _refuse_unclean(path: str) -> None:
@@ -222,6 +258,12 @@ def _parse_database_allow(entries: list[str]) -> tuple[tuple[str, ...], tuple]:
             parts = urlsplit(f"//{entry}")
             hosts.append((parts.hostname or "", parts.port))
     return tuple(paths), tuple(hosts)
+
+
+def _parse_remote_sources(entries: list[str]) -> Iterator[tuple[str, int, str]]:
+    for entry in (entry.strip() for entry in entries if entry.strip()):
+        parts = urlsplit(entry)
+        yield parts.hostname or "", parts.port or 22, unquote(parts.path).rstrip("/") or "/"
 
 
 def _forbidden_paths() -> Iterator[str]:

@@ -248,8 +248,8 @@ PUBLIC_URLS = frozenset({
     "admin:login", "healthz", "api:openapi-json", "api:openapi-view",
     # The emergency page and the narrow session it opens check their own access
     # (backups/views.py): the browser stays anonymous everywhere else.
-    "emergency:start", "emergency:verify", "emergency:session", "emergency:start-backup",
-    "emergency:download", "emergency:end",
+    "emergency:start", "emergency:verify", "emergency:new-code", "emergency:session",
+    "emergency:start-backup", "emergency:download", "emergency:handover", "emergency:end",
 })
 # The JSON API and SCIM authenticate applications by bearer token on every operation
 # (api/auth.py, scim/views.py), not by session: the session checks step aside for them.
@@ -410,6 +410,14 @@ if not all(Path(root).is_absolute() for root in BACKUP_SOURCE_ROOTS) or not all(
     raise ImproperlyConfigured(
         "BACKUP_SOURCE_ROOTS must list absolute folders, and BACKUP_DATABASE_ALLOW absolute "
         "folders (SQLite) or host[:port] entries (PostgreSQL), comma-separated."
+    )
+# BACKUP_REMOTE_SOURCES lists the folders on other servers a website may be backed up from,
+# over SSH: ssh://host[:port]/folder entries (the port defaults to 22). Empty allows none.
+BACKUP_REMOTE_SOURCES = env.list("BACKUP_REMOTE_SOURCES", default=[])
+if not all(re.fullmatch(r"ssh://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?/[^\s]*", entry)
+           for entry in BACKUP_REMOTE_SOURCES):
+    raise ImproperlyConfigured(
+        "BACKUP_REMOTE_SOURCES must list ssh://host[:port]/folder entries, comma-separated."
     )
 # A backup task's own time limit (django-q2 kills a task that runs longer); the cluster's
 # `retry` below must exceed it, or the broker hands a running backup to a second worker.

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .dumps import check_database_url, database_estimate, dump_database
 from .layout import (
@@ -30,6 +31,8 @@ from .layout import (
     PARTIAL_NAME,
     ArchiveError,
 )
+from .mysql import MYSQL_SCHEMES
+from .remote import RemoteFailed, RemoteSite
 from .tree import FORBIDDEN_REASON, Guard, files_root, regular_files, tree_size
 
 GZIP_LEVEL = 6  # gzip's and `tar -cz`'s default
@@ -50,10 +53,12 @@ class ArchiveResult:
     manifest: dict
 
 
-def write_archive(*, website: str, files_dir: Path | None, database_url: str | None,
+def write_archive(*, website: str, files_dir: Path | str | None, database_url: str | None,
                   destination: Path, progress: Progress | None = None,
-                  guard: Guard | None = None) -> ArchiveResult:
+                  guard: Guard | None = None, remote: RemoteSite | None = None) -> ArchiveResult:
     """Streams `files_dir` and a dump of `database_url` into the archive `destination`.
+    With `remote`, both are on that server: `files_dir` is its real folder there (a string)
+    and the database is dumped there.
 
     It is written as `<destination>.partial-<token>`, fsynced, then renamed, so `destination`
     only ever names a complete archive. Files that cannot be read are listed as skipped in the
@@ -65,20 +70,28 @@ def write_archive(*, website: str, files_dir: Path | None, database_url: str | N
         raise ArchiveError("nothing to back up: neither a files directory nor a database URL")
     if destination.exists():
         raise ArchiveError(f"{destination} already exists")
-    top = files_root(files_dir) if files_dir is not None else None
+    if remote is not None:
+        top = None
+        if database_url is not None and urlsplit(database_url).scheme not in MYSQL_SCHEMES:
+            raise ArchiveError("over SSH only a MariaDB/MySQL database can be dumped")
+    else:
+        top = files_root(Path(files_dir)) if files_dir is not None else None
     if database_url is not None:
         check_database_url(database_url)
-    estimate = database_estimate(database_url)
+    estimate = database_estimate(database_url) if remote is None else 0
     tracker = _Tracker(progress, estimate)
     if top is not None:
         tracker.current = "sizing"  # told only if the walk lasts: through keepalive
         tracker.total += tree_size(top, guard, keepalive=tracker.keepalive)
+    elif remote is not None and files_dir is not None:
+        tracker.total += remote.tree_size(str(files_dir))
     partial = destination.with_name(f"{destination.name}.partial-{secrets.token_hex(8)}")
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "website": website,
                 "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "files_count": 0, "files_bytes": 0, "database": None, "skipped": []}
     try:
-        archive = _write(partial, tracker, manifest, top, (database_url, estimate), guard)
+        archive = _write(partial, tracker, manifest, top, (database_url, estimate), guard,
+                         remote, files_dir if remote is not None else None)
         os.replace(partial, destination)
         _fsync_directory(destination.parent)
     except BaseException:
@@ -90,16 +103,20 @@ def write_archive(*, website: str, files_dir: Path | None, database_url: str | N
 
 
 def _write(partial: Path, tracker: "_Tracker", manifest: dict, top: Path | None,
-           database: tuple[str | None, int], guard: Guard | None) -> "_ArchiveWriter":
+           database: tuple[str | None, int], guard: Guard | None, remote: RemoteSite | None,
+           remote_folder: str | None) -> "_ArchiveWriter":
     dump = partial.with_name(f"{partial.name}.database")
     try:
         with _ArchiveWriter(partial, tracker) as archive:
             if top is not None:
                 tracker.phase("files")
                 _add_files(archive, top, manifest, guard)
+            if remote is not None and remote_folder is not None:
+                tracker.phase("files")
+                _add_remote_files(archive, remote, remote_folder, manifest)
             if database[0] is not None:
                 tracker.phase("database")
-                manifest["database"] = _add_database(archive, database, dump, guard)
+                manifest["database"] = _add_database(archive, database, dump, guard, remote)
             tracker.phase("finishing")
             archive.finish(manifest)
     finally:
@@ -357,16 +374,71 @@ def _read_chunks(fd: int, errors: list[str]) -> Iterator[bytes]:
         errors.append(exc.strerror or str(exc))
 
 
+def _add_remote_files(archive: _ArchiveWriter, remote: RemoteSite, folder: str,
+                      manifest: dict) -> None:
+    """Reads the server's tar stream member by member: regular files are hashed and written
+    as ours; links, devices and unsafe names are listed as skipped, never extracted. A stream
+    that ends early (a dropped connection) fails the backup."""
+    def skip(path: str, reason: str) -> None:
+        manifest["skipped"].append({"path": FILES_PREFIX + path, "reason": reason})
+
+    with remote.files(folder) as (stream, finish):
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    _add_remote_member(archive, tar, member, manifest, skip)
+        except (tarfile.TarError, EOFError) as exc:
+            raise RemoteFailed(f"the files from {remote.source.address} ended early (the "
+                               f"connection dropped?): {exc}") from None
+        # GNU tar: 1 "some files changed while being archived", 2 fatal or unreadable files,
+        # each named on stderr. A stream that ends cleanly with 2 lists its unreadable files.
+        status, warnings = finish(allowed=(0, 1, 2))
+    for line in warnings:
+        if line.startswith("tar: ./") and ": " in line[7:]:
+            path, _, reason = line[7:].partition(": ")
+            skip(path, reason)
+        elif line.strip() and status == 2:
+            raise RemoteFailed(f"tar on {remote.source.address} failed: {line.strip()}")
+
+
+def _add_remote_member(archive: _ArchiveWriter, tar: tarfile.TarFile, member: tarfile.TarInfo,
+                       manifest: dict, skip) -> None:
+    path = member.name.removeprefix("./")
+    if member.isdir() or path in ("", "."):
+        return
+    parts = path.split("/")
+    if member.name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        skip(path, "an unsafe name, not archived")
+        return
+    if member.issym():
+        skip(path, f"symlink to {member.linkname}, not followed")
+        return
+    if not member.isreg():
+        skip(path, "not a regular file")
+        return
+    data = tar.extractfile(member)
+    sha256, _ = archive.member(FILES_PREFIX + path, member.size,
+                               iter(lambda: data.read(CHUNK), b""), mode=member.mode,
+                               mtime=member.mtime)
+    archive.add_entry({"path": FILES_PREFIX + path, "size": member.size, "sha256": sha256})
+    manifest["files_count"] += 1
+    manifest["files_bytes"] += member.size
+
+
 def _add_database(archive: _ArchiveWriter, database: tuple[str, int], dump: Path,
-                  guard: Guard | None) -> dict:
+                  guard: Guard | None, remote: RemoteSite | None = None) -> dict:
     """Dumps the database to `dump` (a partial name beside the archive, locked like it) and
     streams the dump in; a pg_dump's size is not known before it ends, and a tar header needs
     it."""
     database_url, estimate = database
     lock = _create_locked(dump)
     try:
-        engine, name = dump_database(database_url, dump, keepalive=archive.tracker.report,
-                                     confirm=guard.check_open_database if guard else None)
+        if remote is not None:
+            engine, name = "mysql", remote.dump_mysql(database_url, dump,
+                                                      archive.tracker.keepalive)
+        else:
+            engine, name = dump_database(database_url, dump, keepalive=archive.tracker.report,
+                                         confirm=guard.check_open_database if guard else None)
         fd = os.open(dump, os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(lock)

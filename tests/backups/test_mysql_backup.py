@@ -13,32 +13,7 @@ import pytest
 from backups.archive import ArchiveError, verify_archive, write_archive
 from backups.archive.mysql import describe_version, parse_mysql_url
 from backups.archive.restoring import DatabaseNotRestored, TargetRefused, restore_archive
-from tests.backups.wordpress_site import (
-    SITE_PASSWORD,
-    database_fingerprint,
-    file_checksums,
-    make_wordpress_site,
-)
-from tests.connectors.mariadb_server import quote_identifier
-
-
-@pytest.fixture
-def wordpress(mariadb_server, tmp_path, request):
-    name = f"wp_{request.node.name[5:25]}".replace("-", "_")
-    site = make_wordpress_site(mariadb_server, tmp_path / "site", name)
-    yield site
-    mariadb_server.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")
-
-
-@pytest.fixture
-def fresh_database(mariadb_server, wordpress):
-    """An empty database the site's user may fill: where the new manager restores."""
-    name = f"{wordpress.database}_new"[:60]
-    mariadb_server.execute(f"CREATE DATABASE {quote_identifier(name)}")
-    mariadb_server.execute(f"GRANT ALL PRIVILEGES ON {quote_identifier(name)}.* TO "
-                           f"'{wordpress.user}'@'%'")
-    yield name
-    mariadb_server.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")
+from tests.backups.wordpress_site import SITE_PASSWORD, database_fingerprint, file_checksums
 
 
 def archive_of(site, tmp_path: Path):

@@ -4,13 +4,16 @@ ones for 24 hours unless a second administrator approves (backups.services.chang
 A manager named at creation or by anyone but the manager in office waits for a second
 administrator (custody.confirm_manager); what a backup reads changes only with a fresh code."""
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.services import SecondFactorThrottled, verify_second_factor
 from audit.admin import RequestFormMixin
-from backups import custody, services, sources
+from backups import custody, services, site_admin, sources
+from backups.archive import ArchiveError, remote
 from backups.models import BackupJob, EmergencyChallenge, Website
 
 CONTACT_FIELDS = ("verification_email", "verification_mobile")
@@ -21,8 +24,24 @@ class WebsiteForm(forms.ModelForm):
     database_url = forms.CharField(
         label="Database URL", required=False, max_length=1000,
         widget=forms.PasswordInput(render_value=False),
-        help_text="sqlite:////path/to/db.sqlite3 or postgres://user:password@host/name. "
-                  "Encrypted at rest, never shown again; leave empty to keep the stored one.")
+        help_text="sqlite:////path/to/db.sqlite3, postgres://user:password@host/name or "
+                  "mysql://user:password@host:3306/name. Encrypted at rest, never shown again; "
+                  "leave empty to keep the stored one (or confirm WordPress's settings below).")
+    ssh_private_key = forms.CharField(
+        label="SSH private key", required=False, max_length=20_000,
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
+        help_text="For an ssh:// files directory: the private key (OpenSSH or PEM; Ed25519, "
+                  "ECDSA or RSA) whose public key the server's account authorizes. Encrypted "
+                  "at rest, never shown again; leave empty to keep the stored one.")
+    ssh_passphrase = forms.CharField(
+        label="Its passphrase", required=False, max_length=1000,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Only for an encrypted private key.")
+    pin_host_key = forms.BooleanField(label="Pin the server's host key", required=False)
+    shown_host_key = forms.CharField(required=False, widget=forms.HiddenInput)
+    use_wordpress = forms.BooleanField(label="Use the database wp-config.php names",
+                                       required=False)
+    shown_wordpress = forms.CharField(required=False, widget=forms.HiddenInput)
     manager_code = forms.CharField(
         label="Your one-time code", required=False, max_length=20,
         help_text="A fresh code from your authenticator: needed to change the verification "
@@ -39,6 +58,43 @@ class WebsiteForm(forms.ModelForm):
         self.request = request
         self.proven = False  # the acting user gave a fresh code in this save
         self._stored: Website | None = None
+        self.server = site_admin.ServerReading.of(self.instance)
+        self._offer_server_choices()
+
+    def _offer_server_choices(self) -> None:
+        """Pinning and WordPress confirmation are offered only with what the page shows: the
+        fingerprint and the settings travel with the form and must still hold when saved."""
+        for name in ("pin_host_key", "shown_host_key", "use_wordpress", "shown_wordpress"):
+            self.fields[name].disabled = True
+        for problem in self.server.problems:
+            field = "pin_host_key" if problem.startswith("Host key") else "use_wordpress"
+            self.fields[field].help_text = problem
+        if (fingerprint := self.server.presented_fingerprint) is not None:
+            self.fields["pin_host_key"].disabled = False
+            self.fields["shown_host_key"].disabled = False
+            self.fields["shown_host_key"].initial = fingerprint
+            self.fields["pin_host_key"].label = (
+                f"Pin the host key {fingerprint} that {self.server.address} presents now")
+            self.fields["pin_host_key"].help_text = (
+                "Compare it with the server's own (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key"
+                ".pub on the server) before you pin it. A backup only talks to the pinned key.")
+        if (summary := self.server.wordpress) is not None:
+            self.fields["use_wordpress"].disabled = False
+            self.fields["shown_wordpress"].disabled = False
+            self.fields["shown_wordpress"].initial = json.dumps(summary, sort_keys=True)
+            self.fields["use_wordpress"].help_text = (
+                "WordPress found: " + site_admin.describe_wordpress(summary) + ". Each backup "
+                "reads wp-config.php again: a new password is followed, another database "
+                "stops the backup until you confirm again.")
+
+    def clean_ssh_private_key(self):
+        key = self.cleaned_data["ssh_private_key"].strip()
+        if key:
+            try:
+                remote.load_private_key(key + "\n", self.data.get("ssh_passphrase", ""))
+            except ArchiveError as refused:
+                raise forms.ValidationError(str(refused)) from None
+        return key + "\n" if key else ""
 
     def clean_address(self):
         return services.normalize_address(self.cleaned_data["address"])
@@ -48,8 +104,12 @@ class WebsiteForm(forms.ModelForm):
         job checks the resolved path again when it runs (backups.sources)."""
         files_dir = self.cleaned_data["files_dir"].strip()
         if files_dir:
+            policy = sources.current_policy()
             try:
-                sources.current_policy().check_files_dir(files_dir)
+                if remote.is_ssh_source(files_dir):
+                    policy.check_ssh_source(files_dir)
+                else:
+                    policy.check_files_dir(files_dir)
             except sources.SourceRefused as refused:
                 raise forms.ValidationError(str(refused)) from None
         return files_dir
@@ -57,9 +117,15 @@ class WebsiteForm(forms.ModelForm):
     def clean_database_url(self):
         """Only a database BACKUP_DATABASE_ALLOW names, never Breakglass's own."""
         database_url = self.cleaned_data["database_url"].strip()
+        files_dir = self.cleaned_data.get("files_dir", "")
         if database_url:
+            policy = sources.current_policy()
             try:
-                sources.current_policy().check_database_url(database_url)
+                if remote.is_ssh_source(files_dir or ""):
+                    policy.check_remote_database_url(policy.check_ssh_source(files_dir),
+                                                     database_url)
+                else:
+                    policy.check_database_url(database_url)
             except sources.SourceRefused as refused:
                 raise forms.ValidationError(str(refused)) from None
         return database_url
@@ -86,7 +152,8 @@ class WebsiteForm(forms.ModelForm):
         return self.instance.pk is not None and self.changed("manager")
 
     def source_changed(self) -> bool:
-        return self.changed("files_dir") or bool(self.cleaned_data.get("database_url"))
+        return self.changed("files_dir") or any(self.cleaned_data.get(field) for field in (
+            "database_url", "ssh_private_key", "pin_host_key", "use_wordpress"))
 
     def clean(self):
         cleaned = super().clean()
@@ -96,6 +163,14 @@ class WebsiteForm(forms.ModelForm):
             raise forms.ValidationError(
                 "Change the manager and the verification contacts in separate saves: the "
                 "contacts are set by the manager in office.")
+        if self.changed("files_dir") and (cleaned.get("pin_host_key")
+                                          or cleaned.get("use_wordpress")):
+            raise forms.ValidationError(
+                "Save the new files directory first: the host key and wp-config.php shown "
+                "were read from the old one.")
+        if cleaned.get("use_wordpress") and cleaned.get("database_url"):
+            raise forms.ValidationError("Either type a database URL or use WordPress's "
+                                        "settings, not both.")
         if self.contacts_changed():
             self._check_contacts_setter(cleaned.get("manager"))
         if self.contacts_changed() or self.source_changed() or self._handing_over():
@@ -138,7 +213,8 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
     search_fields = ("address", "name", "owner_name")
     readonly_fields = ("manager_confirmed", "pending_manager", "manager_named_by",
                        "consecutive_failures", "locked_at", "contacts_changed_at",
-                       "contacts_changed_by", "contacts_hold_until")
+                       "contacts_changed_by", "contacts_hold_until", "server_access",
+                       "wordpress_confirmation")
     actions = ["approve_contacts", "confirm_manager", "end_emergency_sessions", "unlock",
                "start_drill"]
 
@@ -150,12 +226,24 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
             return [field for field in fields if field not in self.readonly_fields]
         return fields
 
+    @admin.display(description="SSH access")
+    def server_access(self, obj):
+        return site_admin.describe_server_access(obj)
+
+    @admin.display(description="WordPress")
+    def wordpress_confirmation(self, obj):
+        return site_admin.describe_wordpress_confirmation(obj)
+
     def save_model(self, request, obj, form, change):
         if not change:
-            if form.cleaned_data.get("database_url"):
-                from recovery.crypto import encrypt_field
+            from recovery.crypto import encrypt_field
 
-                obj.database_url_encrypted = encrypt_field(form.cleaned_data["database_url"])
+            secrets = {"database_url_encrypted": "database_url",
+                       "ssh_private_key_encrypted": "ssh_private_key",
+                       "ssh_passphrase_encrypted": "ssh_passphrase"}
+            for stored, typed in secrets.items():
+                if form.cleaned_data.get(typed):
+                    setattr(obj, stored, encrypt_field(form.cleaned_data[typed]))
             custody.create_website(obj, actor=request.user, request=request)
             return
         # The manager, the contacts and what a backup reads change only through their services,
@@ -173,6 +261,7 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
             custody.change_source(obj, files_dir=new_values["files_dir"],
                                   database_url=form.cleaned_data.get("database_url", ""),
                                   actor=request.user, request=request)
+            site_admin.apply_server_choices(request, obj, form.cleaned_data)
         if form.manager_changed():
             custody.change_manager(obj, new_manager=new_manager, actor=request.user,
                                     proven=form.proven, request=request)

@@ -25,6 +25,8 @@ from backups import archive, sources
 from backups.archive import remote
 from backups.models import BackupJob, EmergencySession, Website
 from backups.services import Contact, everyone_told
+from backups.site_access import backup_database_url, ssh_credentials
+from backups.wordpress import WordPressConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +109,10 @@ def run_backup(job_id: int) -> str:
     try:
         guard = sources.current_policy()
         files_dir = guard.check_files_dir(website.files_dir) if website.files_dir else None
-        url = database_url(website)
+        url = backup_database_url(website, guard)
         if url is not None:
             guard.check_database_url(url)
-    except sources.SourceRefused as refused:
+    except (sources.SourceRefused, WordPressConfigError) as refused:
         _fail(job, str(refused), retry=False)
         return "failed"
     return _write(job, website, files_dir=files_dir, url=url, guard=guard)
@@ -123,14 +125,14 @@ def _run_remote_backup(job: BackupJob, website: Website) -> str:
     try:
         guard = sources.current_policy()
         source = guard.check_ssh_source(website.files_dir)
-        url = database_url(website)
-        if url is not None:
-            guard.check_remote_database_url(source, url)
         with remote.RemoteSite(source, ssh_credentials(website)) as site:
             folder = site.real_folder()
             guard.check_remote_folder(source, folder)
+            url = backup_database_url(website, guard, site=site)
+            if url is not None:
+                guard.check_remote_database_url(source, url)
             return _write(job, website, files_dir=folder, url=url, guard=guard, site=site)
-    except (sources.SourceRefused, remote.HostKeyChanged) as refused:
+    except (sources.SourceRefused, remote.HostKeyChanged, WordPressConfigError) as refused:
         _fail(job, str(refused), retry=False)
         return "failed"
     except archive.ArchiveError as exc:  # unreachable, refused, dropped: retried
@@ -175,26 +177,6 @@ def _heartbeat(run: BackupJob):
             raise FencedOut(f"backup {run.pk} attempt {run.attempts} lost its job")
 
     return progress
-
-
-def database_url(website: Website) -> str | None:
-    if not website.database_url_encrypted:
-        return None
-    from recovery.crypto import decrypt_field
-
-    return decrypt_field(website.database_url_encrypted)
-
-
-def ssh_credentials(website: Website) -> remote.SshCredentials:
-    from recovery.crypto import decrypt_field
-
-    if not website.ssh_private_key_encrypted:
-        raise sources.SourceRefused("no SSH private key is set for this website")
-    return remote.SshCredentials(
-        private_key=decrypt_field(website.ssh_private_key_encrypted),
-        passphrase=(decrypt_field(website.ssh_passphrase_encrypted)
-                    if website.ssh_passphrase_encrypted else ""),
-        host_key=website.ssh_host_key)
 
 
 @transaction.atomic

@@ -6,6 +6,7 @@ only PHP could know (a function call, a concatenation, a variable inside double 
 different values in two branches) is refused, never guessed.
 """
 
+import errno
 import os
 import re
 import stat
@@ -87,24 +88,33 @@ class WordPressConfig:
 
 
 def read_wp_config_file(path: str | Path) -> WordPressConfig:
-    """The settings of the wp-config.php at `path` (UTF-8, at most 1 MiB)."""
-    try:  # O_NONBLOCK: a FIFO planted under the name must not hang the backup
-        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)
-                  ) as file:
+    """The settings of the wp-config.php at `path` (UTF-8, at most 1 MiB). A symlink is
+    refused: it could point the reader at any file this server may read."""
+    flags = os.O_NONBLOCK | os.O_NOFOLLOW  # a FIFO planted under the name must not hang us
+    try:
+        with open(path, "rb", opener=lambda name, mode: os.open(name, mode | flags)) as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                 raise WordPressConfigError(f"{path} is not a regular file; point to the site's "
                                            "own wp-config.php.")
             data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise WordPressConfigError(f"{path} is a symlink; the backup reads only the "
+                                       "site's own wp-config.php, not a link to one.") from None
         raise WordPressConfigError(f"{path} cannot be read ({error.strerror}); check that the "
                                    "website's files directory holds wp-config.php.") from None
+    return read_wp_config_bytes(data, str(path))
+
+
+def read_wp_config_bytes(data: bytes, where: str) -> WordPressConfig:
+    """The settings in the bytes of a wp-config.php read from `where` (named in errors)."""
     if len(data) > MAX_CONFIG_BYTES:
-        raise WordPressConfigError(f"{path} is larger than 1 MiB, far more than any "
+        raise WordPressConfigError(f"{where} is larger than 1 MiB, far more than any "
                                    "wp-config.php; check that it is the site's own file.")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise WordPressConfigError(f"{path} is not UTF-8 text (byte {error.start}); save it as "
+        raise WordPressConfigError(f"{where} is not UTF-8 text (byte {error.start}); save it as "
                                    "UTF-8 or set the database URL by hand instead.") from None
     return read_wp_config(text)
 

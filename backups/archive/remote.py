@@ -38,6 +38,8 @@ TAR_COMMAND = "tar --create --file=- --format=posix --sort=name --hard-dereferen
 REALPATH_COMMAND = "realpath -e -- {}"
 SIZE_COMMAND = "du --summarize --bytes --apparent-size -- {}"
 FIND_DUMP = "command -v mariadb-dump || command -v mysqldump"
+# A small file's first bytes, only if it is a regular file and not a symlink (exit 3 if not).
+READ_FILE_COMMAND = "if [ -f {0} ] && [ ! -L {0} ]; then head -c {1} -- {0}; else exit 3; fi"
 Keepalive = Callable[[], None]
 
 
@@ -264,6 +266,15 @@ class RemoteSite:
         if not path.startswith("/"):
             raise RemoteFailed(f"{self.source.path} on {self.source.address} is not a folder")
         return path
+
+    def read_file(self, path: str, limit: int) -> bytes | None:
+        """At most `limit` bytes of the regular file `path` on the server; None when there is
+        no such file (or it is a symlink)."""
+        quoted = shlex.quote(path)
+        with self.command(READ_FILE_COMMAND.format(quoted, limit)) as (stdout, finish):
+            data = stdout.read(limit)
+            status, _ = finish(allowed=(0, 3))
+        return None if status == 3 else data
 
     def tree_size(self, folder: str) -> int:
         with suppress(RemoteFailed, ValueError, IndexError):

@@ -501,3 +501,16 @@ def test_the_database_url_round_trips(user, password, name, host, port):
     assert (unquote(parts.username), unquote(parts.password)) == (user, password)
     assert (parts.hostname, parts.port) == (host, port)
     assert unquote(parts.path[1:]) == name
+
+
+def test_a_wp_config_that_is_a_symlink_is_refused_not_followed(tmp_path):
+    """A site owner could point wp-config.php at any file this server may read."""
+    from backups.wordpress import WordPressConfigError, read_wp_config_file
+
+    secret = tmp_path / "secret.php"
+    secret.write_text("<?php define('DB_NAME', 'x');")
+    (tmp_path / "wp-config.php").symlink_to(secret)
+
+    with pytest.raises(WordPressConfigError, match=r"is a symlink; the backup reads only the "
+                                                   r"site's own wp-config.php"):
+        read_wp_config_file(tmp_path / "wp-config.php")

@@ -117,7 +117,7 @@ def make_wordpress_site(server: MariaDBServer, folder: Path, database: str, *,
         server.execute(statement.replace("{definer}", account(user)), database=database)
     _fill(server, database, posts)
     files = folder / "files"
-    _write_files(files, database, user)
+    _write_files(files, database, user, server.port)
     return WordPressSite(files, database, user, SITE_PASSWORD, server)
 
 
@@ -141,14 +141,15 @@ def _fill(server: MariaDBServer, database: str, posts: int) -> None:
            "(1, 'session_tokens', %s), (1, 'nickname', 'bakker')", [bytes(range(256)) * 4])
 
 
-def _write_files(files: Path, database: str, user: str) -> None:
+def _write_files(files: Path, database: str, user: str, port: int) -> None:
     def php(text: str) -> str:
         return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     (files / "wp-content" / "themes" / "bakkerij").mkdir(parents=True)
     (files / "wp-content" / "uploads" / "2026" / "11").mkdir(parents=True)
     (files / "wp-config.php").write_text(WP_CONFIG.format(
-        name=php(database), user=php(user), password=php(SITE_PASSWORD), host=php("127.0.0.1")))
+        name=php(database), user=php(user), password=php(SITE_PASSWORD),
+        host=php(f"127.0.0.1:{port}")))
     (files / "index.php").write_text("<?php\ndefine( 'WP_USE_THEMES', true );\n"
                                      "require __DIR__ . '/wp-blog-header.php';\n")
     (files / "wp-content" / "themes" / "bakkerij" / "style.css").write_text(

@@ -118,7 +118,8 @@ def test_a_source_change_is_audited_and_told_without_the_url(verified_client, we
     assert done.status_code == 302
     event = AuditEvent.objects.get(kind=EventKind.WEBSITE_SOURCE_CHANGED)
     assert event.data == {"previous_files_dir": str(site_dirs / "site"),
-                          "files_dir": str(site_dirs / "other"), "database_changed": True}
+                          "files_dir": str(site_dirs / "other"), "database_changed": True,
+                          "host_key_cleared": False}
     assert "sqlite" not in str(event.data) and event.actor_id == str(ada.pk)
     told = set(Delivery.objects.filter(event=event).values_list("channel", "recipient"))
     assert {("email", "bob@example.com"), ("sms", "+15555550101"),

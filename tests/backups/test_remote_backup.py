@@ -5,8 +5,14 @@ and a folder outside the allow-list each stop the backup with one plain sentence
 nothing under a final name."""
 
 import os
+import resource
+import signal
+import subprocess
+import sys
 import tarfile
+import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -32,6 +38,8 @@ from tests.backups.sshd_server import SshServer
 from tests.backups.test_mysql_backup import url_of
 from tests.backups.wordpress_site import database_fingerprint, file_checksums
 from tests.conftest import example_website, make_user
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -147,6 +155,35 @@ def test_a_connection_dropped_halfway_fails_and_leaves_nothing(
 
     assert dropped.is_set()
     assert list(out.iterdir()) == []
+
+
+def test_a_full_disk_at_the_destination_fails_the_remote_backup_and_leaves_nothing(
+        ssh_server, wordpress, tmp_path, out, allowed):
+    """In a child process whose files may not grow past 1 MB: the archive cannot be written,
+    and neither it nor its temporaries remain."""
+    (wordpress.files / "wp-content" / "uploads" / "video.mp4").write_bytes(os.urandom(3 << 20))
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from backups.archive import write_archive
+        from backups.archive.remote import RemoteSite, SshCredentials, parse_ssh_source
+        source = parse_ssh_source({ssh_server.url(wordpress.files)!r})
+        credentials = SshCredentials({ssh_server.private_key!r}, "", {ssh_server.host_key_line!r})
+        with RemoteSite(source, credentials) as remote:
+            write_archive(website="bakkerij.example", files_dir=remote.real_folder(),
+                          database_url={wordpress.database_url!r},
+                          destination=Path({str(out / "bakkerij.tar.gz")!r}), remote=remote)
+    """)
+    child = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120, preexec_fn=limit_file_size_to_one_megabyte)
+
+    assert child.returncode == 1
+    assert "OSError: [Errno 27] File too large" in child.stderr
+    assert list(out.iterdir()) == []
+
+
+def limit_file_size_to_one_megabyte() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write instead of a dead process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
 
 
 def test_a_remote_database_password_that_is_wrong_is_masked_in_the_failure(

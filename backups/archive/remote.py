@@ -37,7 +37,7 @@ TAR_COMMAND = "tar --create --file=- --format=posix --sort=name --hard-dereferen
 # checked on where the files really are.
 REALPATH_COMMAND = "realpath -e -- {}"
 SIZE_COMMAND = "du --summarize --bytes --apparent-size -- {}"
-FIND_DUMP = "command -v mariadb-dump || command -v mysqldump"
+FIND_DUMP = "command -v mariadb-dump || command -v mysqldump || true"  # none: no output
 # A small file's first bytes, only if it is a regular file and not a symlink (exit 3 if not).
 READ_FILE_COMMAND = "if [ -f {0} ] && [ ! -L {0} ]; then head -c {1} -- {0}; else exit 3; fi"
 Keepalive = Callable[[], None]

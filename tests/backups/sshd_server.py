@@ -26,6 +26,7 @@ class SshServer:
         self.port = _free_port()
         self.user = getpass.getuser()
         self.process: subprocess.Popen | None = None
+        self.extra_config: list[str] = []  # sshd_config lines a test adds before a (re)start
         self.client_key = directory / "client_key"
         _keygen(self.client_key)
         (directory / "authorized_keys").write_text(
@@ -61,7 +62,7 @@ class SshServer:
             "PubkeyAuthentication yes", "PermitRootLogin prohibit-password", "UsePAM no",
             # The throwaway folder is pytest's, not the user's home: its modes are not checked.
             "StrictModes no", f"AllowUsers {self.user}", "MaxStartups 50", "LogLevel ERROR",
-            "Subsystem sftp internal-sftp", ""]))
+            "Subsystem sftp internal-sftp", *self.extra_config, ""]))
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
         with open(self.directory / "sshd.log", "ab") as log:

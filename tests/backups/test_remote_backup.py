@@ -6,6 +6,7 @@ nothing under a final name."""
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,6 +179,23 @@ def test_a_full_disk_at_the_destination_fails_the_remote_backup_and_leaves_nothi
 
     assert child.returncode == 1
     assert "OSError: [Errno 27] File too large" in child.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_a_server_without_a_dump_tool_is_named_with_what_to_install(
+        own_ssh_server, wordpress, tmp_path, out, allowed):
+    """The server's commands come from a PATH holding everything but the dump tools."""
+    tools = tmp_path / "remote-bin"
+    tools.mkdir()
+    for tool in ("sh", "tar", "realpath", "du", "head", "gzip"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    own_ssh_server.extra_config = [f"SetEnv PATH={tools}"]
+    own_ssh_server.restart()
+
+    with pytest.raises(RemoteFailed, match=r"^neither mariadb-dump nor mysqldump is installed "
+                                           rf"on 127\.0\.0\.1:{own_ssh_server.port} "
+                                           r"\(apt-get install mariadb-client\)$"):
+        remote_archive(own_ssh_server, wordpress, tmp_path)
     assert list(out.iterdir()) == []
 
 

@@ -26,13 +26,10 @@ from backups.archive import remote
 from backups.models import BackupJob, EmergencySession, Website
 from backups.services import Contact, everyone_told
 from backups.site_access import backup_database_url, ssh_credentials
-from backups.site_access import database_url as stored_database_url
 from backups.wordpress import WordPressConfigError
 
 logger = logging.getLogger(__name__)
 
-# The stored database URL, whose kind the emergency pages name (never the URL itself).
-database_url = stored_database_url
 MAX_ATTEMPTS = 3
 STALE_AFTER = timedelta(minutes=2)  # a running job whose worker stopped reporting
 PROGRESS_EVERY_SECONDS = 1.0

@@ -70,9 +70,11 @@ ACCESS = {
     # The emergency page and its narrow session check their own access (tests/backups).
     "emergency:start": PUBLIC,
     "emergency:verify": PUBLIC,
+    "emergency:new-code": PUBLIC,
     "emergency:session": PUBLIC,
     "emergency:start-backup": PUBLIC,
     "emergency:download": PUBLIC,
+    "emergency:handover": PUBLIC,
     "emergency:end": PUBLIC,
     "api:openapi-json": PUBLIC,
     "api:openapi-view": PUBLIC,

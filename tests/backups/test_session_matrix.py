@@ -16,8 +16,9 @@ from tests.test_url_access import PROBES, PUBLIC, TOKEN, classify
 
 pytestmark = pytest.mark.django_db
 
-EMERGENCY = {"emergency:start", "emergency:verify", "emergency:session",
-             "emergency:start-backup", "emergency:download", "emergency:end"}
+EMERGENCY = {"emergency:start", "emergency:verify", "emergency:new-code", "emergency:session",
+             "emergency:start-backup", "emergency:download", "emergency:handover",
+             "emergency:end"}
 
 
 @pytest.fixture

@@ -18,6 +18,10 @@ from backups.models import BackupJob, EmergencyChallenge, Website
 
 CONTACT_FIELDS = ("verification_email", "verification_mobile")
 SOURCE_FIELDS = ("files_dir", "database_url")
+BACKUP_SOURCE_SECTION = ("files_dir", "database_url", "ssh_private_key", "ssh_passphrase",
+                         "server_access", "pin_host_key", "shown_host_key",
+                         "wordpress_confirmation", "use_wordpress", "shown_wordpress",
+                         "manager_code")
 
 
 class WebsiteForm(forms.ModelForm):
@@ -52,6 +56,7 @@ class WebsiteForm(forms.ModelForm):
         model = Website
         fields = ("name", "address", "manager", "owner_name", *CONTACT_FIELDS, "files_dir",
                   "emergency_enabled", "emergency_minutes", "retention_days")
+        widgets = {"files_dir": forms.TextInput(attrs={"size": 80})}
 
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -66,9 +71,8 @@ class WebsiteForm(forms.ModelForm):
         fingerprint and the settings travel with the form and must still hold when saved."""
         for name in ("pin_host_key", "shown_host_key", "use_wordpress", "shown_wordpress"):
             self.fields[name].disabled = True
-        for problem in self.server.problems:
-            field = "pin_host_key" if problem.startswith("Host key") else "use_wordpress"
-            self.fields[field].help_text = problem
+        self.fields["pin_host_key"].help_text = self.server.pin_note
+        self.fields["use_wordpress"].help_text = self.server.wordpress_note
         if (fingerprint := self.server.presented_fingerprint) is not None:
             self.fields["pin_host_key"].disabled = False
             self.fields["shown_host_key"].disabled = False
@@ -225,6 +229,22 @@ class WebsiteAdmin(RequestFormMixin, SimpleHistoryAdmin):
         if obj is None:
             return [field for field in fields if field not in self.readonly_fields]
         return fields
+
+    def get_fieldsets(self, request, obj=None):
+        """What the backup reads in a section of its own, with the code that changes it."""
+        fields = self.get_fields(request, obj)
+        reads = [field for field in BACKUP_SOURCE_SECTION if field in fields]
+        custody_state = [field for field in fields if field in self.readonly_fields
+                         and field not in reads]
+        general = [field for field in fields if field not in reads + custody_state]
+        sections = [(None, {"fields": general}),
+                    ("What the backup reads", {
+                        "fields": reads,
+                        "description": "Changes here take your fresh one-time code and are "
+                                       "told to the manager and the contacts."})]
+        if custody_state:
+            sections.append(("Custody and lock-out", {"fields": custody_state}))
+        return sections
 
     @admin.display(description="SSH access")
     def server_access(self, obj):

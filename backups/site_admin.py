@@ -20,37 +20,47 @@ READ_FAILURES = (ArchiveError, WordPressConfigError, sources.SourceRefused, OSEr
 
 @dataclass
 class ServerReading:
-    """Read once when the page is built; `problems` says in words what could not be read."""
+    """Read once when the page is built; the notes say in words why a choice is not offered."""
 
     address: str = ""
     presented_fingerprint: str | None = None  # offered for pinning: not the pinned one
     wordpress: dict | None = None  # offered for confirmation: not the confirmed one
-    problems: tuple[str, ...] = ()
+    # Why a choice is not offered, in words (shown under it).
+    pin_note: str = "Only for a files directory on another server (ssh://)."
+    wordpress_note: str = "No wp-config.php at the top of the files directory."
 
     @classmethod
     def of(cls, website: Website) -> "ServerReading":
+        reading = cls()
         if website.pk is None or not website.files_dir:
-            return cls()
-        reading, problems = cls(), []
+            reading.wordpress_note = "Set a files directory first."
+            return reading
         policy = sources.current_policy()
         if remote.is_ssh_source(website.files_dir):
             try:
                 source = policy.check_ssh_source(website.files_dir)
                 reading.address = source.address
                 key = remote.fetch_host_key(source.host, source.port)
-                if remote.host_key_line(key) != website.ssh_host_key:
-                    reading.presented_fingerprint = key.fingerprint
             except READ_FAILURES as failure:
-                problems.append(f"Host key: {failure}")
-        if not reading.presented_fingerprint:  # reading wp-config.php needs the pinned key
-            try:
-                config = site_access.find_wordpress(website, policy)
-            except READ_FAILURES as failure:
-                problems.append(f"wp-config.php: {failure}")
+                reading.pin_note = f"The server's host key could not be read: {failure}"
             else:
-                if config is not None and config.summary() != website.wordpress_settings:
-                    reading.wordpress = config.summary()
-        reading.problems = tuple(problems)
+                if remote.host_key_line(key) == website.ssh_host_key:
+                    reading.pin_note = (f"Pinned: {source.address} presents the pinned key "
+                                        f"{key.fingerprint}.")
+                else:
+                    reading.presented_fingerprint = key.fingerprint
+        if reading.presented_fingerprint:
+            reading.wordpress_note = "wp-config.php is read once the host key is pinned."
+            return reading
+        try:
+            config = site_access.find_wordpress(website, policy)
+        except READ_FAILURES as failure:
+            reading.wordpress_note = f"wp-config.php: {failure}"
+            return reading
+        if config is not None and config.summary() == website.wordpress_settings:
+            reading.wordpress_note = "Confirmed, and wp-config.php still says the same."
+        elif config is not None:
+            reading.wordpress = config.summary()
         return reading
 
 
@@ -70,8 +80,9 @@ def describe_server_access(website: Website) -> str:
         return f"Private key: {key}. Host key: not pinned; no backup runs until it is."
     pinned = remote.parse_host_key(website.ssh_host_key).fingerprint
     by = website.ssh_host_key_pinned_by
+    at = website.ssh_host_key_pinned_at
     return format_html("Private key: {}. Host key pinned: <code>{}</code> by {} on {}.", key,
-                       pinned, by or "?", website.ssh_host_key_pinned_at or "?")
+                       pinned, by or "?", f"{at:%Y-%m-%d %H:%M} UTC" if at else "?")
 
 
 def describe_wordpress_confirmation(website: Website) -> str:

@@ -385,8 +385,9 @@ def _add_remote_files(archive: _ArchiveWriter, remote: RemoteSite, folder: str,
     with remote.files(folder) as (stream, finish):
         try:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
-                for member in tar:
+                while (member := tar.next()) is not None:
                     _add_remote_member(archive, tar, member, manifest, skip)
+                    tar.members.clear()  # read once: tarfile would keep every member
         except (tarfile.TarError, EOFError) as exc:
             raise RemoteFailed(f"the files from {remote.source.address} ended early (the "
                                f"connection dropped?): {exc}") from None

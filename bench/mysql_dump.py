@@ -3,9 +3,10 @@ on one WordPress-like database (long posts, many postmeta rows) served by a thro
 on 127.0.0.1 (tests/connectors/mariadb_server.py).
 
 Target: ours within 0.8x of the bare dump tool (baseline A: `mariadb-dump ... > file`, no
-compression), read as A's time / ours. Baseline B, `mariadb-dump ... | gzip -6 > file`, makes
-the same compressed output as ours and is printed beside it. All three run the dump with the
-same options (`backups.archive.mysql.DUMP_OPTIONS`, --single-transaction among them) and the
+compression), read as A's time / ours. Baseline B, `mariadb-dump ... | gzip -6 > file`
+(the archive's own level for files), is printed beside it: ours compresses the dump at level 1
+while it is made, and the output column shows the size this costs. All three run the dump with
+the same options (`backups.archive.mysql.DUMP_OPTIONS`, --single-transaction among them) and the
 password in an option file; all are timed up to an fsync of their output, as ours makes its
 archive durable. Runs alternate; best and median are shown.
 
@@ -218,7 +219,7 @@ def report(megabytes: int, posts: int, runs: dict[str, list[dict]]) -> None:
     print(f"peak memory of ours: {max(run['hwm_mb'] for run in runs['ours']):.1f} MB (VmHWM)")
     ratio = best["bare"] / best["ours"]
     print(f"{'PASS' if ratio >= RATIO_TARGET else 'FAIL'}: ours {ratio:.2f}x the bare dump tool "
-          f"(A), target >= {RATIO_TARGET}; against the same compressed output (B): "
+          f"(A), target >= {RATIO_TARGET}; against a gzip -6 of the dump (B): "
           f"{best['gzip'] / best['ours']:.2f}x")
 
 

@@ -16,14 +16,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import paramiko
 
 from . import mysql
-from .layout import CHUNK, MYSQL_DUMP_MEMBER, ArchiveError
+from .dumps import CompressedDump
+from .layout import CHUNK, ArchiveError
 
 SSH_PORT = 22
 CONNECT_TIMEOUT = 15  # seconds, for the TCP connection, the banner and authentication
@@ -285,9 +286,9 @@ class RemoteSite:
         """The remote tar stream of `folder` (see TAR_COMMAND) and its finish()."""
         return self.command(TAR_COMMAND.format(shlex.quote(folder)))
 
-    def dump_mysql(self, database_url: str, target: Path, keepalive: Keepalive) -> str:
-        """Dumps the database on the server into the local file `target`; returns its member
-        name in the archive."""
+    def dump_mysql(self, database_url: str, sink: CompressedDump,
+                   keepalive: Keepalive) -> None:
+        """Dumps the database on the server, feeding the output into `sink` as it comes."""
         server = mysql.parse_mysql_url(database_url)
         program = self.run(FIND_DUMP).strip().splitlines()
         if not program:
@@ -295,16 +296,14 @@ class RemoteSite:
                                f"{self.source.address} (apt-get install mariadb-client)")
         command = shlex.join(mysql.dump_command(program[0], server,
                                                 option_file="/dev/stdin"))
-        with self.command(command, stdin=server.option_file().encode()) as (stdout, finish), \
-                open(target, "r+b") as file:
+        with self.command(command, stdin=server.option_file().encode()) as (stdout, finish):
             while chunk := stdout.read(CHUNK):
-                file.write(chunk)
+                sink.write(chunk)
                 keepalive()
             try:
                 finish()
             except RemoteFailed as exc:
                 raise RemoteFailed(server.masked(str(exc))) from None
-        return MYSQL_DUMP_MEMBER
 
 
 def _reason(exc: BaseException) -> str:

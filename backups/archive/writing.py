@@ -19,15 +19,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from .dumps import check_database_url, database_estimate, dump_database
+from .dumps import (
+    CompressedDump,
+    check_database_url,
+    database_estimate,
+    dump_database,
+    stream_mysql_dump,
+)
 from .layout import (
     CHUNK,
     FILES_PREFIX,
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
+    MYSQL_DUMP_MEMBER,
     PARTIAL_NAME,
     ArchiveError,
 )
@@ -210,6 +218,14 @@ class _GzipSink:
             self.queue.put(bytes(self.pending))
             self.pending.clear()
 
+    def splice(self, member: BinaryIO) -> None:
+        """Ends the current gzip member and appends `member`, a complete gzip member (a dump
+        compressed as it was made), read from its start; what is written next starts a new
+        member. A .tar.gz of several members is one stream to every gzip reader (RFC 1952)."""
+        self.queue.put(bytes(self.pending))
+        self.pending.clear()
+        self.queue.put(_Splice(member))
+
     def close(self) -> None:
         self.queue.put(bytes(self.pending))
         self.queue.put(None)
@@ -222,9 +238,17 @@ class _GzipSink:
         while (chunk := self.queue.get()) is not None:
             if self.error is None:  # after a failure, keep draining so the writer never blocks
                 try:
-                    self._emit(compressor.compress(chunk))
+                    if isinstance(chunk, _Splice):
+                        self._emit(compressor.flush())
+                        while data := chunk.member.read(CHUNK):
+                            self._emit(data)
+                        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+                    else:
+                        self._emit(compressor.compress(chunk))
                 except BaseException as exc:
                     self.error = exc
+            if isinstance(chunk, _Splice):
+                chunk.member.close()
         if self.error is None:
             try:
                 self._emit(compressor.flush())
@@ -235,6 +259,11 @@ class _GzipSink:
         self.digest.update(data)
         self.file.write(data)
         self.size += len(data)
+
+
+@dataclass(frozen=True)
+class _Splice:
+    member: BinaryIO
 
 
 class _ArchiveWriter:
@@ -283,6 +312,16 @@ class _ArchiveWriter:
             self._write(zeros)
         self._write(bytes(-size % tarfile.BLOCKSIZE))
         return digest.hexdigest(), changed
+
+    def spliced_member(self, name: str, size: int, member: BinaryIO) -> None:
+        """Writes one member whose `size` bytes of data are already compressed, as a complete
+        gzip member, in `member`; the data was hashed while it was compressed."""
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = size, 0o600, int(time.time())
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self.sink.splice(member)
+        self.offset += size
+        self._write(bytes(-size % tarfile.BLOCKSIZE))
 
     def add_entry(self, entry: dict) -> None:
         separator = b",\n" if self.entries.tell() else b""
@@ -430,16 +469,14 @@ def _add_database(archive: _ArchiveWriter, database: tuple[str, int], dump: Path
                   guard: Guard | None, remote: RemoteSite | None = None) -> dict:
     """Dumps the database to `dump` (a partial name beside the archive, locked like it) and
     streams the dump in; a pg_dump's size is not known before it ends, and a tar header needs
-    it."""
+    it. A MariaDB/MySQL dump is compressed into that file as it is made, then spliced in."""
     database_url, estimate = database
+    if remote is not None or urlsplit(database_url).scheme in MYSQL_SCHEMES:
+        return _add_streamed_dump(archive, database_url, dump, remote)
     lock = _create_locked(dump)
     try:
-        if remote is not None:
-            engine, name = "mysql", remote.dump_mysql(database_url, dump,
-                                                      archive.tracker.keepalive)
-        else:
-            engine, name = dump_database(database_url, dump, keepalive=archive.tracker.report,
-                                         confirm=guard.check_open_database if guard else None)
+        engine, name = dump_database(database_url, dump, keepalive=archive.tracker.report,
+                                     confirm=guard.check_open_database if guard else None)
         fd = os.open(dump, os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(lock)
@@ -454,3 +491,28 @@ def _add_database(archive: _ArchiveWriter, database: tuple[str, int], dump: Path
     if errors or changed:
         raise ArchiveError(f"the database dump could not be read back: {errors or 'changed'}")
     return {"path": name, "engine": engine, "size": size, "sha256": sha256}
+
+
+def _add_streamed_dump(archive: _ArchiveWriter, database_url: str, dump: Path,
+                       remote: RemoteSite | None) -> dict:
+    tracker = archive.tracker
+
+    def progress(count: int) -> None:
+        tracker.total += count
+        tracker.advance(count)
+
+    with open(_create_locked(dump), "wb") as file:
+        sink = CompressedDump(file, progress)
+        if remote is not None:
+            remote.dump_mysql(database_url, sink, tracker.keepalive)
+        else:
+            stream_mysql_dump(database_url, sink, tracker.keepalive)
+        sink.finish()
+        # The sink's thread reads the member to its end before the archive is finished,
+        # through a descriptor of its own (closed there) that keeps the data once the name is
+        # gone; the lock stays until then too.
+        member = open(dump, "rb")  # noqa: SIM115
+        archive.spliced_member(MYSQL_DUMP_MEMBER, sink.size, member)
+    dump.unlink()
+    return {"path": MYSQL_DUMP_MEMBER, "engine": "mysql", "size": sink.size,
+            "sha256": sink.digest.hexdigest()}

@@ -6,7 +6,9 @@
     database/database.sql        `mariadb-dump`/`mysqldump` output (restore with the mariadb client)
     manifest.json                last, as its checksums are known only once the rest is written
 
-as a POSIX pax tar stream compressed by gzip at level 6.
+as a POSIX pax tar stream compressed by gzip at level 6. A MariaDB/MySQL dump's data is a gzip
+member of its own (level 1, compressed while the dump is made): the file is a multi-member gzip
+stream, one stream to every gzip reader (RFC 1952).
 """
 
 import re

@@ -421,6 +421,7 @@ def _add_remote_files(archive: _ArchiveWriter, remote: RemoteSite, folder: str,
     def skip(path: str, reason: str) -> None:
         manifest["skipped"].append({"path": FILES_PREFIX + path, "reason": reason})
 
+    address = remote.source.address
     with remote.files(folder) as (stream, finish):
         try:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -428,17 +429,23 @@ def _add_remote_files(archive: _ArchiveWriter, remote: RemoteSite, folder: str,
                     _add_remote_member(archive, tar, member, manifest, skip)
                     tar.members.clear()  # read once: tarfile would keep every member
         except (tarfile.TarError, EOFError) as exc:
-            raise RemoteFailed(f"the files from {remote.source.address} ended early (the "
-                               f"connection dropped?): {exc}") from None
+            # A tar that refused to start (an old or BusyBox tar) says why on stderr; a
+            # connection that dropped makes finish() say so.
+            status, lines = finish(allowed=tuple(range(256)))
+            if status != 0 and lines:
+                raise RemoteFailed(f"tar on {address} failed (exit {status}): "
+                                   f"{lines[-1].strip()}") from None
+            raise RemoteFailed(f"the files from {address} ended early: {exc}") from None
         # GNU tar: 1 "some files changed while being archived", 2 fatal or unreadable files,
         # each named on stderr. A stream that ends cleanly with 2 lists its unreadable files.
         status, warnings = finish(allowed=(0, 1, 2))
     for line in warnings:
         if line.startswith("tar: ./") and ": " in line[7:]:
             path, _, reason = line[7:].partition(": ")
-            skip(path, reason)
+            if reason != "file changed as we read it":  # archived all the same
+                skip(path, reason)
         elif line.strip() and status == 2:
-            raise RemoteFailed(f"tar on {remote.source.address} failed: {line.strip()}")
+            raise RemoteFailed(f"tar on {address} failed: {line.strip()}")
 
 
 def _add_remote_member(archive: _ArchiveWriter, tar: tarfile.TarFile, member: tarfile.TarInfo,

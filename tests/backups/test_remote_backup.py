@@ -199,6 +199,27 @@ def test_a_server_without_a_dump_tool_is_named_with_what_to_install(
     assert list(out.iterdir()) == []
 
 
+def test_a_server_whose_tar_cannot_do_the_job_is_named_with_its_own_words(
+        own_ssh_server, wordpress, tmp_path, out, allowed):
+    """BusyBox or an old GNU tar refuses --sort=name: its error, not a guess, reaches the
+    manager."""
+    tools = tmp_path / "remote-bin"
+    tools.mkdir()
+    for tool in ("sh", "realpath", "du", "head", "mariadb-dump"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    (tools / "tar").write_text("#!/bin/sh\necho \"tar: unrecognized option '--sort=name'\" >&2\n"
+                               "exit 2\n")
+    (tools / "tar").chmod(0o755)
+    own_ssh_server.extra_config = [f"SetEnv PATH={tools}"]
+    own_ssh_server.restart()
+
+    with pytest.raises(RemoteFailed, match=rf"^tar on 127\.0\.0\.1:{own_ssh_server.port} failed "
+                                           r"\(exit 2\): tar: unrecognized option "
+                                           r"'--sort=name'$"):
+        remote_archive(own_ssh_server, wordpress, tmp_path)
+    assert list(out.iterdir()) == []
+
+
 def limit_file_size_to_one_megabyte() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write instead of a dead process
     resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))

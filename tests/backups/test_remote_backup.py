@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from audit import sms
 from audit.catalogue import EventKind
 from audit.models import AuditEvent
+from audit.outbox import send_due_deliveries
 from backups import jobs, sources
 from backups.archive import ArchiveError, verify_archive, write_archive
 from backups.archive.remote import (
@@ -341,3 +343,9 @@ def test_a_backup_job_stops_at_a_changed_host_key_without_retrying(
     failed = AuditEvent.objects.get(kind=EventKind.BACKUP_FAILED)
     assert failed.data["retried"] is False
     assert not any(settings.BACKUP_ROOT.rglob("*.tar.gz*"))
+    # The owner's contacts hear one plain sentence; the fingerprints go to the manager.
+    send_due_deliveries()
+    to_owner = [m for m in sms.outbox if m.to == website.verification_mobile]
+    assert to_owner and all("SHA256" not in m.body for m in to_owner)
+    assert "could not be made" in to_owner[-1].body
+    assert "has been told why" in to_owner[-1].body

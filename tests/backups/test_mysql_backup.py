@@ -8,6 +8,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from backups.archive import ArchiveError, verify_archive, write_archive
 from backups.archive.mysql import describe_version, parse_mysql_url
 from backups.archive.restoring import DatabaseNotRestored, TargetRefused, restore_archive
 from tests.backups.wordpress_site import SITE_PASSWORD, database_fingerprint, file_checksums
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def archive_of(site, tmp_path: Path):
@@ -193,3 +196,32 @@ def test_the_dump_compressed_as_it_was_made_reads_with_the_system_tar(wordpress,
     assert len(dump) == result.manifest["database"]["size"]
     assert b"CREATE TABLE `wp_posts`" in dump
     assert file_checksums(out / "files") == file_checksums(wordpress.files)
+
+
+def test_the_database_url_may_come_from_the_environment_never_the_command_line(
+        wordpress, fresh_database, mariadb_server, tmp_path):
+    """What the new manager types stays out of `ps`: the URL, password included, is read from
+    the variable the command names."""
+    result = archive_of(wordpress, tmp_path)
+    environment = {**os.environ, "NEW_SITE_DATABASE": url_of(wordpress, fresh_database)}
+
+    def restore(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", "restore_backup", str(result.path), "--files-to",
+             str(tmp_path / "restored"), *options], cwd=ROOT, capture_output=True, text=True,
+            timeout=120, env={**environment, "ENVIRONMENT": "development"})
+
+    unset = restore("--database-url-env", "NO_SUCH_VARIABLE")
+    assert unset.returncode == 4
+    assert ("backup NOT restored: the environment variable NO_SUCH_VARIABLE is not set or "
+            "empty") in unset.stderr
+    assert not (tmp_path / "restored").exists()
+    both = restore("--database-url", "sqlite:////tmp/x", "--database-url-env", "X")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+    done = restore("--database-url-env", "NEW_SITE_DATABASE")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert SITE_PASSWORD not in done.stdout
+    assert (database_fingerprint(mariadb_server, fresh_database)
+            == database_fingerprint(mariadb_server, wordpress.database))

@@ -1,4 +1,5 @@
-"""`manage.py restore_backup ARCHIVE --files-to DIR [--database-url URL] [--force]` (SPEC §2.6):
+"""`manage.py restore_backup ARCHIVE --files-to DIR [--database-url URL | --database-url-env NAME]
+[--force]` (SPEC §2.6):
 verifies a backup archive, then restores its files into DIR and its database into URL. Runs
 where the server is down: needs no Breakglass database.
 
@@ -9,6 +10,7 @@ has passed. A failure after that prints what was restored by then: each file und
 is complete (a killed restore may leave `.restoring-<token>` temporaries, never a partial file
 under a final name), and the database was not restored."""
 
+import os
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -30,16 +32,27 @@ class Command(BaseCommand):
         parser.add_argument("--files-to", type=Path, required=True, metavar="DIR",
                             help="Folder for the website's files; created if missing. "
                                  "Refused if it is a symlink, or not empty unless --force.")
-        parser.add_argument("--database-url", metavar="URL",
-                            help="Where the database goes: sqlite:////path/site.sqlite3 (a new "
-                                 "file) or postgres://user:password@host/name (an empty "
-                                 "database). Without it, the database is not restored.")
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--database-url", metavar="URL",
+                           help="Where the database goes: sqlite:////path/site.sqlite3 (a new "
+                                "file), postgres://user:password@host/name or "
+                                "mysql://user:password@host:3306/name (an empty database). "
+                                "Without it, the database is not restored.")
+        where.add_argument("--database-url-env", metavar="NAME",
+                           help="The same URL, read from the environment variable NAME: a "
+                                "password on the command line is shown to every local user "
+                                "by ps.")
         parser.add_argument("--force", action="store_true",
                             help="Write over the files in DIR (others there are kept) and over "
                                  "the database.")
 
     def handle(self, *args, archive: Path, files_to: Path, database_url: str | None,
-               force: bool, **options) -> None:
+               database_url_env: str | None, force: bool, **options) -> None:
+        if database_url_env is not None:
+            database_url = os.environ.get(database_url_env, "")
+            if not database_url:
+                raise CommandError(f"backup NOT restored: the environment variable "
+                                   f"{database_url_env} is not set or empty", returncode=4)
         try:
             report = restore_archive(archive, files_to=files_to, database_url=database_url,
                                      force=force)

@@ -366,6 +366,7 @@ def test_a_confirmed_wordpress_site_restores_into_mariadb(client, website,
     words = text(client.get(reverse("emergency:handover", args=[job.pk])))
     assert "Database MariaDB/MySQL" in words
     assert "--database-url mysql://USER:PASSWORD@HOST:3306/NEW_DATABASE" in words
+    assert "--database-url-env NEW_DATABASE_URL" in words
     assert not {"shop_wp", "shop_user", "db.example"} & set(words.split())
 
 

@@ -9,6 +9,8 @@ database is dumped on the remote server over the same connection, its option fil
 password) fed on the dump's standard input, so it never touches the remote disk or a command
 line."""
 
+import base64
+import binascii
 import io
 import shlex
 import socket
@@ -147,9 +149,6 @@ def fetch_host_key(host: str, port: int) -> paramiko.PKey:
 
 
 def _decode_base64(data: str) -> bytes:
-    import base64
-    import binascii
-
     try:
         return base64.b64decode(data, validate=True)
     except binascii.Error:

@@ -6,7 +6,6 @@ comes back on the same port with the same database and key, as after a real outa
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.ports import free_port
 
 IDP = Path(__file__).resolve().parents[1] / "idp"
 CLIENT_ID = "breakglass-tests"
@@ -38,7 +39,7 @@ class IdentityProvider:
 
     def __init__(self, folder: Path, env: dict[str, str]):
         self.folder, self.env = folder, env
-        self.port = _free_port()
+        self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}/o"
         self._server: subprocess.Popen | None = None
         # Appended to across restarts: one log for the whole session.
@@ -93,12 +94,6 @@ class IdentityProvider:
                 return True
         except OSError:
             return False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _signing_key() -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 STARTUP_TIMEOUT_SECONDS = 15
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 
@@ -23,7 +25,7 @@ SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/lo
 class SshServer:
     def __init__(self, directory: Path, executable: str):
         self.directory, self.executable = directory, executable
-        self.port = _free_port()
+        self.port = free_port()
         self.user = getpass.getuser()
         self.process: subprocess.Popen | None = None
         self.extra_config: list[str] = []  # sshd_config lines a test adds before a (re)start
@@ -131,12 +133,6 @@ def _children(parent: int) -> list[int]:
 def _keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "breakglass-test",
                     "-f", str(path)], check=True, capture_output=True, timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _executable() -> str:

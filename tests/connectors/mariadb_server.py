@@ -18,6 +18,8 @@ from urllib.parse import quote
 import pymysql
 import pytest
 
+from tests.ports import free_port
+
 ADMIN = "breakglass_admin"
 ADMIN_PASSWORD = "admin password; with 'quotes'"
 STARTUP_TIMEOUT_SECONDS = 30
@@ -45,7 +47,7 @@ class MariaDBServer:
         self.binaries = binaries
         self.data = directory / "data"
         self.socket = directory / "mariadb.sock"
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen | None = None
 
     # --- the fixture protocol ---------------------------------------------------------------
@@ -190,12 +192,6 @@ class MariaDBServer:
         return pymysql.connect(unix_socket=str(self.socket), user="root", charset="utf8mb4",
                                autocommit=True, connect_timeout=5, read_timeout=30,
                                ssl_disabled=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _binaries() -> dict[str, str]:

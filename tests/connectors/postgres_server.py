@@ -6,7 +6,6 @@ roles prepared here); the fixture's own checks connect as the superuser."""
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+
+from tests.ports import free_port
 
 REQUIRE = "BREAKGLASS_REQUIRE_POSTGRES_TARGET"
 SUPERUSER_PASSWORD = "target-superuser"
@@ -27,12 +28,6 @@ def _pg_bin() -> Path | None:
     return candidates[-1].parent if candidates else None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _as_postgres(command: list[str]) -> list[str]:
     """The server refuses to run as root: run it as the postgres account when root."""
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
@@ -43,7 +38,7 @@ class PostgresTarget:
 
     def __init__(self, pg_bin: Path, root: Path):
         self.pg_bin, self.root = pg_bin, root
-        self.data, self.port = root / "data", _free_port()
+        self.data, self.port = root / "data", free_port()
         password_file = root / "password"
         password_file.write_text(SUPERUSER_PASSWORD)
         if os.geteuid() == 0:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 with warnings.catch_warnings():
     # ldap3 2.9.1 still imports names pyasn1 0.6 deprecates; the suite turns warnings into errors.
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -45,12 +47,6 @@ ENTRY_EXISTS, VALUE_EXISTS = 68, 20
 
 def _slapd() -> str | None:
     return shutil.which("slapd", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _make_certificates(directory: Path) -> None:
@@ -96,9 +92,9 @@ class SlapdServer:
     placeholder, placeholder_dn = PLACEHOLDER, person_dn(PLACEHOLDER)
 
     def __init__(self, slapd: str, directory: Path):
-        self.slapd, self.directory, self.port = slapd, directory, _free_port()
+        self.slapd, self.directory, self.port = slapd, directory, free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
-        self.ldaps_url = f"ldaps://127.0.0.1:{_free_port()}"
+        self.ldaps_url = f"ldaps://127.0.0.1:{free_port()}"
         # Also at 127.0.0.2, an address its certificate does not name.
         self.listeners = " ".join(f"{url.replace('127.0.0.1', host)}/" for host in
                                   ("127.0.0.1", "127.0.0.2") for url in (self.url, self.ldaps_url))

@@ -16,3 +16,12 @@ class AuditConfig(AppConfig):
         # migrate means a deployment never runs with a stale or missing periodic job.
         post_migrate.connect(sync_periodic_tasks, sender=self, dispatch_uid="audit.sync_schedules")
         post_migrate.connect(prepare_trail, sender=self, dispatch_uid="audit.prepare_trail")
+        # The database cache (the shared counters' home without Redis) needs its table, which
+        # `migrate` alone does not create.
+        post_migrate.connect(create_cache_table, sender=self, dispatch_uid="audit.cache_table")
+
+
+def create_cache_table(using: str = "default", **kwargs) -> None:
+    from django.core.management import call_command
+
+    call_command("createcachetable", database=using, verbosity=0)

@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -23,6 +22,7 @@ from audit.catalogue import EventKind, Outcome
 from audit.services import record
 from backups import archive, sources
 from backups.archive import remote
+from backups.archive_store import archive_store
 from backups.models import BackupJob, EmergencySession, Website
 from backups.services import Contact, everyone_told
 from backups.site_access import backup_database_url, ssh_credentials
@@ -33,10 +33,6 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 STALE_AFTER = timedelta(minutes=2)  # a running job whose worker stopped reporting
 PROGRESS_EVERY_SECONDS = 1.0
-
-
-def backup_storage() -> FileSystemStorage:
-    return FileSystemStorage(location=settings.BACKUP_ROOT)
 
 
 def start_backup(session: EmergencySession, *,
@@ -143,23 +139,37 @@ def _run_remote_backup(job: BackupJob, website: Website) -> str:
 def _write(job: BackupJob, website: Website, *, files_dir, url: str | None, guard,
            site: "remote.RemoteSite | None" = None) -> str:
     name = f"{website.address}/{website.address}-{job.pk}-{timezone.now():%Y%m%dT%H%M%SZ}.tar.gz"
-    destination = Path(backup_storage().path(name))
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    store = archive_store()
+    if store.local:
+        destination, upload = store.path(name), None
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    else:  # the temporary files stay on this node; the archive streams to the store
+        destination = store.spool_folder(name) / Path(name).name
     try:
+        if not store.local:
+            upload = store.start_upload(name)
         result = archive.write_archive(
             website=website.address, files_dir=files_dir, database_url=url,
-            destination=destination, progress=_heartbeat(job), guard=guard, remote=site)
+            destination=destination, progress=_heartbeat(job), guard=guard, remote=site,
+            upload=upload)
     except FencedOut:  # possibly after the rename: an archive never recorded is never served
-        destination.unlink(missing_ok=True)
+        _discard(store, name)
         return "fenced out"
     except Exception as exc:  # any failure is recorded, retried while attempts remain
         logger.exception("backup %s of %s failed", job.pk, website.address)
         _fail(job, f"{type(exc).__name__}: {exc}"[:500])
         return "failed"
     if not _complete(job, name, result):
-        destination.unlink(missing_ok=True)  # never recorded, so never served: reclaim it
+        _discard(store, name)  # never recorded, so never served: reclaim it
         return "fenced out"
     return "complete"
+
+
+def _discard(store, name: str) -> None:
+    try:
+        store.delete(name)
+    except archive.ArchiveError:  # an unrecorded archive is never served; retention skips it
+        logger.warning("could not remove the unrecorded archive %s", name, exc_info=True)
 
 
 def _heartbeat(run: BackupJob):
@@ -258,6 +268,14 @@ def sweep_stale_jobs() -> int:
     if root.exists():
         for folder in [root, *(path for path in root.iterdir() if path.is_dir())]:
             archive.clean_partials(folder, older_than=STALE_AFTER)
+    def running() -> set[int]:
+        return set(BackupJob.objects.filter(status=BackupJob.Status.RUNNING).values_list(
+            "pk", flat=True))
+
+    try:
+        archive_store().abort_abandoned_uploads(STALE_AFTER, running)
+    except Exception:  # the store is away: the next sweep tries again
+        logger.warning("could not list the store's abandoned uploads", exc_info=True)
     return handled
 
 
@@ -265,7 +283,7 @@ def delete_expired_archives() -> int:
     """Archives older than their website's retention are deleted, each audited."""
     now = timezone.now()
     deleted = 0
-    storage = backup_storage()
+    store = archive_store()
     for job in BackupJob.objects.filter(status=BackupJob.Status.COMPLETE).select_related(
             "website"):
         if job.finished_at > now - timedelta(days=job.website.retention_days):
@@ -274,19 +292,26 @@ def delete_expired_archives() -> int:
             locked = BackupJob.objects.select_for_update().get(pk=job.pk)
             if locked.status != BackupJob.Status.COMPLETE:
                 continue
-            storage.delete(locked.archive_name)
+            data = {"job": job.pk, "sha256": job.sha256,
+                    "retention_days": job.website.retention_days, "store": store.description}
+            try:
+                removal = store.delete(locked.archive_name)
+            except archive.ArchiveError as refused:  # kept, and tried again next hour
+                record(EventKind.BACKUP_DELETED, actor=None, target=job.website,
+                       outcome=Outcome.FAILURE, reason=str(refused)[:500], data=data)
+                continue
             locked.status = BackupJob.Status.DELETED
             locked.save(update_fields=["status"])
             record(EventKind.BACKUP_DELETED, actor=None, target=job.website,
-                   data={"job": job.pk, "sha256": job.sha256,
-                         "retention_days": job.website.retention_days})
+                   data={**data, "answer": removal.answer})
             deleted += 1
     return deleted
 
 
 def open_archive(job: BackupJob):
-    """The archive as a file object: FileResponse streams it in chunks."""
-    return backup_storage().open(job.archive_name, "rb")
+    """The archive as a file object, from this node's folder or the shared store:
+    FileResponse streams it in chunks."""
+    return archive_store().open(job.archive_name)
 
 
 def record_download(job: BackupJob, session: EmergencySession, *,

@@ -174,6 +174,8 @@ def download(request: HttpRequest, job_id: int) -> HttpResponse:
     jobs.record_download(job, session, request=request)
     response = FileResponse(archive, as_attachment=True,
                             filename=archive_file_name(session.website, job))
+    # From the shared store the stream cannot tell its own length: the job knows it.
+    response["Content-Length"] = str(job.size)
     response["X-Checksum-SHA256"] = job.sha256
     return response
 

@@ -13,6 +13,11 @@ from config.settings import Q_CLUSTER
 # override_settings: tasks run inline in the calling thread.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 
+# One process: the per-address counters may live in its memory, which spares every test a
+# database round trip to clear them (tests/conftest.py). The shared caches have their own
+# tests (tests/scaleout/).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # Hashing demo passwords with the production hasher would dominate the suite's run time.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from .dumps import (
@@ -50,6 +50,16 @@ PROGRESS_INTERVAL = 0.25  # seconds
 Progress = Callable[[str, int, int], None]
 
 
+class Upload(Protocol):
+    """Where an archive's bytes go instead of a file (backups.archive_store.MultipartUpload)."""
+
+    def write(self, data: bytes) -> int: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+    def complete(self, *, sha256: str) -> None: ...
+    def abort(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class ArchiveResult:
     path: Path
@@ -63,7 +73,8 @@ class ArchiveResult:
 
 def write_archive(*, website: str, files_dir: Path | str | None, database_url: str | None,
                   destination: Path, progress: Progress | None = None,
-                  guard: Guard | None = None, remote: RemoteSite | None = None) -> ArchiveResult:
+                  guard: Guard | None = None, remote: RemoteSite | None = None,
+                  upload: "Upload | None" = None) -> ArchiveResult:
     """Streams `files_dir` and a dump of `database_url` into the archive `destination`.
     With `remote`, both are on that server: `files_dir` is its real folder there (a string)
     and the database is dumped there.
@@ -73,10 +84,14 @@ def write_archive(*, website: str, files_dir: Path | str | None, database_url: s
     manifest. Raises ArchiveError (or OSError when the disk fails); partial files are removed
     unless the process is killed, for which `clean_partials` exists. A `guard` (what the
     backup may read) checks the files directory as opened and skips forbidden files in it.
+
+    With `upload` (an object store's multipart upload), the archive's bytes go there instead,
+    and `destination` only places the temporary files; the upload is completed (checked by
+    the store) where the rename would be, and aborted on any failure.
     """
     if files_dir is None and database_url is None:
         raise ArchiveError("nothing to back up: neither a files directory nor a database URL")
-    if destination.exists():
+    if upload is None and destination.exists():
         raise ArchiveError(f"{destination} already exists")
     if remote is not None:
         top = None
@@ -99,10 +114,15 @@ def write_archive(*, website: str, files_dir: Path | str | None, database_url: s
                 "files_count": 0, "files_bytes": 0, "database": None, "skipped": []}
     try:
         archive = _write(partial, tracker, manifest, top, (database_url, estimate), guard,
-                         remote, files_dir if remote is not None else None)
-        os.replace(partial, destination)
-        _fsync_directory(destination.parent)
+                         remote, files_dir if remote is not None else None, upload)
+        if upload is not None:
+            upload.complete(sha256=archive.sha256)
+        else:
+            os.replace(partial, destination)
+            _fsync_directory(destination.parent)
     except BaseException:
+        if upload is not None:
+            upload.abort()
         partial.unlink(missing_ok=True)
         raise
     tracker.phase("finishing", final=True)
@@ -112,10 +132,10 @@ def write_archive(*, website: str, files_dir: Path | str | None, database_url: s
 
 def _write(partial: Path, tracker: "_Tracker", manifest: dict, top: Path | None,
            database: tuple[str | None, int], guard: Guard | None, remote: RemoteSite | None,
-           remote_folder: str | None) -> "_ArchiveWriter":
+           remote_folder: str | None, upload: "Upload | None") -> "_ArchiveWriter":
     dump = partial.with_name(f"{partial.name}.database")
     try:
-        with _ArchiveWriter(partial, tracker) as archive:
+        with _ArchiveWriter(partial, tracker, upload) as archive:
             if top is not None:
                 tracker.phase("files")
                 _add_files(archive, top, manifest, guard)
@@ -270,9 +290,11 @@ class _ArchiveWriter:
     """A tar stream written straight into a gzip sink: headers from tarfile, data copied in
     bounded chunks and hashed on the way, so each source file is read once."""
 
-    def __init__(self, path: Path, tracker: _Tracker):
+    def __init__(self, path: Path, tracker: _Tracker, upload: "Upload | None" = None):
         self.tracker, self.offset = tracker, 0
-        self.file = open(_create_locked(path), "wb", buffering=CHUNK)  # noqa: SIM115
+        self.upload = upload
+        self.file = upload if upload is not None else open(  # noqa: SIM115
+            _create_locked(path), "wb", buffering=CHUNK)
         self.sink = _GzipSink(self.file)
         # The manifest's per-file lines wait in an anonymous file, not in memory.
         self.entries = tempfile.TemporaryFile(dir=path.parent)  # noqa: SIM115
@@ -339,7 +361,8 @@ class _ArchiveWriter:
         self._write(bytes(-self.offset % tarfile.RECORDSIZE))
         self.sink.close()
         self.file.flush()
-        os.fsync(self.file.fileno())
+        if self.upload is None:  # an upload is made durable by its completion
+            os.fsync(self.file.fileno())
         self.size, self.sha256 = self.sink.size, self.sink.digest.hexdigest()
 
     def _write(self, data: bytes) -> None:

@@ -19,6 +19,7 @@ from audit.models import AuditEvent
 from audit.outbox import send_due_deliveries
 from backups import jobs
 from backups.archive import verify_archive
+from backups.archive_store import archive_store
 from backups.models import BackupJob, Website
 from recovery.crypto import encrypt_field
 from tests.conftest import example_website, make_user
@@ -120,7 +121,7 @@ def test_archives_are_deleted_after_the_retention(client, website,
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("emergency:start-backup"))
     job = BackupJob.objects.get()
-    path = jobs.backup_storage().path(job.archive_name)
+    path = archive_store().path(job.archive_name)
     BackupJob.objects.update(finished_at=timezone.now() - timedelta(days=8))
     assert jobs.delete_expired_archives() == 1
     job.refresh_from_db()

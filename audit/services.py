@@ -1,11 +1,9 @@
 """The one writer of audit events, and the trail's other state changes (heartbeats,
 checkpoints)."""
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 from django.conf import settings
@@ -16,12 +14,12 @@ from django.utils import timezone
 from accounts.client_ip import client_ip
 from audit import chain
 from audit.catalogue import ActorType, EventKind, Outcome
-from audit.db import fast_insert, prepared_cursor
+from audit.checkpoints import send_to_syslog, store_checkpoint
+from audit.db import fast_insert, insert_rows, prepared_cursor, row_values
 from audit.models import AuditEvent, ChainHead, Checkpoint, Heartbeat, unescape_nul, walk_strings
 
 SCHEDULER_HEARTBEAT = "scheduler"
 CHECKPOINT_HEARTBEAT = "checkpoint"
-CHECKPOINT_FILE = "audit-checkpoints.jsonl"
 
 
 class AuditWriteError(Exception):
@@ -105,6 +103,8 @@ _LOCK_HEAD_SQL = {
     False: f"SELECT sequence, mac FROM {_HEAD_TABLE} WHERE id = 1",  # noqa: S608
 }
 _MOVE_HEAD_SQL = f"UPDATE {_HEAD_TABLE} SET sequence = %s, mac = %s WHERE id = 1"  # noqa: S608
+_NEW_IDS_SQL = (f"SELECT id FROM {AuditEvent._meta.db_table} "  # noqa: S608
+                "WHERE sequence > %s AND sequence <= %s ORDER BY sequence")
 
 
 _KINDS = frozenset(EventKind.values)
@@ -155,6 +155,50 @@ def record(
     except DatabaseError as exc:
         raise AuditWriteError(f"the audit trail could not be written ({exc})") from exc
     return event
+
+
+def record_many(kind: str, entries: list[tuple[models.Model, dict]], *, actor,
+                reason: str = "", outcome: str = Outcome.SUCCESS) -> list[AuditEvent]:
+    """Append one `kind` event per (target, data) of `entries`, in order, inside the caller's
+    transaction: the events record() would append one call at a time, for a service that
+    changes many objects at once (the expiry sweep).
+
+    The same chain rules: the head taken under its row lock until the caller commits, each
+    event sealed with the MAC before it, the head moved one event at a time (its triggers
+    allow no jump), AuditWriteError on any database failure. What it saves is round trips and
+    per-row work: one bulk insert of all the events, one pipelined batch of head moves. The
+    head row gains a version per event until the caller commits: keep batches to hundreds."""
+    if kind not in _KINDS:
+        raise ValueError(f"unknown audit event kind {kind!r}: add it to audit/catalogue.py")
+    if not entries:
+        return []
+    actor_type, actor_id, actor_label = _describe_actor(actor)
+    now, key = timezone.now(), audit_key()
+    events = [AuditEvent(
+        recorded_at=now, kind=kind, outcome=outcome, actor_type=actor_type, actor_id=actor_id,
+        actor_label=actor_label, reason=reason, data=_plain(data or {}), ip="", user_agent="",
+        request_id="", **dict(zip(("target_type", "target_id", "target_label"),
+                                  _describe_target(target), strict=True)),
+    ) for target, data in entries]
+    try:
+        with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
+            cursor.execute(_LOCK_HEAD_SQL[connection.features.has_select_for_update])
+            head = cursor.fetchone()
+            if head is None:
+                raise AuditWriteError("the audit chain head is missing")
+            sequence, mac = head
+            for event in events:
+                sequence += 1
+                event.sequence = sequence
+                event.mac = mac = chain.seal(key, mac, sealed_values(event))
+            insert_rows(AuditEvent, [row_values(event) for event in events])
+            cursor.execute(_NEW_IDS_SQL, [head[0], sequence])
+            for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
+                event.pk, event._state.adding, event._state.db = pk, False, connection.alias
+            cursor.executemany(_MOVE_HEAD_SQL, [(event.sequence, event.mac) for event in events])
+    except DatabaseError as exc:
+        raise AuditWriteError(f"the audit trail could not be written ({exc})") from exc
+    return events
 
 
 def _stored_sql(vendor: str) -> str:
@@ -292,29 +336,16 @@ def _judge(report: chain.ChainReport, head_sequence: int, head_mac: str, checkpo
     return report
 
 
-def read_checkpoints(path: Path) -> dict[int, str]:
-    checkpoints = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            checkpoints[int(entry["sequence"])] = str(entry["mac"])
-    return checkpoints
-
-
 def write_checkpoint() -> Checkpoint:
-    """Verify the trail, then append the chain head to the checkpoint file outside the
-    database (fsynced) and keep a copy in the database for the admin and /healthz. Runs hourly,
-    also in hours without events, so a deleted tail is caught against the file."""
+    """Verify the trail, then store the chain head as a new object in the checkpoint storage
+    outside the database (audit.checkpoints; also a syslog line when configured) and keep a
+    copy in the database for the admin and /healthz. Runs hourly, also in hours without
+    events, so a deleted tail is caught against the stored checkpoints."""
     report = verify_trail()
     head = ChainHead.objects.get(pk=1)
     now = timezone.now()
-    line = json.dumps({"sequence": head.sequence, "mac": head.mac, "written_at": now.isoformat()})
-    directory = Path(settings.CHECKPOINT_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / CHECKPOINT_FILE, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    store_checkpoint(head.sequence, head.mac, now)
+    send_to_syslog(head.sequence, head.mac, now)
     with transaction.atomic():
         checkpoint = Checkpoint.objects.create(
             sequence=head.sequence, mac=head.mac, written_at=now,

@@ -3,7 +3,8 @@ from django.urls import include, path
 
 from accounts.views import home
 from api.main import api
-from audit.views import healthz
+from audit.metrics import metrics
+from audit.views import healthz, livez, readyz
 
 urlpatterns = [
     path("", home, name="home"),
@@ -16,6 +17,9 @@ urlpatterns = [
     path("", include("review.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", api.urls),
     path("scim/v2/", include("scim.urls")),
 ]

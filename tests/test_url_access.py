@@ -22,6 +22,10 @@ TOKEN = "application token"  # the JSON API: a bearer token with the operation's
 ACCESS = {
     "home": VERIFIED,
     "healthz": PUBLIC,
+    "livez": PUBLIC,
+    "readyz": PUBLIC,
+    # Its own bearer token or address allow-list, never a session (tests/ops/test_metrics.py).
+    "metrics": PUBLIC,
     "accounts:login": PUBLIC,
     # Single sign-on starts and ends before anyone is signed in (accounts/sso.py).
     "accounts:sso-start": PUBLIC,

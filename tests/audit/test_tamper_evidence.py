@@ -180,7 +180,32 @@ def test_a_deleted_tail_is_caught_with_the_checkpoint_file(member, settings, tmp
             "(SELECT mac FROM audit_auditevent WHERE sequence = 26)")
     assert verify_command().strip() == "audit chain intact: 26 events"
     with pytest.raises(CommandError, match="events after it were deleted"):
-        verify_command("--checkpoint", str(tmp_path / "audit-checkpoints.jsonl"))
+        verify_command("--checkpoint")  # from the checkpoint storage
+    with pytest.raises(CommandError, match="events after it were deleted"):
+        verify_command("--checkpoint", str(tmp_path))  # a copy of its objects
+
+
+def test_a_checkpoints_from_earlier_versions_file_still_counts(member, settings, tmp_path):
+    settings.CHECKPOINT_DIR = tmp_path
+    build_chain(member, 30)
+    head = ChainHead.objects.get()
+    (tmp_path / "audit-checkpoints.jsonl").write_text(
+        f'{{"sequence": {head.sequence}, "mac": "{head.mac}"}}\n')
+    assert "1 checkpoints agree" in verify_command("--checkpoint")
+    with triggers_lifted():
+        raw("DELETE FROM audit_auditevent WHERE sequence > 26")
+        raw("UPDATE audit_chainhead SET sequence = 26, mac = "
+            "(SELECT mac FROM audit_auditevent WHERE sequence = 26)")
+    for copy in (tmp_path, tmp_path / "audit-checkpoints.jsonl"):
+        with pytest.raises(CommandError, match="events after it were deleted"):
+            verify_command("--checkpoint", str(copy))
+
+
+def test_an_empty_checkpoint_storage_is_not_a_pass(member, settings, tmp_path):
+    settings.CHECKPOINT_DIR = tmp_path / "never-written"
+    build_chain(member, 3)
+    with pytest.raises(CommandError, match="holds no checkpoint yet"):
+        verify_command("--checkpoint")
 
 
 def test_the_hourly_checkpoint_reports_a_broken_chain(member, reviewer, settings, tmp_path):
@@ -195,8 +220,8 @@ def test_the_hourly_checkpoint_reports_a_broken_chain(member, reviewer, settings
 
     broken = AuditEvent.objects.get(kind=EventKind.CHAIN_BROKEN)
     assert broken.deliveries.filter(recipient=reviewer.email).exists()
-    lines = (tmp_path / "audit-checkpoints.jsonl").read_text().splitlines()
-    assert len(lines) == 1 and '"sequence": 5' in lines[0]
+    stored = list(tmp_path.glob("audit-checkpoint-*.json"))
+    assert len(stored) == 1 and '"sequence": 5' in stored[0].read_text()
 
 
 def test_a_missing_checkpoint_file_is_a_clear_error(member, tmp_path):

@@ -7,6 +7,7 @@ failure (CI)."""
 import http.client
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -149,3 +150,36 @@ def s3_server():
         yield S3Server(url)
     finally:
         _stop(process)
+
+
+@contextmanager
+def rsyslog_server():
+    """Debian's rsyslogd receiving syslog over UDP on a free port into a file; yields
+    (udp://127.0.0.1:port, the file)."""
+    binary = shutil.which("rsyslogd", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if binary is None:
+        _missing("RSYSLOG", "needs rsyslogd (apt-get install rsyslog; always run in CI)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="breakglass-rsyslog-") as folder:
+        received = Path(folder) / "received.log"
+        config = Path(folder) / "rsyslog.conf"
+        config.write_text(
+            f'global(workDirectory="{folder}")\n'
+            'module(load="imudp")\n'
+            f'input(type="imudp" address="127.0.0.1" port="{port}")\n'
+            f'*.* action(type="omfile" file="{received}")\n')
+        process = subprocess.Popen(
+            [binary, "-n", "-f", str(config), "-i", str(Path(folder) / "rsyslogd.pid")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+        def ready() -> bool:  # a probe message sent until one arrives
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.sendto(b"<14>fixture: listening-probe", ("127.0.0.1", port))
+            time.sleep(0.1)
+            return received.exists() and b"listening-probe" in received.read_bytes()
+
+        try:
+            _wait(ready, process, "rsyslogd")
+            yield f"udp://127.0.0.1:{port}", received
+        finally:
+            _stop(process)

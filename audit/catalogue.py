@@ -221,6 +221,12 @@ class EventKind(models.TextChoices):
     # Alerts (audit): the outbox's own trail.
     DELIVERY_FAILED = "alert.delivery_failed", "An alert could not be delivered for 24 hours"
     DELIVERY_RETRIED = "alert.delivery_retried", "An administrator asked to retry an alert now"
+    # Housekeeping (audit.housekeeping): one event per hourly run that removed something.
+    HOUSEKEEPING_DONE = (
+        "system.housekeeping_done",
+        "Housekeeping removed expired sessions, old sign-in records and task results, and "
+        "blanked old sent alerts' bodies (the counts are in its data)",
+    )
 
 
 class Outcome(models.TextChoices):

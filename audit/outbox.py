@@ -31,8 +31,9 @@ from audit.sms import SmsError, get_sms_backend
 
 logger = logging.getLogger(__name__)
 
-# One row is leased for one provider call; a row whose relay died is claimed again after it.
-LEASE = timedelta(minutes=2)
+# One row is leased for one provider call; a row whose relay died is claimed again after it
+# (ALERT_LEASE_SECONDS; the provider timeouts must fit in it, see audit.E005).
+LEASE = timedelta(seconds=settings.ALERT_LEASE_SECONDS)
 # A provider call makes a few network round trips (SMTP: connect, EHLO, STARTTLS, AUTH, MAIL,
 # DATA), each bounded by its client's timeout: together they must end inside the lease.
 ROUND_TRIPS_PER_CALL = 6

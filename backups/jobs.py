@@ -31,7 +31,8 @@ from backups.wordpress import WordPressConfigError
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-STALE_AFTER = timedelta(minutes=2)  # a running job whose worker stopped reporting
+# A running job whose worker stopped reporting this long ago is given up and retried.
+STALE_AFTER = timedelta(seconds=settings.BACKUP_STALE_SECONDS)
 PROGRESS_EVERY_SECONDS = 1.0
 
 

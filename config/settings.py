@@ -18,10 +18,47 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
+# A source checkout has manage.py beside config/; an installed copy (site-packages) has not.
+IN_CHECKOUT = (BASE_DIR / "manage.py").is_file()
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+
+
+def environment_file() -> Path | None:
+    """BREAKGLASS_ENV_FILE when set (an installed copy has no checkout to hold a .env), else the
+    checkout's .env. Variables already in the environment win over the file's, so systemd's
+    EnvironmentFile= works as well."""
+    named = os.environ.get("BREAKGLASS_ENV_FILE", "")
+    if named:
+        path = Path(named).resolve()
+        if not os.access(path, os.R_OK) or not path.is_file():
+            raise ImproperlyConfigured(f"BREAKGLASS_ENV_FILE: cannot read the file {named!r}.")
+        return path
+    return BASE_DIR / ".env" if IN_CHECKOUT else None
+
+
+ENV_FILE = environment_file()
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE)
+
+
+def data_folder() -> Path:
+    """VAR_DIR: the SQLite database, audit checkpoints, backups and collected static files.
+
+    A checkout keeps them in its var/. An installed copy refuses to guess a place: a default
+    that differed between the service and a command run by hand would open a second, empty
+    database and audit chain beside the real ones. deploy/'s units set /var/lib/breakglass."""
+    named = env.str("VAR_DIR", default="")
+    if not named and IN_CHECKOUT:
+        return BASE_DIR / "var"
+    if not named or not Path(named).is_absolute():
+        raise ImproperlyConfigured(
+            "VAR_DIR must name an absolute folder for Breakglass's data (for example "
+            "VAR_DIR=/var/lib/breakglass): an installed copy has no folder of its own.")
+    return Path(named)
+
+
+VAR_DIR = data_folder()
 
 DEVELOPMENT_SECRET_KEY = "insecure-development-key-never-use-in-production"  # noqa: S105
 
@@ -134,6 +171,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "audit.middleware.RequestIdMiddleware",
+    # Right after the request id: its access line times everything below, static files too.
+    "audit.request_log.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -161,7 +200,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Before the apps' own folders, so these pages win over the admin's and django-otp's.
+        "DIRS": [BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -180,7 +220,7 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASES["default"]["NAME"] != ":memory:":
-        VAR_DIR.mkdir(exist_ok=True)
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN so
     # two writers queue on the busy timeout instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {
@@ -246,6 +286,9 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 PUBLIC_URLS = frozenset({
     "accounts:login", "accounts:sso-start", "accounts:sso-callback",
     "admin:login", "healthz", "api:openapi-json", "api:openapi-view",
+    # Probes for load balancers and orchestrators; /metrics checks its own token or address
+    # (audit/metrics.py) and never uses a session.
+    "livez", "readyz", "metrics",
     # The emergency page and the narrow session it opens check their own access
     # (backups/views.py): the browser stays anonymous everywhere else.
     "emergency:start", "emergency:verify", "emergency:new-code", "emergency:session",
@@ -270,6 +313,30 @@ SIGN_IN_STAGE_URLS = frozenset({
 # Number of reverse proxies in front of the app that append to X-Forwarded-For. 0 means the
 # header is ignored and REMOTE_ADDR is the client (the only safe choice without a proxy).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# /metrics (Prometheus): absent (404) unless one of these is set; a scrape then needs the
+# bearer token or a client address (as TRUSTED_PROXY_COUNT reveals it) inside the allow-list.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if PRODUCTION and METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        "METRICS_TOKEN is too short: use 32+ random characters (python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'), or leave it empty.")
+
+
+def _networks(entries: list[str]) -> list[str]:
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"METRICS_ALLOWED_ADDRESSES: {entry!r} is not an address or a network in CIDR "
+                "form (10.0.0.0/8; host bits must be zero).") from None
+    return entries
+
+
+METRICS_ALLOWED_ADDRESSES = _networks(
+    [entry.strip() for entry in env.list("METRICS_ALLOWED_ADDRESSES", default=[])
+     if entry.strip()])
 
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
@@ -332,8 +399,10 @@ SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 if TRUSTED_PROXY_COUNT > 0:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-# The health check is polled by load balancers over plain HTTP inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# The health checks are polled by load balancers over plain HTTP inside the network. Not
+# /metrics: its bearer token must never travel in clear, and its figures are worth protecting;
+# scrape it over HTTPS (or through the proxy that terminates TLS).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 
@@ -372,6 +441,9 @@ ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
 ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
 # Hourly copies of the audit chain head, outside the database (see verify_audit --checkpoint).
 CHECKPOINT_DIR = Path(env.str("CHECKPOINT_DIR", default=str(VAR_DIR / "checkpoints")))
+# How long one alert relay holds a delivery for one provider call; a relay that died holding
+# it lets another send it after this. Every provider timeout must fit six times inside it.
+ALERT_LEASE_SECONDS = env.int("ALERT_LEASE_SECONDS", default=120)
 OUTBOX_MAX_AGE = timedelta(minutes=5)
 CHECKPOINT_MAX_AGE = timedelta(minutes=65)
 
@@ -422,6 +494,11 @@ if not all(re.fullmatch(r"ssh://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?/
 # A backup task's own time limit (django-q2 kills a task that runs longer); the cluster's
 # `retry` below must exceed it, or the broker hands a running backup to a second worker.
 BACKUP_TIMEOUT_MINUTES = env.int("BACKUP_TIMEOUT_MINUTES", default=360)
+# A running backup whose worker has not reported progress for this long (it reports every
+# second, even during a long dump) is taken to be dead: failed and retried by another worker.
+BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", default=120)
+if BACKUP_STALE_SECONDS < 10:
+    raise ImproperlyConfigured("BACKUP_STALE_SECONDS must be at least 10.")
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="demo-breakglass")
 SCHEDULER_HEARTBEAT_MAX_AGE = timedelta(minutes=10)
 
@@ -461,12 +538,20 @@ PERIODIC_TASKS = {
     "backup-stale-sweep": ("backups.tasks.sweep_stale_jobs", 1),
     "backup-retention": ("backups.tasks.delete_expired_archives", 60),
     "review-escalation": ("review.tasks.escalate_overdue_reviews", 60),
+    "housekeeping": ("audit.housekeeping.run", 60),
 }
+# What housekeeping (audit.housekeeping) keeps, in days: sign-in records of django-axes (a
+# lockout's own attempts go only once its cool-off has passed), the bodies of sent alerts (the
+# rows stay for the audit trail), and django-q2's results of finished tasks.
+AXES_LOG_RETENTION_DAYS = env.int("AXES_LOG_RETENTION_DAYS", default=90)
+ALERT_BODY_RETENTION_DAYS = env.int("ALERT_BODY_RETENTION_DAYS", default=30)
+TASK_RESULT_RETENTION_DAYS = env.int("TASK_RESULT_RETENTION_DAYS", default=7)
+TASK_FAILURE_RETENTION_DAYS = env.int("TASK_FAILURE_RETENTION_DAYS", default=30)
 
 # --- Static files, i18n, logging ------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "config" / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -475,6 +560,52 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# Backup archives and audit checkpoints: this node's disk (BACKUP_ROOT, CHECKPOINT_DIR) unless
+# S3_BUCKET names a bucket of an S3-compatible store, which every node then shares. Several
+# nodes need it: an archive one worker wrote must be downloadable from every web node.
+S3_BUCKET = env.str("S3_BUCKET", default="")
+if S3_BUCKET:
+    _s3_options = {
+        "bucket_name": S3_BUCKET,
+        "endpoint_url": env.str("S3_ENDPOINT_URL", default="") or None,
+        "region_name": env.str("S3_REGION", default="") or None,
+        # Empty: boto3's own chain (instance role, AWS_* variables, ~/.aws).
+        "access_key": env.str("S3_ACCESS_KEY_ID", default="") or None,
+        "secret_key": env.str("S3_SECRET_ACCESS_KEY", default="") or None,
+        "addressing_style": env.str("S3_ADDRESSING_STYLE", default="") or None,
+        # Never a public object; never overwrite one (a checkpoint is append-only).
+        "default_acl": None,
+        "file_overwrite": False,
+        "querystring_auth": True,
+        "object_parameters": ({"ServerSideEncryption": env.str("S3_SERVER_SIDE_ENCRYPTION")}
+                              if env.str("S3_SERVER_SIDE_ENCRYPTION", default="") else {}),
+    }
+    STORAGES["backups"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        **_s3_options, "location": env.str("S3_BACKUP_PREFIX", default="backups")}}
+    STORAGES["checkpoints"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        **_s3_options, "location": env.str("S3_CHECKPOINT_PREFIX", default="checkpoints")}}
+# Parts of a backup's multipart upload: S3 allows at most 10,000, so 16 MiB parts reach 156 GiB.
+S3_UPLOAD_PART_BYTES = env.int("S3_UPLOAD_PART_MIB", default=16) * 1024 * 1024
+if not 5 <= S3_UPLOAD_PART_BYTES // (1024 * 1024) <= 5 * 1024:
+    raise ImproperlyConfigured("S3_UPLOAD_PART_MIB must be between 5 and 5120 (S3's limits).")
+# Each hourly checkpoint may also go to syslog (e.g. udp://siem.example:514, tcp://host:601
+# or /dev/log), so that a copy lives where the application cannot rewrite it.
+CHECKPOINT_SYSLOG = env.str("CHECKPOINT_SYSLOG", default="")
+if CHECKPOINT_SYSLOG and not re.fullmatch(r"(udp|tcp)://[^/\s:]+(:\d{1,5})?|/\S+",
+                                          CHECKPOINT_SYSLOG):
+    raise ImproperlyConfigured("CHECKPOINT_SYSLOG must be udp://host[:port], tcp://host[:port] "
+                               "or the path of a syslog socket.")
+
+# Counters that every node must share (the API's failure throttle, the emergency page's
+# per-address limits) live in Redis when REDIS_URL is set; otherwise in the database, which
+# is shared too (never a process's memory).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL, "KEY_PREFIX": "breakglass"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "breakglass_cache"}}
+
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = not PRODUCTION
 
@@ -483,10 +614,32 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# One JSON object per line on stderr for log shippers, or plain text on a developer's terminal;
+# every line written during a request carries its id, route and user (audit/request_log.py).
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "text")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "filters": {"request_context": {"()": "audit.request_log.RequestContextFilter"}},
+    "formatters": {
+        "json": {"()": "audit.request_log.json_formatter"},
+        "text": {"()": "audit.request_log.text_formatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                    "formatter": LOG_FORMAT, "filters": ["request_context"]},
+        "null": {"class": "logging.NullHandler"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's own handlers (console when DEBUG, mail to ADMINS) give way to the root's,
+        # so each line is written once, in one format.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # runserver's access line holds the raw path and query string, where emergency and
+        # abort links carry their secrets; RequestLogMiddleware writes the access line.
+        "django.server": {"handlers": ["null"], "propagate": False},
+    },
 }

@@ -1,0 +1,11 @@
+"""The `breakglass` command of an installed copy; manage.py in a checkout runs the same."""
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

@@ -99,3 +99,34 @@ def fast_insert(instance, *, unless_conflict: str = "", with_first: tuple = ()) 
     instance._state.adding = False
     instance._state.db = connection.alias
     return True
+
+
+def insert_fields(model) -> list:
+    """The fields a new row of `model` writes, in insert_rows' column order."""
+    meta = model._meta
+    return [field for field in meta.concrete_fields if field is not meta.auto_field]
+
+
+def row_values(instance) -> list:
+    """The values save() would write for the new row `instance`, as insert_rows takes them."""
+    return [field.get_db_prep_save(field.pre_save(instance, True), connection)
+            for field in insert_fields(type(instance))]
+
+
+def insert_rows(model, rows: list[list]) -> None:
+    """INSERT many new rows of `model` (each as row_values gives it) in one go, for services
+    that change many objects at once: COPY on PostgreSQL (a few times faster than one INSERT
+    of as many rows), one executemany elsewhere. Ids are not read back. As for fast_insert:
+    no save() override runs and no signal is sent, so never a model with history."""
+    fields = insert_fields(model)
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    if connection.vendor == "postgresql":
+        with prepared_cursor() as cursor, cursor.copy(
+                f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join(["%s"] * len(fields))
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)  # noqa: S608

@@ -140,10 +140,7 @@ def record(
         # No savepoint: a failure here must doom the caller's whole transaction anyway.
         # Prepared statements: every audited change passes here.
         with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
-            cursor.execute(_LOCK_HEAD_SQL[connection.features.has_select_for_update])
-            head = cursor.fetchone()
-            if head is None:
-                raise AuditWriteError("the audit chain head is missing")
+            head = _locked_head(cursor)
             event.sequence = head[0] + 1
             event.mac = chain.seal(audit_key(), head[1], sealed_values(event))
             move_head = (_MOVE_HEAD_SQL, [event.sequence, event.mac])
@@ -155,6 +152,15 @@ def record(
     except DatabaseError as exc:
         raise AuditWriteError(f"the audit trail could not be written ({exc})") from exc
     return event
+
+
+def _locked_head(cursor) -> tuple[int, str]:
+    """The chain head's sequence and MAC, its row locked until the caller's transaction ends."""
+    cursor.execute(_LOCK_HEAD_SQL[connection.features.has_select_for_update])
+    head = cursor.fetchone()
+    if head is None:
+        raise AuditWriteError("the audit chain head is missing")
+    return head
 
 
 def record_many(kind: str, entries: list[tuple[models.Model, dict]], *, actor,
@@ -182,17 +188,14 @@ def record_many(kind: str, entries: list[tuple[models.Model, dict]], *, actor,
     ) for target, data in entries]
     try:
         with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
-            cursor.execute(_LOCK_HEAD_SQL[connection.features.has_select_for_update])
-            head = cursor.fetchone()
-            if head is None:
-                raise AuditWriteError("the audit chain head is missing")
-            sequence, mac = head
+            first, mac = _locked_head(cursor)
+            sequence = first
             for event in events:
                 sequence += 1
                 event.sequence = sequence
                 event.mac = mac = chain.seal(key, mac, sealed_values(event))
             insert_rows(AuditEvent, [row_values(event) for event in events])
-            cursor.execute(_NEW_IDS_SQL, [head[0], sequence])
+            cursor.execute(_NEW_IDS_SQL, [first, sequence])
             for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
                 event.pk, event._state.adding, event._state.db = pk, False, connection.alias
             _walk_head(cursor, events)

@@ -126,15 +126,17 @@ class PostgresTarget:
                                   [role]).fetchone() is not None
 
 
-@pytest.fixture(scope="session")
-def postgres_target():
+@contextlib.contextmanager
+def throwaway_postgres(name: str):
+    """A PostgreSQL server of its own in a temporary folder, removed afterwards; skips (fails
+    with BREAKGLASS_REQUIRE_POSTGRES_TARGET) without the server binaries."""
     pg_bin = _pg_bin()
     if pg_bin is None:
         reason = "needs PostgreSQL's server binaries: apt-get install postgresql"
         if os.environ.get(REQUIRE):
             pytest.fail(f"{REQUIRE} is set but the test {reason}")
         pytest.skip(reason)
-    root = Path(tempfile.mkdtemp(prefix="breakglass-pg-target-"))
+    root = Path(tempfile.mkdtemp(prefix=f"breakglass-pg-{name}-"))
     server = PostgresTarget(pg_bin, root)
     try:
         yield server
@@ -142,3 +144,9 @@ def postgres_target():
         with contextlib.suppress(subprocess.CalledProcessError):  # a test left it stopped
             server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_target():
+    with throwaway_postgres("target") as server:
+        yield server

@@ -4,10 +4,8 @@ ready only with the database reachable and every migration applied."""
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +16,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from audit import views
-from tests.connectors.postgres_server import REQUIRE, SUPERUSER_PASSWORD, PostgresTarget, _pg_bin
+from tests.connectors.postgres_server import SUPERUSER_PASSWORD, throwaway_postgres
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -83,20 +81,8 @@ def test_readyz_is_not_ready_while_a_migration_is_unapplied(client, monkeypatch)
 
 @pytest.fixture
 def postgres():
-    pg_bin = _pg_bin()
-    if pg_bin is None:
-        reason = "needs PostgreSQL's server binaries: apt-get install postgresql"
-        if os.environ.get(REQUIRE):
-            pytest.fail(f"{REQUIRE} is set but the test {reason}")
-        pytest.skip(reason)
-    root = Path(tempfile.mkdtemp(prefix="breakglass-pg-probes-"))
-    server = PostgresTarget(pg_bin, root)
-    try:
+    with throwaway_postgres("probes") as server:
         yield server
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):  # the test left it stopped
-            server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def app_environment(database_url: str) -> dict[str, str]:

@@ -50,6 +50,8 @@ def alert(
             targets.append((Delivery.Channel.SMS, user.mobile))
     if Delivery.Channel.WEBHOOK in channels and settings.ALERT_WEBHOOK_URL:
         targets.append((Delivery.Channel.WEBHOOK, WEBHOOK_RECIPIENT))
+    for extra_targets in TARGET_PROVIDERS:
+        targets.extend(extra_targets(event, channels, template))
     deliveries = [
         _render(event, channel, recipient, template, context, sensitive)
         for channel, recipient in dict.fromkeys(targets)
@@ -57,6 +59,18 @@ def alert(
     # One statement for all of them; a delivery that already exists is kept as it is.
     Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
     transaction.on_commit(nudge_relay)
+
+
+# Other apps' destinations (a Slack channel): `provider(event, channels, template)` returns
+# (channel, recipient) pairs, and RENDERERS[channel](event, recipient, template, context) the
+# body, so audit does not import them.
+TARGET_PROVIDERS = []
+RENDERERS = {}
+
+
+def register_targets(provider, channel: str, renderer) -> None:
+    TARGET_PROVIDERS.append(provider)
+    RENDERERS[channel] = renderer
 
 
 def alert_security_reviewers(event: AuditEvent, **options) -> None:
@@ -80,6 +94,11 @@ def webhook_payload(event: AuditEvent, text: str, link: str) -> str:
 
 
 def _render(event, channel, recipient, template, context, sensitive) -> Delivery:
+    now = timezone.now()
+    if channel in RENDERERS:
+        return Delivery(event=event, channel=channel, recipient=recipient,
+                        body=RENDERERS[channel](event, recipient, template, context),
+                        sensitive=sensitive, created_at=now, next_attempt_at=now)
     folder = {"email": "emails", "sms": "sms", "webhook": "sms"}[channel]
     body = render_to_string(f"{folder}/{template}.txt", context).strip()
     subject = html_body = ""

@@ -227,6 +227,28 @@ class EventKind(models.TextChoices):
         "Housekeeping removed expired sessions, old sign-in records and task results, and "
         "blanked old sent alerts' bodies (the counts are in its data)",
     )
+    # Responders' tools (integrations/): Slack, PagerDuty, Opsgenie, outgoing webhooks, SIEM.
+    SLACK_INTERACTION_REFUSED = (
+        "slack.interaction_refused",
+        "A Slack interaction was refused: bad or stale signature, or a Slack user linked to "
+        "no one",
+    )
+    SLACK_ACCOUNT_LINKED = (
+        "slack.account_linked", "A user linked or unlinked their Slack account")
+    INTEGRATION_WEBHOOK_REFUSED = (
+        "integration.webhook_refused",
+        "A PagerDuty or Opsgenie webhook was refused: wrong signature or token, or a replay",
+    )
+    INTEGRATION_EVENT_IGNORED = (
+        "integration.event_ignored",
+        "A paging-system webhook of a type Breakglass does not act on was accepted and ignored",
+    )
+    WEBHOOK_ENDPOINT_CHANGED = (
+        "webhook.endpoint_changed",
+        "An outgoing webhook endpoint was added, changed, or had its signing secret rotated",
+    )
+    SIEM_STREAM_CHANGED = (
+        "siem.stream_changed", "A SIEM stream was added, changed, paused or restarted")
 
 
 class Outcome(models.TextChoices):

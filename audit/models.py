@@ -122,6 +122,7 @@ class Delivery(models.Model):
         SMS = "sms", "SMS"
         WEBHOOK = "webhook", "Webhook"
         CONNECTOR = "connector", "Provisioning connector"
+        SLACK = "slack", "Slack"
         FANOUT = "fanout", "Fan-out (the relay expands it into the deliveries above)"
 
     class Status(models.TextChoices):

@@ -299,6 +299,9 @@ PUBLIC_URLS = frozenset({
     # (backups/views.py): the browser stays anonymous everywhere else.
     "emergency:start", "emergency:verify", "emergency:new-code", "emergency:session",
     "emergency:start-backup", "emergency:download", "emergency:handover", "emergency:end",
+    # Called by Slack, PagerDuty and Opsgenie: each checks the vendor's signature or token
+    # before reading anything (chatops/views.py, paging/views.py).
+    "chatops:interactions", "paging:pagerduty", "paging:opsgenie",
 })
 # The JSON API and SCIM authenticate applications by bearer token on every operation
 # (api/auth.py, scim/views.py), not by session: the session checks step aside for them.
@@ -649,3 +652,13 @@ LOGGING = {
         "django.server": {"handlers": ["null"], "propagate": False},
     },
 }
+
+# --- Slack (chatops/) ---
+
+# --- PagerDuty and Opsgenie webhooks (paging/) ---
+
+# --- Outgoing webhooks, Standard Webhooks signatures (audit/webhooks.py) ---
+
+# --- SIEM streams (siem/) ---
+
+# --- API contract: idempotency keys, problem details (api/) ---

@@ -130,6 +130,11 @@ def record(
         raise ValueError(f"unknown audit event kind {kind!r}: add it to audit/catalogue.py")
     actor_type, actor_id, actor_label = _describe_actor(actor)
     target_type, target_id, target_label = _describe_target(target)
+    # A door other than the pages (a Slack button) marks its request; every event the
+    # services write for that request then says which door it came through.
+    via = getattr(request, "audit_via", "") if request is not None else ""
+    if via:
+        data = {**(data or {}), "via": via}
     event = AuditEvent(
         recorded_at=timezone.now(), kind=kind, outcome=outcome,
         actor_type=actor_type, actor_id=actor_id, actor_label=actor_label,

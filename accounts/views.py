@@ -233,6 +233,7 @@ def _render_security(request: HttpRequest, form: ChangeProofForm | None = None,
         "proof_form": form or ChangeProofForm(),
         "passkeys": services.passkeys_of(user),
         "passkey_form": passkey_form or ChangeProofForm(prefix="passkey"),
+        "slack_link": getattr(user, "slack_link", None),
     }
     return render(request, "accounts/security.html", context, status=status)
 

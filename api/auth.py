@@ -6,10 +6,10 @@ from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
 from accounts.client_ip import client_ip
+from api.errors import REALM, Problem
 from audit.catalogue import EventKind, Outcome
 from audit.db import load_instance, prepared_cursor
 from audit.services import Anonymous, record
@@ -25,8 +25,10 @@ class TokenAuth(HttpBearer):
 
     def __call__(self, request: HttpRequest):
         if _failures(request) >= settings.API_TOKEN_FAILURE_LIMIT:
-            raise HttpError(429, "Too many failed authentications from this address; "
-                                 "wait a minute.")
+            # The window restarts with the first failure after it ends: a minute at most.
+            raise Problem("too-many-requests", "Too many failed authentications from this "
+                          "address; wait a minute.",
+                          headers={"Retry-After": str(FAILURE_WINDOW_SECONDS)})
         application = super().__call__(request)
         if application is None:
             _count_failure(request)
@@ -39,7 +41,7 @@ class TokenAuth(HttpBearer):
             return None
         if not application.enabled:
             # A real token of a known application: refused (403), not a failed guess.
-            raise HttpError(403, "This application is disabled.")
+            raise Problem("forbidden", "This application is disabled.")
         now = timezone.now()
         # A write per call would cost more than the call; a minute's resolution is plenty.
         last = application.last_used_at
@@ -90,8 +92,10 @@ def _count_failure(request) -> None:
 
 
 def require(request, scope: str) -> Application:
-    """The calling application, if its token carries `scope`; 403 otherwise."""
+    """The calling application, if its token carries `scope`; 403 otherwise, with the scope it
+    lacks in the challenge (RFC 6750 §3.1)."""
     application = request.auth
     if not application.has_scope(scope):
-        raise HttpError(403, f"This token lacks the {scope} scope.")
+        raise Problem("forbidden", f"This token lacks the {scope} scope.", headers={
+            "WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'})
     return application

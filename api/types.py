@@ -12,15 +12,16 @@ def _refuse_nul(value: str) -> str:
 
 
 # Every text the API accepts: PostgreSQL cannot store NUL, and no name or reason needs one.
-Text = Annotated[str, AfterValidator(_refuse_nul)]
+# The document says so too, so that a client (and the fuzzer) knows before sending.
+Text = Annotated[str, AfterValidator(_refuse_nul),
+                 Field(json_schema_extra={"pattern": "^[^\\u0000]*$"})]
 
 # Every number the API takes fits its column: a number out of range is a 400 naming the
-# field, never a database error. Ids and audit sequence numbers are bigint columns; a page
-# starts at most 2**31 - 1 rows in (SQLite and PostgreSQL refuse larger offsets + limits).
+# field, never a database error. Ids and audit sequence numbers are bigint columns.
 MAX_ID = 2**63 - 1
-MAX_OFFSET = 2**31 - 1
 MAX_PAGE_SIZE = 1000
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 SequenceNumber = Annotated[int, Field(ge=0, le=MAX_ID)]
-Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
-PageSize = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
+PageSize = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE, description="Items per page, 1 to 1000.")]
+# Where a list goes on: the `next` of the page before, passed back unchanged.
+Cursor = Annotated[int, Field(ge=1, le=MAX_ID, description="The `next` of the previous page.")]

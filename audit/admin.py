@@ -1,14 +1,19 @@
 from typing import NoReturn
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
 
-from audit import outbox
-from audit.catalogue import Outcome
-from audit.models import AuditEvent, ChainHead, Checkpoint, Delivery, Heartbeat
+from audit import outbox, webhooks
+from audit.catalogue import EventKind, Outcome
+from audit.models import AuditEvent, ChainHead, Checkpoint, Delivery, Heartbeat, WebhookEndpoint
 
 BADGES = {
     Outcome.SUCCESS: "badge--green", Outcome.FAILURE: "badge--red", Outcome.DENIED: "badge--amber",
@@ -214,3 +219,128 @@ class CheckpointAdmin(ReadOnlyAdmin):
 @admin.register(Heartbeat)
 class HeartbeatAdmin(ReadOnlyAdmin):
     list_display = ("name", "beat_at")
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    """Every save needs a fresh one-time code: an endpoint decides where alerts about break-glass
+    use go, and a narrowed or disabled one stops them."""
+
+    event_kinds = forms.MultipleChoiceField(
+        label="Event kinds", choices=EventKind.choices, required=False,
+        widget=forms.SelectMultiple(attrs={"size": 12}),
+        help_text="The alerts it receives; select none for every alert.")
+    code = forms.CharField(label="Your one-time code", required=False, max_length=20,
+                           help_text="A fresh code from your authenticator.")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("name", "url", "enabled", "event_kinds")
+
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean(self):
+        cleaned = super().clean()
+        for field, check in (("url", webhooks.check_url),
+                             ("event_kinds", webhooks.check_event_kinds)):
+            if field in cleaned:
+                try:
+                    cleaned[field] = check(cleaned[field])
+                except webhooks.InvalidEndpoint as invalid:
+                    self.add_error(field, str(invalid))
+        if not self.errors and self._changes_something() and not self._fresh_code(cleaned):
+            self.add_error("code", "A fresh one-time code from your authenticator is needed to "
+                                   "add or change a webhook endpoint.")
+        return cleaned
+
+    def _changes_something(self) -> bool:
+        return self.instance.pk is None or any(
+            field != "code" for field in self.changed_data)
+
+    def _fresh_code(self, cleaned: dict) -> bool:
+        from accounts.services import SecondFactorThrottled, verify_second_factor
+
+        try:
+            return verify_second_factor(self.request.user, cleaned.get("code") or "",
+                                        request=self.request) is not None
+        except SecondFactorThrottled:
+            return False
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(RequestFormMixin, SimpleHistoryAdmin):
+    """Secrets are made here and shown once (on creation and on "Rotate signing secret"),
+    never again."""
+
+    form = WebhookEndpointForm
+    list_display = ("name", "url", "enabled", "kinds_shown", "secret_status")
+    list_filter = ("enabled",)
+    search_fields = ("name", "url")
+    readonly_fields = ("secret_status", "created_at")
+    actions = ["rotate_secret"]
+
+    @admin.display(description="Alerts")
+    def kinds_shown(self, endpoint: WebhookEndpoint) -> str:
+        return ", ".join(endpoint.event_kinds) or "every alert"
+
+    @admin.display(description="Signing secret")
+    def secret_status(self, endpoint: WebhookEndpoint) -> str:
+        if endpoint.pk is None:
+            return "Made when you save; shown once."
+        words = f"Set {endpoint.secret_rotated_at or endpoint.created_at:%Y-%m-%d %H:%M} UTC"
+        if endpoint.previous_secret_expires_at and (
+                endpoint.previous_secret_expires_at > timezone.now()):
+            words += (f"; the previous secret also signs until "
+                      f"{endpoint.previous_secret_expires_at:%Y-%m-%d %H:%M} UTC")
+        return words + "."
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # disable it instead: its audit events and deliveries name it
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            webhooks.change_webhook_endpoint(
+                obj, changes={field: form.cleaned_data[field]
+                              for field in webhooks.EDITABLE_FIELDS},
+                actor=request.user, request=request)
+            obj.refresh_from_db()
+        else:
+            obj.issued_secret = webhooks.create_webhook_endpoint(obj, actor=request.user,
+                                                                 request=request)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._secret_page(request, "admin/audit/webhookendpoint/new_secrets.html",
+                                 issued=[(obj, obj.issued_secret)], title="Signing secret")
+
+    @admin.action(description="Rotate signing secret", permissions=["change"])
+    def rotate_secret(self, request, queryset):
+        """Asks for a fresh one-time code on a confirmation page (posted back with
+        `post=yes`), then shows each new secret once."""
+        confirmed = request.POST.get("post") == "yes"
+        if not (confirmed and fresh_code_accepted(request)):
+            if confirmed:
+                messages.error(request, "A fresh one-time code is needed to rotate a signing "
+                                        "secret.")
+            return self._secret_page(
+                request, "admin/audit/webhookendpoint/confirm_rotation.html",
+                endpoints=queryset, title="Rotate signing secrets?",
+                overlap_hours=round(settings.WEBHOOK_ROTATION_OVERLAP.total_seconds() / 3600))
+        # All or none: a secret rotated but never shown would leave its receiver unable to
+        # verify once the overlap ends.
+        with transaction.atomic():
+            issued = [(endpoint, webhooks.rotate_webhook_secret(endpoint, actor=request.user,
+                                                                request=request))
+                      for endpoint in queryset]
+        return self._secret_page(request, "admin/audit/webhookendpoint/new_secrets.html",
+                                 issued=issued, title="New signing secrets")
+
+    def _secret_page(self, request, template: str, **context):
+        from django.contrib.admin import helpers
+        from django.template.response import TemplateResponse
+
+        response = TemplateResponse(request, template, {
+            **self.admin_site.each_context(request), **context, "opts": self.opts,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME})
+        response["Cache-Control"] = "no-store"
+        return response

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.db import fast_insert, insert_fields, insert_rows, insert_statement, row_values
-from audit.models import AuditEvent, Delivery
+from audit.models import AuditEvent, Delivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ def alert(
             targets.append((Delivery.Channel.SMS, user.mobile))
     if Delivery.Channel.WEBHOOK in channels and settings.ALERT_WEBHOOK_URL:
         targets.append((Delivery.Channel.WEBHOOK, WEBHOOK_RECIPIENT))
+    if Delivery.Channel.WEBHOOK in channels:
+        targets.extend((Delivery.Channel.WEBHOOK, recipient)
+                       for recipient in WebhookEndpoint.objects.recipients_for(event.kind))
     for extra_targets in TARGET_PROVIDERS:
         targets.extend(extra_targets(event, channels, template))
     deliveries = [

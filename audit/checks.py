@@ -23,10 +23,23 @@ def sms_backend_check(app_configs, **kwargs):
         if missing:
             errors.append(Error(f"SMS_BACKEND=twilio needs {', '.join(missing)}.",
                                 id="audit.E003"))
-    if settings.ALERT_WEBHOOK_URL and len(settings.ALERT_WEBHOOK_SECRET) < 16:
-        errors.append(Error("ALERT_WEBHOOK_URL is set: ALERT_WEBHOOK_SECRET (16+ characters) "
-                            "signs each request.", id="audit.E004"))
     return errors
+
+
+@register()
+def alert_webhook_secret_check(app_configs, **kwargs):
+    """The rule config/settings.py applies at start-up, checked again on the settings in
+    force: a settings module that sets ALERT_WEBHOOK_SECRET after importing the base one
+    escapes the start-up check, and its deliveries would all be dead-lettered."""
+    from audit.webhooks import is_secret
+
+    if not settings.ALERT_WEBHOOK_URL or is_secret(settings.ALERT_WEBHOOK_SECRET):
+        return []
+    return [Error("ALERT_WEBHOOK_URL is set: ALERT_WEBHOOK_SECRET must be a Standard Webhooks "
+                  "secret, whsec_ and the base64 of 24 to 64 random bytes.", id="audit.E004",
+                  hint="Generate one with: python -c 'import base64, os; print(\"whsec_\" + "
+                       "base64.b64encode(os.urandom(32)).decode())' and give the same value "
+                       "to the receiver.")]
 
 
 @register()

@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_q.models import Failure, Success
 
+from api.models import KEY_LIFETIME, IdempotencyKey
 from audit.catalogue import EventKind, Outcome
 from audit.models import Delivery
 from audit.outbox import REDACTED
@@ -107,6 +108,11 @@ def delete_old_task_failures(now: datetime) -> int:
     return delete_in_batches(Failure.objects.filter(stopped__lt=cutoff))
 
 
+def delete_expired_idempotency_keys(now: datetime) -> int:
+    """An API Idempotency-Key answers for 24 hours; after that its stored answer goes."""
+    return delete_in_batches(IdempotencyKey.objects.filter(created_at__lte=now - KEY_LIFETIME))
+
+
 STEPS: dict[str, Callable[[datetime], int]] = {
     "sessions": clear_expired_sessions,
     "lockout_attempts": delete_cooled_off_attempts,
@@ -115,6 +121,7 @@ STEPS: dict[str, Callable[[datetime], int]] = {
     "alert_bodies": blank_old_alert_bodies,
     "task_results": delete_old_task_results,
     "task_failures": delete_old_task_failures,
+    "idempotency_keys": delete_expired_idempotency_keys,
 }
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -26,11 +26,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from accounts.client_ip import client_ip
 from audit.catalogue import EventKind
-from audit.models import AuditEvent, Delivery, Heartbeat
+from audit.models import AuditEvent, ChainHead, Delivery, Heartbeat
 from audit.services import CHECKPOINT_HEARTBEAT, SCHEDULER_HEARTBEAT
 from backups.models import BackupJob, EmergencySession
 from breakglass.models import Connector, Grant
 from review.models import Review
+from siem.models import SiemStream
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,23 @@ def audit_metrics() -> Iterator[Metric]:
     yield family
 
 
+def siem_metrics() -> Iterator[Metric]:
+    # One query: each stream with the chain head beside it (a subquery, not a second trip).
+    head = ChainHead.objects.filter(pk=1).values("sequence")
+    rows = SiemStream.objects.order_by().annotate(head=Subquery(head)).values_list(
+        "name", "head", "sent_through", "enabled", "last_error")
+    lag, failing = {}, {}
+    for name, head_sequence, sent_through, enabled, last_error in rows:
+        lag[name] = max((head_sequence or 0) - sent_through, 0)
+        failing[name] = int(enabled and bool(last_error))
+    yield gauge("breakglass_siem_stream_lag_events",
+                "Audit events a SIEM stream's destination has not accepted yet, by stream.",
+                lag, "stream")
+    yield gauge("breakglass_siem_stream_failing",
+                "1 while a SIEM stream's last send failed (it keeps retrying), by stream.",
+                failing, "stream")
+
+
 class DatabaseCollector:
     """Reads every family from the database at each scrape (prometheus_client's collector
     protocol). A DatabaseError propagates: the view answers 503, never stale numbers."""
@@ -169,6 +187,7 @@ class DatabaseCollector:
         yield from connector_metrics()
         yield from backup_metrics(now)
         yield from heartbeat_metrics(now)
+        yield from siem_metrics()
         yield from audit_metrics()
 
 

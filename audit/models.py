@@ -3,6 +3,7 @@ import re
 from django.db import models
 
 from audit.catalogue import ActorType, EventKind, Outcome
+from audit.history import ConfigurationHistory
 
 _ESCAPED = re.compile(r"\\(\\|0)")
 
@@ -178,3 +179,47 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+class WebhookEndpointQuerySet(models.QuerySet):
+    def recipients_for(self, kind: str) -> list[str]:
+        """The outbox recipient of each enabled endpoint that takes alerts about `kind`."""
+        return [endpoint.recipient for endpoint in self.filter(enabled=True)
+                if endpoint.takes(kind)]
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of alert webhooks, signed per Standard Webhooks with its own secret (see
+    audit/webhooks.py). During a rotation the previous secret signs too, until
+    `previous_secret_expires_at`. Both are encrypted at rest and kept out of the history."""
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(
+        "URL", max_length=500,
+        help_text="https://, or http:// to 127.0.0.1 or localhost outside production.")
+    enabled = models.BooleanField(default=True)
+    event_kinds = models.JSONField(
+        default=list, blank=True,
+        help_text="The kinds of event whose alerts it receives; none means every alert.")
+    secret_encrypted = models.TextField(editable=False)
+    previous_secret_encrypted = models.TextField(blank=True, editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = ConfigurationHistory(excluded_fields=["secret_encrypted",
+                                                    "previous_secret_encrypted"])
+
+    objects = WebhookEndpointQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def recipient(self) -> str:
+        return f"webhook:{self.pk}"
+
+    def takes(self, kind: str) -> bool:
+        return not self.event_kinds or kind in self.event_kinds

@@ -6,8 +6,6 @@ write of the row is conditional on that token (and on the row still being sent),
 that lost its lease cannot change the row, and its late result is dropped and logged. Every
 provider call is bounded by timeouts that fit inside the lease (system check audit.E005)."""
 
-import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -23,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit import webhooks
 from audit.alerts import alert_security_reviewers, nudge_relay
 from audit.catalogue import EventKind, Outcome
 from audit.models import Delivery
@@ -245,12 +244,19 @@ def send_sms(delivery: Delivery) -> str:
 
 
 def send_webhook(delivery: Delivery) -> str:
-    if not settings.ALERT_WEBHOOK_URL:
-        raise DeliveryError("ALERT_WEBHOOK_URL is not set", retryable=False)
+    """An alert webhook, signed per Standard Webhooks with the secrets its endpoint has now;
+    an endpoint gone or disabled since the alert dead-letters it (audit/webhooks.py)."""
+    now = timezone.now()
+    try:
+        target = webhooks.destination(delivery.recipient, now)
+    except webhooks.EndpointUnavailable as exc:
+        raise DeliveryError(str(exc), retryable=False) from exc
     payload = json.loads(delivery.body)
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return post_signed(settings.ALERT_WEBHOOK_URL, body, settings.ALERT_WEBHOOK_SECRET,
-                       delivery.idempotency_key)
+    msg_id = webhooks.message_id(delivery.idempotency_key)
+    return post_json(target.url, body, {
+        **webhooks.signature_headers(msg_id, now, body, target.secrets),
+        "X-Breakglass-Delivery": delivery.idempotency_key})
 
 
 CHANNELS = {
@@ -287,14 +293,10 @@ def expand_fanout(delivery: Delivery) -> str:
 CHANNELS[Delivery.Channel.FANOUT] = expand_fanout
 
 
-def post_signed(url: str, body: bytes, secret: str, idempotency_key: str) -> str:
-    """POST `body` with an HMAC-SHA256 signature header; any non-2xx answer is an error."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def post_json(url: str, body: bytes, headers: dict[str, str]) -> str:
+    """POST a JSON `body` with `headers`; any non-2xx answer is an error."""
     request = urllib.request.Request(  # noqa: S310 (the URL is the operator's own setting)
-        url, data=body, method="POST",
-        headers={"Content-Type": "application/json", "X-Breakglass-Signature": f"sha256={digest}",
-                 "X-Breakglass-Delivery": idempotency_key},
-    )
+        url, data=body, method="POST", headers={"Content-Type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
             return f"http-{response.status}"

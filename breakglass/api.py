@@ -1,18 +1,22 @@
 """The breakglass part of the JSON API (SPEC §2.9), mounted at /api/v1/ by api/main.py: a thin
 adapter over the services.
 
-Every operation needs a bearer token with the right scope; errors are `{"detail": ...}`."""
+Every operation needs a bearer token with the right scope; errors are problem details
+(api/errors.py), lists are cursor pages (api/pagination.py), and every POST takes an
+Idempotency-Key (api/idempotency.py)."""
 
 from datetime import datetime
 
-from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Query, Router, Schema
-from ninja.errors import HttpError
 from ninja.responses import Status
+from pydantic import StrictBool
 
 from accounts.models import User
 from api.auth import require
-from api.types import Offset, PageSize, RowId, SequenceNumber, Text
+from api.errors import Problem
+from api.idempotency import idempotent
+from api.pagination import cursor_page
+from api.types import Cursor, PageSize, RowId, SequenceNumber, Text
 from audit.db import load_instance, prepared_cursor
 from audit.models import AuditEvent
 from audit.reasons import MAX_REASON_LENGTH
@@ -20,7 +24,6 @@ from breakglass.access import decide_by_name
 from breakglass.models import Grant, Group, Scope
 from breakglass.services import applications, connectors, grants
 from breakglass.services import break_glass as glass
-from breakglass.services.errors import InvalidInput
 from risk.models import Severity
 
 router = Router()
@@ -76,9 +79,9 @@ def check_access(request, query: Query[AccessQuery]):
     require(request, Scope.ACCESS_READ)
     user_found, group_found, decision = decide_by_name(query.user, query.group)
     if not user_found:
-        raise HttpError(404, f"No user named {query.user!r}.")
+        raise Problem("not-found", f"No user named {query.user!r}.")
     if not group_found:
-        raise HttpError(404, f"No group with slug {query.group!r}.")
+        raise Problem("not-found", f"No group with slug {query.group!r}.")
     # Only ended access can have a revocation pending: the allowed answer stays one query.
     pending = [] if decision.allowed else connectors.pending_on(query.user, query.group)
     return {"user": query.user, "group": query.group, "allowed": decision.allowed,
@@ -90,27 +93,35 @@ class GrantsQuery(Schema):
     status: Grant.Status | None = None
     user: Text | None = Field(None, max_length=150)
     group: Text | None = Field(None, max_length=80)
+    after: Cursor | None = None
     limit: PageSize = 100
-    offset: Offset = 0
 
 
 class GrantList(Schema):
     items: list[GrantOut]
-    count: int
+    next: int | None = Field(description="Pass as `after` for the next page; null on the last.")
 
 
-@router.get("/grants", response=GrantList, summary="List grants")
+@router.get("/grants", response=GrantList, summary="List grants, newest first")
 def list_grants(request, query: Query[GrantsQuery]):
     require(request, Scope.GRANTS_READ)
-    grants = Grant.objects.select_related("user", "group", "ended_by").order_by("-pk")
+    grants = Grant.objects.select_related("user", "group", "ended_by")
     if query.status:
         grants = grants.filter(status=query.status)
     if query.user:
         grants = grants.filter(user__username=query.user)
     if query.group:
         grants = grants.filter(group__slug=query.group)
-    page = grants[query.offset: query.offset + query.limit]
-    return {"items": [GrantOut.from_grant(grant) for grant in page], "count": grants.count()}
+    page, next_after = cursor_page(grants, after=query.after, limit=query.limit,
+                                   newest_first=True)
+    return {"items": [GrantOut.from_grant(grant) for grant in page], "next": next_after}
+
+
+def _grant(grant_id: int) -> Grant:
+    grant = Grant.objects.select_related("user", "group").filter(pk=grant_id).first()
+    if grant is None:
+        raise Problem("not-found", f"No grant with id {grant_id}.")
+    return grant
 
 
 class RevokeIn(Schema):
@@ -118,9 +129,10 @@ class RevokeIn(Schema):
 
 
 @router.post("/grants/{grant_id}/revoke", response=GrantOut, summary="End a grant now")
+@idempotent
 def revoke(request, grant_id: Path[RowId], body: RevokeIn):
     application = require(request, Scope.GRANTS_WRITE)
-    grant = get_object_or_404(Grant, pk=grant_id)
+    grant = _grant(grant_id)
     grant = grants.revoke_grant(grant, actor=application, reason=body.reason, request=request)
     return GrantOut.from_grant(grant)
 
@@ -142,14 +154,12 @@ class ActivityOut(Schema):
 
 @router.post("/grants/{grant_id}/activity", response={201: ActivityOut},
           summary="Report an action taken under a grant")
+@idempotent
 def report_activity(request, grant_id: Path[RowId], body: ActivityIn):
     application = require(request, Scope.ACTIVITY_WRITE)
-    grant = get_object_or_404(Grant, pk=grant_id)
-    try:
-        activity = applications.report_activity(grant, actor=application, action=body.action,
+    grant = _grant(grant_id)
+    activity = applications.report_activity(grant, actor=application, action=body.action,
                                             detail=body.detail, at=body.at, request=request)
-    except InvalidInput as invalid:
-        raise HttpError(400, f"{invalid.field}: {invalid}") from invalid
     return Status(201, {"id": activity.pk, "grant": grant.pk, "action": activity.action,
                         "detail": activity.detail, "at": activity.happened_at,
                         "reported_at": activity.reported_at})
@@ -161,22 +171,20 @@ class BreakGlassIn(Schema):
     reason: Text = Field(min_length=1, max_length=MAX_REASON_LENGTH)
     incident: Text = Field("", max_length=200)
     severity: Severity | None = None
-    drill: bool = Field(False, description="A rehearsal: same path and alerts, labelled, "
+    drill: StrictBool = Field(False, description="A rehearsal: same path and alerts, labelled, "
                                            "15 minutes, opens a drill review.")
 
 
 @router.post("/break-glass", response={201: GrantOut}, summary="Break glass for a user")
+@idempotent
 def break_glass(request, body: BreakGlassIn):
     application = require(request, Scope.BREAK_GLASS_WRITE)
     user, group = _user_and_group(body.user, body.group)
-    try:
-        grant = glass.break_glass(
-            group, actor=application, holder=user, reason=body.reason, incident=body.incident,
-            severity=body.severity or "", source=Grant.Source.API, request=request,
-            drill=body.drill,
-        )
-    except InvalidInput as invalid:
-        raise HttpError(400, f"{invalid.field}: {invalid}") from invalid
+    grant = glass.break_glass(
+        group, actor=application, holder=user, reason=body.reason, incident=body.incident,
+        severity=body.severity or "", source=Grant.Source.API, request=request,
+        drill=body.drill,
+    )
     return Status(201, GrantOut.from_grant(grant))
 
 
@@ -193,9 +201,9 @@ def _user_and_group(username: str, slug: str) -> tuple[User, Group]:
         cursor.execute(_USER_AND_GROUP_SQL, [username, slug])
         user_id, name, group_id, *group_row = cursor.fetchone()
     if user_id is None:
-        raise HttpError(404, f"No active user named {username!r}.")
+        raise Problem("not-found", f"No active user named {username!r}.")
     if group_id is None:
-        raise HttpError(404, f"No group with slug {slug!r}.")
+        raise Problem("not-found", f"No group with slug {slug!r}.")
     user = load_instance(User, ["id", "username"], [user_id, name])
     # Everything break glass reads before it locks the group, or a deferred field would cost
     # a query of its own.

@@ -261,6 +261,9 @@ class Scope(models.TextChoices):
     RECOVERY_BUNDLE = "recovery:bundle", "Fetch its recovery policy's offline bundle"
     ACTIVITY_WRITE = "activity:write", "Report actions taken under a grant"
     INCIDENTS_WRITE = "incidents:write", "Open, update and resolve incidents"
+    REQUESTS_READ = "requests:read", "Read access requests"
+    REQUESTS_WRITE = "requests:write", "Make, approve, deny and withdraw access requests for users"
+    GROUPS_READ = "groups:read", "Read groups and their owners"
 
 
 class Application(models.Model):
@@ -373,12 +376,17 @@ class Connector(models.Model):
         """Kinds whose target can say who its members are."""
         return self.kind != self.Kind.WEBHOOK
 
-    def signing_secret(self) -> str:
-        """Derived from SECRET_KEY, never stored: HMAC key for this webhook's signatures."""
+    def signing_secret(self, version: int | None = None) -> str:
+        """Derived from SECRET_KEY, never stored: this webhook's Standard Webhooks secret
+        (whsec_ and the base64 of 32 bytes) for `version`, by default the current one."""
+        import base64
+
         from django.utils.crypto import salted_hmac
 
-        return salted_hmac("breakglass.connector", f"{self.pk}:{self.secret_version}",
-                           algorithm="sha256").hexdigest()
+        version = self.secret_version if version is None else version
+        digest = salted_hmac("breakglass.connector", f"{self.pk}:{version}",
+                             algorithm="sha256").digest()
+        return "whsec_" + base64.b64encode(digest).decode("ascii")
 
 
 class ConnectorLogin(models.Model):

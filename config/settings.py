@@ -446,8 +446,6 @@ SMS_BACKEND = env.str("SMS_BACKEND", default="console")
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
-ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
-ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
 # Hourly copies of the audit chain head, outside the database (see verify_audit --checkpoint).
 CHECKPOINT_DIR = Path(env.str("CHECKPOINT_DIR", default=str(VAR_DIR / "checkpoints")))
 # How long one alert relay holds a delivery for one provider call; a relay that died holding
@@ -654,11 +652,96 @@ LOGGING = {
 }
 
 # --- Slack (chatops/) ---
+# A Slack app's bot token (scopes chat:write, users:read, users:read.email) and its signing
+# secret come together (check chatops.E001). Alerts for access requests and break glass go
+# to SLACK_CHANNEL (a channel id); SLACK_TEAM_ID, when set, refuses other workspaces' clicks.
+SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
+SLACK_SIGNING_SECRET = env.str("SLACK_SIGNING_SECRET", default="")
+SLACK_CHANNEL = env.str("SLACK_CHANNEL", default="")
+SLACK_TEAM_ID = env.str("SLACK_TEAM_ID", default="")
+SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
 
 # --- PagerDuty and Opsgenie webhooks (paging/) ---
+# A PagerDuty event whose occurred_at is further than this from now is refused (401): its
+# retries come over about 20 minutes, so raise it to 1800 to take late retries too.
+PAGING_REPLAY_WINDOW_SECONDS = env.int("PAGING_REPLAY_WINDOW_SECONDS", default=300)
+# How long taken event ids are kept against redelivery (at least the window above).
+PAGING_EVENT_RETENTION_SECONDS = env.int("PAGING_EVENT_RETENTION_SECONDS", default=7 * 86400)
+# PagerDuty drops every webhook over 256 KiB; nothing larger is read.
+PAGING_MAX_BODY_BYTES = env.int("PAGING_MAX_BODY_BYTES", default=256 * 1024)
+# Refused deliveries one address may cause per minute before it is answered 429 unaudited.
+PAGING_REFUSAL_LIMIT = env.int("PAGING_REFUSAL_LIMIT", default=20)
 
 # --- Outgoing webhooks, Standard Webhooks signatures (audit/webhooks.py) ---
+# Alert webhooks are signed per Standard Webhooks (webhook-id, webhook-timestamp,
+# webhook-signature). Endpoints are added in the admin, each with its own secret; this one comes
+# from the environment and takes every alert. Its secret is whsec_ + the base64 of 24 to 64
+# random bytes (the error below shows a command that makes one).
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
+# After a rotation the previous secret keeps signing next to the new one this long, so that a
+# receiver can switch over without refusing a delivery.
+WEBHOOK_ROTATION_OVERLAP = timedelta(hours=env.int("WEBHOOK_ROTATION_OVERLAP_HOURS", default=24))
+if not timedelta(0) <= WEBHOOK_ROTATION_OVERLAP <= timedelta(days=7):
+    raise ImproperlyConfigured("WEBHOOK_ROTATION_OVERLAP_HOURS must be between 0 and 168.")
+
+
+def is_webhook_secret(value: str) -> bool:
+    """whsec_ and the base64 of 24 to 64 bytes, as audit.webhooks.new_secret() makes them."""
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        decoded = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        return False
+    return 24 <= len(decoded) <= 64
+
+
+def is_webhook_url(url: str) -> bool:
+    """https, or plain http to this machine's loopback outside production (audit.webhooks)."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.username or parts.password:
+        return False
+    if parts.scheme == "https":
+        return True
+    host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
+    return (not PRODUCTION and parts.scheme == "http" and _is_ip_address(host)
+            and ipaddress.ip_address(host).is_loopback)
+
+
+if ALERT_WEBHOOK_URL and not is_webhook_url(ALERT_WEBHOOK_URL):
+    raise ImproperlyConfigured(
+        "ALERT_WEBHOOK_URL must be an https:// address without user:password (plain http is "
+        "allowed only to 127.0.0.1 or localhost outside production).")
+if ALERT_WEBHOOK_URL and not is_webhook_secret(ALERT_WEBHOOK_SECRET):
+    raise ImproperlyConfigured(
+        "ALERT_WEBHOOK_URL is set: ALERT_WEBHOOK_SECRET must be a Standard Webhooks secret, "
+        "whsec_ and the base64 of 24 to 64 random bytes. Generate one with: python -c 'import "
+        "base64, os; print(\"whsec_\" + base64.b64encode(os.urandom(32)).decode())' and give "
+        "the same value to the receiver.")
 
 # --- SIEM streams (siem/) ---
+# Every audit event goes to each SiemStream (admin) in sequence order with its MAC. The
+# SD-ID of the syslog messages' structured data: 32473 is RFC 5612's example enterprise
+# number; an organisation with its own PEN uses name@<its PEN>.
+SIEM_SYSLOG_SD_ID = env.str("SIEM_SYSLOG_SD_ID", default="breakglass@32473")
+if not re.fullmatch(r"[!#-<>-\\^-~]{1,32}", SIEM_SYSLOG_SD_ID) or "@" not in SIEM_SYSLOG_SD_ID:
+    raise ImproperlyConfigured("SIEM_SYSLOG_SD_ID must be name@number (RFC 5424 SD-ID).")
+# The largest message a destination takes (rsyslog: global(maxMessageSize="64k"); its
+# default, 8k, is too small for an event with a long reason). A larger event stops its stream
+# with an error rather than arrive cut, where its MAC could not be checked.
+SIEM_MAX_MESSAGE_BYTES = env.int("SIEM_MAX_MESSAGE_BYTES", default=64 * 1024)
+SIEM_BATCH_SIZE = env.int("SIEM_BATCH_SIZE", default=500)
+# A sender holds a stream this long and sends for at most half of it (two nodes' clocks may
+# disagree); a failing destination is retried after 5 s, 10 s, 20 s ... at most this.
+SIEM_LEASE_SECONDS = env.int("SIEM_LEASE_SECONDS", default=60)
+SIEM_MAX_BACKOFF_SECONDS = env.int("SIEM_MAX_BACKOFF_SECONDS", default=300)
+if SIEM_BATCH_SIZE < 1 or SIEM_LEASE_SECONDS < 10 or SIEM_MAX_MESSAGE_BYTES < 2048:
+    raise ImproperlyConfigured("SIEM_BATCH_SIZE >= 1, SIEM_LEASE_SECONDS >= 10 and "
+                               "SIEM_MAX_MESSAGE_BYTES >= 2048.")
+
 
 # --- API contract: idempotency keys, problem details (api/) ---
+# Every other path under /api/ answers a JSON 404 (or a problem type's description) to anyone:
+# it shows nothing the public OpenAPI document does not (api/views.py).
+PUBLIC_URLS = PUBLIC_URLS | {"api-fallback"}

@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from accounts.views import home
 from api.main import api
+from api.views import outside_the_operations
 from audit.metrics import metrics
 from audit.views import healthz, livez, readyz
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
     path("api/v1/", api.urls),
+    re_path(r"^api(?:/|$)", outside_the_operations, name="api-fallback"),
     path("scim/v2/", include("scim.urls")),
     # Called by Slack, PagerDuty and Opsgenie: each view checks the vendor's signature.
     path("integrations/slack/", include("chatops.urls")),

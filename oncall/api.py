@@ -1,12 +1,13 @@
 """The schedules part of the JSON API, mounted under /api/v1/schedules by api/main.py
-(which holds the token check and turns invalid bodies into 400 naming the field)."""
+(which holds the token check and answers every error as a problem detail naming the field)."""
 
 from datetime import datetime
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema
-from ninja.errors import HttpError
 
+from api.auth import require
+from api.errors import Problem
 from api.types import Text
 from breakglass.models import Scope
 from oncall import services
@@ -39,18 +40,12 @@ class ScheduleShiftsOut(Schema):
 @router.put("/{slug}/shifts", response=ScheduleShiftsOut, url_name="replace_shifts",
             summary="Replace a schedule's coming shifts (ended ones are kept)")
 def replace_shifts(request: HttpRequest, slug: Text, body: ShiftsIn):
-    application = request.auth
-    if not application.has_scope(Scope.SCHEDULES_WRITE):
-        raise HttpError(403, f"This token lacks the {Scope.SCHEDULES_WRITE} scope.")
+    application = require(request, Scope.SCHEDULES_WRITE)
     schedule = Schedule.objects.filter(slug=slug).first()
     if schedule is None:
-        raise HttpError(404, f"No schedule with slug {slug!r}.")
+        raise Problem("not-found", f"No schedule with slug {slug!r}.")
     rows = [row.model_dump() for row in body.shifts]
-    try:
-        shifts = services.replace_coming_shifts(schedule, rows, actor=application,
-                                                request=request)
-    except services.ScheduleError as error:
-        raise HttpError(400, f"{error.field}: {error}") from error
+    shifts = services.replace_coming_shifts(schedule, rows, actor=application, request=request)
     return {"schedule": schedule.slug, "shifts": [_shift_out(shift) for shift in shifts]}
 
 

@@ -1,5 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from paging import views
 
 app_name = "paging"
 
-urlpatterns = []
+# One URL per subscription: its slug says whose secret or token checks the call.
+urlpatterns = [
+    path("pagerduty/<slug:subscription>", views.pagerduty, name="pagerduty"),
+    path("opsgenie/<slug:subscription>", views.opsgenie, name="opsgenie"),
+]

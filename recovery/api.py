@@ -4,8 +4,9 @@ the offline bundle, for the one application each policy authorizes."""
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
-from ninja.errors import HttpError
 
+from api.auth import require
+from api.errors import Problem
 from api.types import Text
 from audit.catalogue import EventKind, Outcome
 from audit.services import record
@@ -20,29 +21,27 @@ router = Router(tags=["recovery"])
             summary="The policy's signed offline recovery bundle (its own application only)",
             response={200: dict})
 def recovery_bundle(request: HttpRequest, slug: Text):
-    application = request.auth
-    if not application.has_scope(Scope.RECOVERY_BUNDLE):
-        raise HttpError(403, f"This token lacks the {Scope.RECOVERY_BUNDLE} scope.")
+    application = require(request, Scope.RECOVERY_BUNDLE)
     policy = RecoveryPolicy.objects.filter(slug=slug).first()
     if policy is None:
-        raise HttpError(404, f"No recovery policy with slug {slug!r}.")
+        raise Problem("not-found", f"No recovery policy with slug {slug!r}.")
     if policy.application_id != application.pk:
         with transaction.atomic():
             record(EventKind.BUNDLE_FETCHED, actor=application, target=policy,
                    outcome=Outcome.DENIED, request=request,
                    reason="not the policy's authorized application")
-        raise HttpError(403, "Only the policy's authorized application fetches its bundle.")
+        raise Problem("forbidden", "Only the policy's authorized application fetches its bundle.")
     if not policy.enabled:
         with transaction.atomic():
             record(EventKind.BUNDLE_FETCHED, actor=application, target=policy,
                    outcome=Outcome.DENIED, request=request, reason="the policy is disabled")
-        raise HttpError(403, "This recovery policy is disabled: it hands out nothing.")
+        raise Problem("forbidden", "This recovery policy is disabled: it hands out nothing.")
     bundle = services.current_bundle(policy)
     if bundle is None:
-        raise HttpError(409, "No bundle yet: every authorized user must enrol first.")
+        raise Problem("conflict", "No bundle yet: every authorized user must enrol first.")
     if not services.bundle_is_current(policy, bundle):
         # Never hand out shares of people the policy no longer names.
-        raise HttpError(409, "The bundle is out of date with the policy's users; it is "
+        raise Problem("conflict", "The bundle is out of date with the policy's users; it is "
                              "re-issued once every authorized user has enrolled.")
     with transaction.atomic():
         record(EventKind.BUNDLE_FETCHED, actor=application, target=policy, request=request,

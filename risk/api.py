@@ -1,16 +1,17 @@
 """The incidents part of the JSON API, mounted under /api/v1/incidents by api/main.py
-(which holds the token check and turns invalid bodies into 400 naming the field)."""
+(which holds the token check and answers every error as a problem detail naming the field)."""
 
 from datetime import datetime
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema
-from ninja.errors import HttpError
 from ninja.responses import Status
 
+from api.auth import require
+from api.idempotency import idempotent
 from api.types import Text
 from breakglass.models import Scope
-from risk.incidents import IncidentError, describe, upsert_incident
+from risk.incidents import describe, upsert_incident
 
 router = Router(tags=["incidents"])
 
@@ -44,17 +45,13 @@ class IncidentOut(Schema):
 
 @router.post("", response={200: IncidentOut, 201: IncidentOut}, url_name="incidents",
              summary="Open, update or resolve an incident (upsert by external id)")
+@idempotent
 def upsert(request: HttpRequest, body: IncidentIn):
-    application = request.auth
-    if not application.has_scope(Scope.INCIDENTS_WRITE):
-        raise HttpError(403, f"This token lacks the {Scope.INCIDENTS_WRITE} scope.")
-    try:
-        change = upsert_incident(
-            external_id=body.external_id, title=body.title, severity=body.severity,
-            status=body.status, url=body.url, groups=body.groups, policies=body.policies,
-            actor=application, request=request)
-    except IncidentError as invalid:
-        raise HttpError(400, f"{invalid.field}: {invalid}") from invalid
+    application = require(request, Scope.INCIDENTS_WRITE)
+    change = upsert_incident(
+        external_id=body.external_id, title=body.title, severity=body.severity,
+        status=body.status, url=body.url, groups=body.groups, policies=body.policies,
+        actor=application, request=request)
     incident = change.incident
     return Status(201 if change.created else 200, {
         **describe(incident), "opened_at": incident.opened_at,

@@ -23,6 +23,8 @@ ACCESS = {
     "home": VERIFIED,
     # Slack, PagerDuty and Opsgenie sign their calls; no session (chatops/, paging/).
     "chatops:interactions": PUBLIC,
+    "chatops:link": VERIFIED,
+    "chatops:unlink": VERIFIED,
     "paging:pagerduty": PUBLIC,
     "paging:opsgenie": PUBLIC,
     "healthz": PUBLIC,
@@ -96,6 +98,15 @@ ACCESS = {
     "api:recovery_bundle": TOKEN,
     "api:report_activity": TOKEN,
     "api:incidents": TOKEN,
+    "api:requests": TOKEN,
+    "api:request": TOKEN,
+    "api:approve_request": TOKEN,
+    "api:deny_request": TOKEN,
+    "api:withdraw_request": TOKEN,
+    "api:groups": TOKEN,
+    "api:group": TOKEN,
+    # Every other path under /api/: a JSON 404 or a problem type's description (api/views.py).
+    "api-fallback": PUBLIC,
     "scim:endpoint": TOKEN,
 }
 NAMESPACE_ACCESS = {"admin": STAFF}
@@ -177,7 +188,8 @@ def test_anonymous_visitors_reach_only_public_urls(client, name, url):
         assert not redirected_to_login or name == "admin:login"
     elif classify(name) == TOKEN:
         method = {"api:revoke": "POST", "api:break_glass": "POST", "api:report_activity": "POST",
-                  "api:incidents": "POST",
+                  "api:incidents": "POST", "api:approve_request": "POST",
+                  "api:deny_request": "POST", "api:withdraw_request": "POST",
                   "api:replace_shifts": "PUT"}.get(name, "GET")
         response = client.generic(method, url, "{}", content_type="application/json")
         assert response.status_code in {401, 404}, (name, response.status_code)
@@ -186,7 +198,8 @@ def test_anonymous_visitors_reach_only_public_urls(client, name, url):
             assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
             assert response["WWW-Authenticate"].startswith("Bearer")
         elif response.status_code == 401:
-            assert response.json() == {"detail": "A valid bearer token is required."}
+            assert response["Content-Type"] == "application/problem+json"
+            assert response.json()["detail"] == "A valid bearer token is required."
     else:
         assert redirected_to_login, f"{name} ({url}) answered {response.status_code} to anonymous"
 

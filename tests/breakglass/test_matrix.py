@@ -88,6 +88,11 @@ def requested_by_actor(world: World, actor: User) -> bool:
         pk=world.request.pk).exists()
 
 
+def outsider_requested(world: World, actor: User | None) -> bool:
+    return AccessRequest.objects.filter(requester=world.users["outsider"],
+                                        status="pending").exists()
+
+
 def settings_changed(world: World, actor: User) -> bool:
     return Group.objects.get(pk=world.group.pk).request_max_minutes == 60
 
@@ -397,6 +402,41 @@ TABLE = [
         (401,  401,  401,  403,  403,  200), send="bundle", scope=Scope.RECOVERY_BUNDLE),
     Row("api:recovery_bundle", "POST",
         (405,  405,  405,  405,  405,  405), scope=Scope.RECOVERY_BUNDLE),
+    # Access requests, for the people the body names (the services check their rights).
+    Row("api:requests", "GET",
+        (401,  401,  401,  403,  403,  200), scope=Scope.REQUESTS_READ),
+    Row("api:requests", "POST",
+        (401,  401,  401,  403,  403,  201), send="api request", effect=outsider_requested,
+        scope=Scope.REQUESTS_WRITE),
+    Row("api:requests", "DELETE",
+        (405,  405,  405,  405,  405,  405), scope=Scope.REQUESTS_WRITE),
+    Row("api:request", "GET",
+        (401,  401,  401,  403,  403,  200), scope=Scope.REQUESTS_READ),
+    Row("api:request", "POST",
+        (405,  405,  405,  405,  405,  405), scope=Scope.REQUESTS_WRITE),
+    Row("api:approve_request", "POST",
+        (401,  401,  401,  403,  403,  200), send="api approve",
+        effect=request_became("approved"), scope=Scope.REQUESTS_WRITE),
+    Row("api:approve_request", "GET",
+        (405,  405,  405,  405,  405,  405), scope=Scope.REQUESTS_WRITE),
+    Row("api:deny_request", "POST",
+        (401,  401,  401,  403,  403,  200), send="api deny",
+        effect=request_became("denied"), scope=Scope.REQUESTS_WRITE),
+    Row("api:deny_request", "GET",
+        (405,  405,  405,  405,  405,  405), scope=Scope.REQUESTS_WRITE),
+    Row("api:withdraw_request", "POST",
+        (401,  401,  401,  403,  403,  200), send="api withdraw",
+        effect=request_became("withdrawn"), scope=Scope.REQUESTS_WRITE),
+    Row("api:withdraw_request", "GET",
+        (405,  405,  405,  405,  405,  405), scope=Scope.REQUESTS_WRITE),
+    Row("api:groups", "GET",
+        (401,  401,  401,  403,  403,  200), scope=Scope.GROUPS_READ),
+    Row("api:groups", "POST",
+        (405,  405,  405,  405,  405,  405), scope=Scope.GROUPS_READ),
+    Row("api:group", "GET",
+        (401,  401,  401,  403,  403,  200), scope=Scope.GROUPS_READ),
+    Row("api:group", "POST",
+        (405,  405,  405,  405,  405,  405), scope=Scope.GROUPS_READ),
     # Public by design (settings.PUBLIC_URLS): no token is looked at. The schema and the docs
     # are plain Django views that answer POST like GET: read-only, so no harm.
     Row("api:openapi-json", "GET",
@@ -531,6 +571,11 @@ BODIES: dict[str, Callable[[World], dict]] = {
     "extension": lambda world: {"minutes": 120, "reason": "not done"},
     "comment": lambda world: {"comment": "not now"},
     "activity": lambda world: {"action": "psql", "detail": "VACUUM FULL orders"},
+    "api request": lambda world: {"user": "oscar", "group": world.group.slug, "minutes": 60,
+                                  "reason": "deploy"},
+    "api approve": lambda world: {"as_user": "olivia"},
+    "api deny": lambda world: {"as_user": "olivia", "comment": "not now"},
+    "api withdraw": lambda world: {"as_user": "mark"},
     "incident": lambda world: {"external_id": "PD-77", "title": "DB down", "severity": "sev1",
                                "groups": [world.group.slug]},
     "bundle": lambda world: _bundle(world),

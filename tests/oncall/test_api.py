@@ -60,7 +60,7 @@ def test_the_coming_shifts_are_replaced_and_returned_in_order(client, token, sch
 def test_without_a_token_it_is_401(client, schedule, carol):
     response = put_shifts(client, "db-oncall", as_json(row("carol", 1, 8)))
     assert response.status_code == 401
-    assert response.json() == {"detail": "A valid bearer token is required."}
+    assert response.json()["detail"] == "A valid bearer token is required."
     assert stored(schedule) == []
 
 
@@ -69,14 +69,14 @@ def test_a_token_without_the_scope_is_403(client, schedule, carol):
     token = create_application("pager", others, actor=None)[1]
     response = put_shifts(client, "db-oncall", as_json(row("carol", 1, 8)), token)
     assert response.status_code == 403
-    assert response.json() == {"detail": "This token lacks the schedules:write scope."}
+    assert response.json()["detail"] == "This token lacks the schedules:write scope."
     assert stored(schedule) == []
 
 
 def test_an_unknown_schedule_is_404_json(client, token, schedule, carol):
     response = put_shifts(client, "no-such-rota", as_json(row("carol", 1, 8)), token)
     assert response.status_code == 404
-    assert response.json() == {"detail": "No schedule with slug 'no-such-rota'."}
+    assert response.json()["detail"] == "No schedule with slug 'no-such-rota'."
 
 
 def test_a_bad_row_is_400_naming_it_and_nothing_changes(client, token, schedule, carol, owner):
@@ -86,16 +86,18 @@ def test_a_bad_row_is_400_naming_it_and_nothing_changes(client, token, schedule,
                           as_json(row("carol", 10, 8), row("carol", 20, 8), row("zed", 1, 8)),
                           token)
     assert response.status_code == 400
-    assert response.json() == {"detail": "shifts[2].user: no active user named 'zed'"}
+    assert response.json()["detail"] == "shifts[2].user: no active user named 'zed'"
+    assert response.json()["errors"] == [{"field": "shifts[2].user", "in": "body",
+                                          "message": "no active user named 'zed'"}]
     assert (stored(schedule), Shift.history.count(), AuditEvent.objects.count()) == before
 
 
 @pytest.mark.parametrize(("body", "starts"), [
-    ({"shifts": [{"user": "carol", "starts_at": "2100-01-01T00:00:00Z"}]}, "ends_at"),
+    ({"shifts": [{"user": "carol", "starts_at": "2100-01-01T00:00:00Z"}]}, "shifts[0].ends_at"),
     ({"shifts": [{"user": "ca\x00rol", "starts_at": "2100-01-01T00:00:00Z",
-                  "ends_at": "2100-01-02T00:00:00Z"}]}, "user: Value error, must not contain NUL"),
+                  "ends_at": "2100-01-02T00:00:00Z"}]}, "shifts[0].user: must not contain NUL"),
     ({"shifts": [{"user": "carol", "starts_at": "tomorrow",
-                  "ends_at": "2100-01-02T00:00:00Z"}]}, "starts_at"),
+                  "ends_at": "2100-01-02T00:00:00Z"}]}, "shifts[0].starts_at"),
     ({"shifts": "carol"}, "shifts"),
     ({}, "shifts"),
     ({"shifts": [{"user": "carol", "starts_at": "2100-01-01T00:00:00",

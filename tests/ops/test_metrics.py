@@ -20,8 +20,11 @@ from backups.services import end_session, send_code, verify_code
 from breakglass.models import Connector
 from breakglass.services.break_glass import break_glass
 from breakglass.services.grants import revoke_grant
+from siem.models import SiemStream
+from siem.services import save_stream, send_now
 from tests.audit.fakes import WebhookReceiver
 from tests.conftest import example_website
+from tests.siem.conftest import make_stream
 from tests.test_security_baseline import manage
 
 pytestmark = pytest.mark.django_db
@@ -39,6 +42,8 @@ FAMILIES = {
     "breakglass_backup_jobs": "gauge",
     "breakglass_scheduler_heartbeat_age_seconds": "gauge",
     "breakglass_audit_checkpoint_age_seconds": "gauge",
+    "breakglass_siem_stream_lag_events": "gauge",
+    "breakglass_siem_stream_failing": "gauge",
     "breakglass_audit_events": "counter",
 }
 
@@ -237,9 +242,12 @@ def test_an_emergency_session_and_its_backup_job_are_counted(scrape, owner, back
 
 
 def test_a_scrape_costs_one_query_per_family_however_much_there_is(scrape, database, member,
-                                                                   owner):
+                                                                   owner, tmp_path):
     with CaptureQueriesContext(connection) as empty:
         scrape()
+    for name in ("stream-a", "stream-b"):
+        save_stream(SiemStream(name=name, kind=SiemStream.Kind.JSONL_FILE,
+                               address=str(tmp_path / f"{name}.jsonl")), actor=owner)
     for name in ("hook-a", "hook-b", "hook-c"):
         Connector.objects.create(name=name, group=database, kind=Connector.Kind.WEBHOOK,
                                  url=f"https://{name}.example.org/")
@@ -247,4 +255,26 @@ def test_a_scrape_costs_one_query_per_family_however_much_there_is(scrape, datab
     with CaptureQueriesContext(connection) as busy:
         figures = scrape()
     assert figures.total("breakglass_connector_pending_revocations") == 0
-    assert len(busy) == len(empty) == 8
+    assert len(busy) == len(empty) == 9
+
+
+def test_a_siem_streams_lag_rises_with_new_events_and_falls_once_sent(scrape, database, member,
+                                                                      owner, tmp_path):
+    copy = tmp_path / "siem.jsonl"
+    stream = make_stream(SiemStream.Kind.JSONL_FILE, str(copy), actor=owner)
+    before = scrape()("breakglass_siem_stream_lag_events", stream=stream.name)
+    assert before >= 1  # at least its own creation event waits
+    break_glass(database, actor=member, reason="replica lag")
+    behind = scrape()("breakglass_siem_stream_lag_events", stream=stream.name)
+    assert behind > before
+    assert scrape()("breakglass_siem_stream_failing", stream=stream.name) == 0
+
+    sent, error = send_now(stream)
+    assert (sent, error) == (behind, "")
+    assert scrape()("breakglass_siem_stream_lag_events", stream=stream.name) == 0
+
+    SiemStream.objects.filter(pk=stream.pk).update(address=str(tmp_path / "gone" / "x.jsonl"))
+    break_glass(database, actor=member, reason="second look")
+    send_now(SiemStream.objects.get(pk=stream.pk))
+    assert scrape()("breakglass_siem_stream_failing", stream=stream.name) == 1
+    assert scrape()("breakglass_siem_stream_lag_events", stream=stream.name) > 0

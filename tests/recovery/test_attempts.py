@@ -180,14 +180,17 @@ def test_rotating_the_field_key_reencrypts_everything(policy, settings):
     settings.FIELD_ENCRYPTION_KEYS = [crypto.generate_field_key(), *settings.FIELD_ENCRYPTION_KEYS]
     out = StringIO()
     call_command("reencrypt_fields", stdout=out)
-    # The credential, the signing seed and the three holders' authenticator seeds.
-    assert "5 row(s) re-encrypted" in out.getvalue()
+    # The credential, the signing seed, the bundle and the three holders' authenticator seeds.
+    assert "6 row(s) re-encrypted" in out.getvalue()
     new = EmergencyCredential.objects.get().secret_encrypted
     assert new != old and not crypto.needs_reencryption(new)
     settings.FIELD_ENCRYPTION_KEYS = settings.FIELD_ENCRYPTION_KEYS[:1]  # the old key is gone
     assert crypto.decrypt_field(new) == SECRET
     policy.refresh_from_db()
     assert services.signing_fingerprint(policy)
+    bundle = services.current_bundle(policy)
+    assert crypto.bundle_fingerprint(crypto.decrypt_field(bundle.content).encode()) == (
+        bundle.fingerprint)
 
 
 def test_confirmations_of_users_the_policy_no_longer_names_do_not_count(policy, trio):

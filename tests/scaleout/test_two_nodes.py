@@ -47,6 +47,7 @@ SITE_BYTES = 96 * 1024 * 1024  # long enough to be caught mid-backup
 GROUPS = 8  # break-glass presses whose webhook alerts keep the relay busy
 WEBHOOK_DELAY = 4.0  # seconds the webhook receiver takes to answer: the relay stays busy
 LEASE_SECONDS = 60  # the smallest lease the provider timeouts allow (audit.E005)
+WEBHOOK_SECRET = "whsec_" + "YS13ZWJob29rLXNlY3JldC1mb3ItdGhlLXR3by1ub2Rlcw=="
 
 
 class WebhookReceiver(ThreadingHTTPServer):
@@ -224,7 +225,7 @@ def nodes(servers, webhook, cast, tmp_path):
         REDIS_URL=redis_url, **s3.environment("breakglass-nodes"), S3_UPLOAD_PART_MIB="5",
         BACKUP_SOURCE_ROOTS=str(cast["sites"]), BACKUP_DATABASE_ALLOW=str(cast["sites"]),
         SMS_BACKEND="console", EMAIL_URL="consolemail://", LOG_FORMAT="json",
-        ALERT_WEBHOOK_URL=webhook.url, ALERT_WEBHOOK_SECRET="a-webhook-secret-for-the-test",
+        ALERT_WEBHOOK_URL=webhook.url, ALERT_WEBHOOK_SECRET=WEBHOOK_SECRET,
         ALERT_LEASE_SECONDS=str(LEASE_SECONDS), BACKUP_STALE_SECONDS="10", Q_WORKERS="2",
         ALLOWED_HOSTS="127.0.0.1", API_TOKEN_FAILURE_LIMIT="6", PYTHONUNBUFFERED="1")
     made = []

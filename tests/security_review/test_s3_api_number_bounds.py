@@ -35,7 +35,7 @@ def _integer_parameters() -> list[tuple[str, str, str, str]]:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             for parameter in operation.get("parameters", []):
-                if parameter["schema"].get("type") == "integer":
+                if _is_integer(parameter["schema"]):
                     found.append((method.upper(), path, parameter["in"], parameter["name"]))
             found += [(method.upper(), path, "body", name)
                       for name in _integer_body_fields(document, operation)]
@@ -48,7 +48,13 @@ def _integer_body_fields(document: dict, operation: dict) -> list[str]:
     if "$ref" in schema:
         schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     return [name for name, field in schema.get("properties", {}).items()
-            if field.get("type") == "integer"]
+            if _is_integer(field)]
+
+
+def _is_integer(schema: dict) -> bool:
+    """An integer, or an optional one (`anyOf` integer and null, like a list's cursor)."""
+    return schema.get("type") == "integer" or any(
+        option.get("type") == "integer" for option in schema.get("anyOf", []))
 
 
 def _send(client, token, method, path, location, name, value, grant):
@@ -66,21 +72,23 @@ def _send(client, token, method, path, location, name, value, grant):
                           **headers)
 
 
-@pytest.mark.parametrize("offset", [FORTY_DIGITS, str(2**31)])
-def test_an_offset_past_the_paging_cap_is_a_json_client_error(client, token, grant, offset):
-    response = client.get("/api/v1/grants", {"offset": offset},
+@pytest.mark.parametrize("cursor", [FORTY_DIGITS, str(2**63)])
+def test_a_cursor_past_the_id_cap_is_a_json_client_error(client, token, grant, cursor):
+    response = client.get("/api/v1/grants", {"after": cursor},
                           HTTP_AUTHORIZATION=f"Bearer {token}")
-    assert response.status_code in (400, 422)
-    assert response["Content-Type"].startswith("application/json")
-    assert response.json()["detail"].startswith("offset")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"].startswith("after")
 
 
 def test_the_sweep_finds_the_integer_inputs_of_the_api():
     names = {(path, name) for _, path, _, name in _integer_parameters()}
-    assert {("/api/v1/grants", "offset"), ("/api/v1/grants", "limit"),
+    assert {("/api/v1/grants", "after"), ("/api/v1/grants", "limit"),
             ("/api/v1/audit", "after"), ("/api/v1/audit", "limit"),
             ("/api/v1/grants/{grant_id}/revoke", "grant_id"),
-            ("/api/v1/grants/{grant_id}/activity", "grant_id")} <= names
+            ("/api/v1/grants/{grant_id}/activity", "grant_id"),
+            ("/api/v1/requests", "after"), ("/api/v1/requests", "minutes"),
+            ("/api/v1/requests/{request_id}", "request_id"), ("/api/v1/groups", "after")} <= names
 
 
 @pytest.mark.parametrize("value", OUT_OF_RANGE)
@@ -89,7 +97,7 @@ def test_every_integer_input_refuses_huge_and_negative_values(client, token, gra
         response = _send(client, token, method, path, location, name, value, grant)
         where = f"{method} {path} {name}={value}"
         assert 400 <= response.status_code < 500, where
-        assert response["Content-Type"].startswith("application/json"), where
+        assert response["Content-Type"] == "application/problem+json", where
         assert response.json()["detail"], where
 
 
@@ -102,8 +110,8 @@ def test_an_unexpected_failure_is_answered_in_json(client, token, monkeypatch, c
         response = client.get("/api/v1/access", {"user": "a", "group": "b"},
                               HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 500
-    assert response["Content-Type"].startswith("application/json")
-    assert response.json() == {"detail": "Internal server error."}
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"] == "Internal server error."
     assert "the database went away" not in response.content.decode()
     assert any("the database went away" in str(record.exc_info) for record in caplog.records)
 
@@ -120,7 +128,7 @@ def test_a_refusal_raised_below_the_api_keeps_its_status(client, token, monkeypa
     response = client.get("/api/v1/access", {"user": "a", "group": "b"},
                           HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 403
-    assert response["Content-Type"].startswith("application/json")
+    assert response["Content-Type"] == "application/problem+json"
 
 
 def test_a_body_over_the_upload_limit_is_a_client_error(client, token, settings):
@@ -129,4 +137,4 @@ def test_a_body_over_the_upload_limit_is_a_client_error(client, token, settings)
     response = client.post("/api/v1/break-glass", body, content_type="application/json",
                            HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 400
-    assert response["Content-Type"].startswith("application/json")
+    assert response["Content-Type"] == "application/problem+json"

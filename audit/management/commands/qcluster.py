@@ -8,6 +8,7 @@ from django_q.management.commands.qcluster import Command as DjangoQCommand
 from django_q.scheduler import scheduler
 
 from audit.outbox import relay_if_due
+from siem.services import stream_if_behind
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +19,8 @@ class Command(DjangoQCommand):
     help = (
         "Start the django-q2 worker cluster and the scheduler. The scheduler runs every second "
         "in this process (django-q2's own checks only every 30 s, too slow for exact expiry), "
-        "and starts the alert relay whenever a delivery is due."
+        "and starts the alert relay whenever a delivery is due, and the SIEM sender whenever "
+        "a stream is behind the audit chain."
     )
 
     def handle(self, *args, **options):
@@ -39,4 +41,8 @@ class Command(DjangoQCommand):
                 relay_if_due()
             except DatabaseError:
                 logger.warning("could not look for due deliveries", exc_info=True)
+            try:
+                stream_if_behind()
+            except DatabaseError:
+                logger.warning("could not look for SIEM streams behind", exc_info=True)
             pause.wait(SCHEDULER_INTERVAL_SECONDS)

@@ -57,6 +57,10 @@ class Problem(Exception):
         self.kind, self.detail = kind, detail
         self.errors, self.headers = errors, headers or {}
 
+    @property
+    def status(self) -> int:
+        return KINDS[self.kind][0]
+
 
 def field_error(field: str, message: str, location: str = "body") -> dict:
     return {"field": field, "in": location, "message": message}

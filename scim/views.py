@@ -31,7 +31,6 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from ninja.errors import HttpError
 from scim2_models import (
     Error,
     ForbiddenException,
@@ -45,6 +44,7 @@ from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
 
 from api.auth import FAILURE_WINDOW_SECONDS, TokenAuth
+from api.errors import Problem
 from audit.services import AuditWriteError
 from breakglass.models import Application, Scope
 from scim.storage import DjangoStorage, build_provider
@@ -79,8 +79,8 @@ def authenticate(request: HttpRequest) -> Application:
     throttled like the JSON API's."""
     try:
         application = TokenAuth()(request)
-    except HttpError as refusal:  # 429 (too many failures) or 403 (application disabled)
-        raise scim_error(refusal.status_code, str(refusal)) from None
+    except Problem as refusal:  # 429 (too many failures) or 403 (application disabled)
+        raise scim_error(refusal.status, refusal.detail) from None
     if application is None:
         raise UnauthorizedException(detail="A valid bearer token is required.")
     if not application.has_scope(Scope.SCIM_WRITE):
